@@ -1,0 +1,342 @@
+"""The gateway's one error tree.
+
+Every failure the gateway can report is an instance of a `GatewayError` subclass. Each class
+carries, as class attributes, the wire category (one of the six `ErrorCategory` strings inherited
+from the Go seed), a `code` from a closed set that says exactly what happened, the HTTP status it
+becomes before a response is committed, and whether retrying the same request may succeed.
+Foreign exceptions (aiohttp, OSError, JSON) are translated into this tree at one place per
+boundary (`gateway.providers.http` for upstream I/O); classification never looks at message text.
+
+    GatewayError
+    ├── GatewayTimeout (also TimeoutError)          category timeout, 504
+    │   ├── ConnectTimeout                          connect_timeout
+    │   ├── FirstByteTimeout                        first_byte_timeout
+    │   ├── IdleTimeout                             idle_timeout
+    │   └── DeadlineExceeded                        deadline_exceeded
+    ├── Canceled                                    category context_canceled, 499
+    │   └── ClientDisconnected                      client_disconnected
+    ├── NetworkError                                category network, 502
+    │   ├── ConnectFailed                           connect_failed
+    │   └── ConnectionReset                         connection_reset
+    ├── RateLimited                                 category rate_limit
+    │   ├── UpstreamRateLimited                     upstream_rate_limited, 429 (+ Retry-After)
+    │   └── GatewayOverloaded                       gateway_overloaded, 503 (+ Retry-After)
+    ├── APIError                                    category api_error
+    │   ├── UpstreamServerError                     upstream_status_5xx, 502
+    │   ├── UpstreamAuthFailed                      upstream_auth_failed, 502
+    │   ├── UpstreamBadRequest                      upstream_bad_request, 400
+    │   ├── UpstreamRejected                        upstream_status_4xx, 502
+    │   ├── UpstreamErrorEvent                      upstream_error_event, 502
+    │   └── RequestError (the client's request)     400
+    │       ├── InvalidRequest                      invalid_request, 400
+    │       ├── UnknownModel                        model_not_found, 404
+    │       └── RequestTooLarge                     request_too_large, 413
+    └── StreamInterrupted                           category stream_interrupted, 502
+        ├── UpstreamTruncated                       upstream_truncated
+        ├── UpstreamProtocolError                   upstream_protocol_error
+        ├── EventTooLarge                           event_too_large
+        └── ServerShutdown                          server_shutdown, 503, retryable
+
+This module is pure stdlib: the streaming core imports it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+__all__ = [
+    "APIError",
+    "Canceled",
+    "ClientDisconnected",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "ConnectionReset",
+    "DeadlineExceeded",
+    "ErrorCategory",
+    "EventTooLarge",
+    "FirstByteTimeout",
+    "GatewayError",
+    "GatewayOverloaded",
+    "GatewayTimeout",
+    "IdleTimeout",
+    "InvalidRequest",
+    "NetworkError",
+    "RateLimited",
+    "RequestError",
+    "RequestTooLarge",
+    "ServerShutdown",
+    "StreamInterrupted",
+    "UnknownModel",
+    "UpstreamAuthFailed",
+    "UpstreamBadRequest",
+    "UpstreamErrorEvent",
+    "UpstreamProtocolError",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamServerError",
+    "UpstreamTruncated",
+]
+
+
+class ErrorCategory(enum.StrEnum):
+    """The six stable wire categories of the Go seed (`StreamError.type`)."""
+
+    STREAM_INTERRUPTED = "stream_interrupted"
+    API_ERROR = "api_error"
+    RATE_LIMIT = "rate_limit"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    CONTEXT_CANCELED = "context_canceled"
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway reports.
+
+    `message` is for humans and safe to show a client: no stack traces, URLs or keys. Subclasses
+    fix `category`, `code`, `http_status` and `retryable`; instances may override the code when
+    a subclass covers several (for example an upstream's own sanitised error code).
+    """
+
+    category: ClassVar[ErrorCategory] = ErrorCategory.STREAM_INTERRUPTED
+    code: str = "internal_error"
+    http_status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+    default_message: ClassVar[str] = "the gateway failed to complete the request"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+# --- timeout -----------------------------------------------------------------------------------
+
+
+class GatewayTimeout(GatewayError, TimeoutError):
+    """A deadline of CONTRACT section 6 fired; the message names the limit."""
+
+    category = ErrorCategory.TIMEOUT
+    code = "deadline_exceeded"
+    http_status = 504
+    retryable = True
+    limit_name: ClassVar[str] = "total"
+
+    def __init__(self, message: str | None = None, *, limit: float | None = None) -> None:
+        self.limit = limit
+        if message is None:
+            message = f"upstream did not respond within the {self.limit_name} deadline"
+            if limit is not None:
+                message += f" ({limit:g}s)"
+        super().__init__(message)
+
+
+class ConnectTimeout(GatewayTimeout):
+    code = "connect_timeout"
+    limit_name = "connect"
+
+
+class FirstByteTimeout(GatewayTimeout):
+    code = "first_byte_timeout"
+    limit_name = "first_byte"
+
+
+class IdleTimeout(GatewayTimeout):
+    code = "idle_timeout"
+    limit_name = "idle"
+
+
+class DeadlineExceeded(GatewayTimeout):
+    code = "deadline_exceeded"
+    limit_name = "total"
+
+
+# --- context_canceled --------------------------------------------------------------------------
+
+
+class Canceled(GatewayError):
+    """The request's context was canceled by its owner (not by a deadline)."""
+
+    category = ErrorCategory.CONTEXT_CANCELED
+    code = "context_canceled"
+    http_status = 499
+    default_message = "the request was canceled"
+
+
+class ClientDisconnected(Canceled):
+    """The client closed its connection; nobody is left to read the error."""
+
+    code = "client_disconnected"
+    default_message = "the client disconnected"
+
+    def __init__(self, message: str | None = None, *, phase: str = "unknown") -> None:
+        self.phase = phase
+        super().__init__(message)
+
+
+# --- network -----------------------------------------------------------------------------------
+
+
+class NetworkError(GatewayError):
+    category = ErrorCategory.NETWORK
+    code = "network_error"
+    http_status = 502
+    retryable = True
+    default_message = "network error talking to the upstream"
+
+
+class ConnectFailed(NetworkError):
+    code = "connect_failed"
+    default_message = "could not connect to the upstream"
+
+
+class ConnectionReset(NetworkError):
+    code = "connection_reset"
+    default_message = "the upstream connection was reset"
+
+
+# --- rate_limit --------------------------------------------------------------------------------
+
+
+class RateLimited(GatewayError):
+    """Too many requests; `retry_after` (seconds, as the wire said it) is passed on to clients."""
+
+    category = ErrorCategory.RATE_LIMIT
+    code = "rate_limited"
+    http_status = 429
+    retryable = True
+
+    def __init__(self, message: str | None = None, *, retry_after: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class UpstreamRateLimited(RateLimited):
+    code = "upstream_rate_limited"
+    default_message = "the upstream is rate limiting requests"
+
+
+class GatewayOverloaded(RateLimited):
+    code = "gateway_overloaded"
+    http_status = 503
+    default_message = "the gateway is at capacity"
+
+
+# --- api_error ---------------------------------------------------------------------------------
+
+
+class APIError(GatewayError):
+    category = ErrorCategory.API_ERROR
+    code = "api_error"
+    http_status = 502
+    default_message = "the upstream returned an error"
+
+
+class UpstreamServerError(APIError):
+    code = "upstream_status_5xx"
+    retryable = True
+    default_message = "the upstream failed with a server error"
+
+
+class UpstreamAuthFailed(APIError):
+    """The upstream rejected the gateway's credentials: not the client's fault, hence 502."""
+
+    code = "upstream_auth_failed"
+    default_message = "the upstream rejected the gateway's credentials"
+
+
+class UpstreamBadRequest(APIError):
+    """The upstream refused the request as invalid; its sanitised message and code pass on."""
+
+    code = "upstream_bad_request"
+    http_status = 400
+    default_message = "the upstream rejected the request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        upstream_code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        self.upstream_code = upstream_code
+        self.param = param
+        super().__init__(message)
+
+
+class UpstreamRejected(APIError):
+    """Any other 4xx from the upstream (404, 405, ...): a configuration problem, hence 502."""
+
+    code = "upstream_status_4xx"
+    default_message = "the upstream rejected the request"
+
+
+class UpstreamErrorEvent(APIError):
+    """The upstream itself ended its stream with an error payload, which was relayed as is."""
+
+    code = "upstream_error_event"
+    default_message = "the upstream reported an error mid-stream"
+
+
+class RequestError(APIError):
+    """The client's own request is unacceptable; raised before anything goes upstream."""
+
+    code = "invalid_request"
+    http_status = 400
+    default_message = "invalid request"
+
+
+class InvalidRequest(RequestError):
+    code = "invalid_request"
+
+
+class UnknownModel(RequestError):
+    code = "model_not_found"
+    http_status = 404
+    default_message = "the requested model is not routed by this gateway"
+
+
+class RequestTooLarge(RequestError):
+    code = "request_too_large"
+    http_status = 413
+    default_message = "the request body is too large"
+
+
+# --- stream_interrupted ------------------------------------------------------------------------
+
+
+class StreamInterrupted(GatewayError):
+    category = ErrorCategory.STREAM_INTERRUPTED
+    code = "stream_interrupted"
+    http_status = 502
+    default_message = "the stream was interrupted"
+
+
+class UpstreamTruncated(StreamInterrupted):
+    code = "upstream_truncated"
+    retryable = True
+    default_message = "the upstream ended the stream before the answer was complete"
+
+
+class UpstreamProtocolError(StreamInterrupted):
+    code = "upstream_protocol_error"
+    default_message = "the upstream broke the wire protocol"
+
+
+class EventTooLarge(StreamInterrupted):
+    code = "event_too_large"
+    default_message = "an upstream event exceeded the size limit"
+
+    def __init__(self, message: str | None = None, *, limit: int | None = None) -> None:
+        if message is None and limit is not None:
+            message = f"an upstream event exceeded the size limit of {limit} bytes"
+        super().__init__(message)
+
+
+class ServerShutdown(StreamInterrupted):
+    code = "server_shutdown"
+    http_status = 503
+    retryable = True
+    default_message = "the gateway is shutting down; retry the request"

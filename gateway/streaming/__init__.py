@@ -1,0 +1,48 @@
+"""The streaming core: pure asyncio + stdlib, embeddable without the server.
+
+`Context` (cancellation and deadlines with a cause), `SSEDecoder` (byte-exact framing),
+`ContextAwareStream` / `stream_from_context` (reads interrupted by the context and the phase
+limits), `StreamError` / `make_stream_error` (categorised errors) and the wire `Dialect`s.
+This package imports no aiohttp, pydantic or prometheus; a test holds it to that.
+"""
+
+from gateway.errors import ErrorCategory
+from gateway.streaming.context import CancelScope, Context, DeadlineError
+from gateway.streaming.dialect import (
+    AnthropicDialect,
+    Dialect,
+    OpenAIDialect,
+    StreamTracker,
+    Verdict,
+)
+from gateway.streaming.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from gateway.streaming.stream import ContextAwareStream, stream_from_context
+from gateway.streaming.stream_error import (
+    StreamError,
+    as_gateway_error,
+    error_for_status,
+    make_stream_error,
+)
+from gateway.streaming.timeouts import Timeouts
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "AnthropicDialect",
+    "CancelScope",
+    "Context",
+    "ContextAwareStream",
+    "DeadlineError",
+    "Dialect",
+    "ErrorCategory",
+    "OpenAIDialect",
+    "SSEDecoder",
+    "SSEEvent",
+    "StreamError",
+    "StreamTracker",
+    "Timeouts",
+    "Verdict",
+    "as_gateway_error",
+    "error_for_status",
+    "make_stream_error",
+    "stream_from_context",
+]

@@ -1,0 +1,226 @@
+"""Wire dialects: what a stream's events mean, and how errors are written, per API family.
+
+A `Dialect` is the only place that knows an API family's conventions, so the relay never
+branches on a provider's name. It says:
+
+- per event, through a per-stream `StreamTracker`: forward it, skip it (it cannot be what the
+  dialect promises, e.g. OpenAI `data:` that is not JSON), or end the stream after it (the
+  terminal marker, or the upstream's own error payload); and whether the answer is complete
+  (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
+- what to append when an upstream ended cleanly after a complete answer but forgot its marker;
+- how an error is written after the response is committed (`error_event`, CONTRACT section 5)
+  and before (`error_body`, CONTRACT section 4).
+
+Everything the gateway itself writes is built with `json.dumps` (ASCII-only, one line), so no
+message, model name or upstream text can inject a line break into a frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any, ClassVar
+
+from gateway.errors import ErrorCategory
+from gateway.streaming.sse import SSEEvent
+from gateway.streaming.stream_error import StreamError
+
+__all__ = [
+    "AnthropicDialect",
+    "Dialect",
+    "OpenAIDialect",
+    "StreamTracker",
+    "Verdict",
+]
+
+HEARTBEAT = b": ping\n\n"
+
+
+class Verdict(enum.IntEnum):
+    """What the relay does with one upstream event."""
+
+    FORWARD = 0
+    SKIP = 1  # never reaches the client; counted and logged once per stream
+    END = 2  # forward it, then end the stream cleanly (terminal marker)
+    END_WITH_ERROR = 3  # forward it, then end: the upstream reported its own error
+
+
+class StreamTracker:
+    """Per-stream state a dialect keeps while events pass; one instance per stream."""
+
+    __slots__ = ("complete", "skipped", "usage")
+
+    def __init__(self) -> None:
+        self.complete = False  # a chunk said the answer is complete
+        self.skipped = 0  # events skipped as malformed
+        self.usage: dict[str, Any] | None = None  # the latest usage object the upstream sent
+
+    def inspect(self, event: SSEEvent) -> Verdict:
+        raise NotImplementedError
+
+
+class Dialect:
+    """Conventions of one API family. Stateless; safe to share across streams."""
+
+    name: ClassVar[str]
+    #: Appended when the upstream ended cleanly after a complete answer without its marker.
+    completion_trailer: ClassVar[bytes]
+    heartbeat: ClassVar[bytes] = HEARTBEAT
+
+    def tracker(self) -> StreamTracker:
+        raise NotImplementedError
+
+    def error_event(self, error: StreamError) -> bytes:
+        """The one SSE frame that ends a committed stream with `error`."""
+        raise NotImplementedError
+
+    def error_body(self, error: StreamError) -> bytes:
+        """The JSON body of an error answered with a real HTTP status."""
+        raise NotImplementedError
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _loads_object(data: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# --- OpenAI Chat Completions -------------------------------------------------------------------
+
+
+class _OpenAITracker(StreamTracker):
+    __slots__ = ()
+
+    def inspect(self, event: SSEEvent) -> Verdict:
+        data = event.data
+        if data is None:
+            return Verdict.SKIP  # comments and field-only frames: OpenAI SDKs choke on them
+        if data.startswith("[DONE]"):
+            return Verdict.END
+        chunk = _loads_object(data)
+        if chunk is None:
+            self.skipped += 1
+            return Verdict.SKIP
+        if chunk.get("error"):
+            return Verdict.END_WITH_ERROR
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    self.complete = True
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        return Verdict.FORWARD
+
+
+class OpenAIDialect(Dialect):
+    name = "openai"
+    completion_trailer = b"data: [DONE]\n\n"
+
+    def tracker(self) -> StreamTracker:
+        return _OpenAITracker()
+
+    def _error_object(self, error: StreamError) -> dict[str, Any]:
+        return {
+            "message": error.message,
+            "type": error.type.value,
+            "code": error.code,
+            "param": error.param,
+        }
+
+    def error_event(self, error: StreamError) -> bytes:
+        # The seed's {"type", "message"} and the OpenAI SDK's {"error": {...}} in one object,
+        # so both the seed's consumers and `openai` (which raises APIError) understand it.
+        data: dict[str, Any] = {
+            "type": error.type.value,
+            "message": error.message,
+            "error": self._error_object(error),
+        }
+        return b"event: error\ndata: " + _dumps(data) + b"\n\n"
+
+    def error_body(self, error: StreamError) -> bytes:
+        return _dumps({"error": self._error_object(error)})
+
+
+# --- Anthropic Messages ------------------------------------------------------------------------
+
+_ANTHROPIC_TYPES: dict[ErrorCategory, str] = {
+    ErrorCategory.TIMEOUT: "timeout_error",
+    ErrorCategory.RATE_LIMIT: "rate_limit_error",
+    ErrorCategory.API_ERROR: "api_error",
+    ErrorCategory.NETWORK: "api_error",
+    ErrorCategory.STREAM_INTERRUPTED: "api_error",
+    ErrorCategory.CONTEXT_CANCELED: "api_error",
+}
+
+#: Codes whose Anthropic error type is more specific than their category's.
+_ANTHROPIC_CODE_TYPES: dict[str, str] = {
+    "gateway_overloaded": "overloaded_error",
+    "server_shutdown": "overloaded_error",
+    "invalid_request": "invalid_request_error",
+    "upstream_bad_request": "invalid_request_error",
+    "model_not_found": "not_found_error",
+    "request_too_large": "request_too_large",
+    "unauthorized": "authentication_error",
+}
+
+
+class _AnthropicTracker(StreamTracker):
+    __slots__ = ()
+
+    def inspect(self, event: SSEEvent) -> Verdict:
+        data = event.data
+        if data is None:
+            return Verdict.SKIP
+        kind = event.event
+        if kind == "message_stop":
+            return Verdict.END
+        if kind == "error":
+            return Verdict.END_WITH_ERROR
+        if kind == "ping":
+            return Verdict.FORWARD
+        payload = _loads_object(data)
+        if payload is None:
+            self.skipped += 1
+            return Verdict.SKIP
+        if kind == "message_delta":
+            delta = payload.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self.complete = True
+        if kind in ("message_start", "message_delta"):
+            message = payload.get("message")
+            usage = (message if isinstance(message, dict) else payload).get("usage")
+            if isinstance(usage, dict):
+                self.usage = {**(self.usage or {}), **usage}
+        return Verdict.FORWARD
+
+
+class AnthropicDialect(Dialect):
+    name = "anthropic"
+    completion_trailer = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+    def tracker(self) -> StreamTracker:
+        return _AnthropicTracker()
+
+    @staticmethod
+    def error_type(error: StreamError) -> str:
+        """Anthropic's `error.type` for a gateway error."""
+        return _ANTHROPIC_CODE_TYPES.get(error.code) or _ANTHROPIC_TYPES[error.type]
+
+    def _payload(self, error: StreamError) -> bytes:
+        return _dumps(
+            {"type": "error", "error": {"type": self.error_type(error), "message": error.message}}
+        )
+
+    def error_event(self, error: StreamError) -> bytes:
+        return b"event: error\ndata: " + self._payload(error) + b"\n\n"
+
+    def error_body(self, error: StreamError) -> bytes:
+        return self._payload(error)

@@ -1,0 +1,179 @@
+"""Incremental SSE framing that keeps each event's original bytes (sans-I/O).
+
+`SSEDecoder.feed(data)` takes whatever a socket read returned and gives back the events it
+completed, each as an `SSEEvent` holding the exact bytes the upstream sent for it (`raw`) plus
+the parsed fields the gateway looks at (`event`, `data`, `id`). The relay forwards `raw` and never
+re-encodes, so what a client receives is byte-for-byte what the upstream framed.
+
+Framing follows the WHATWG event-stream rules: lines end with CRLF, LF or CR (a CR that ends one
+read and an LF that starts the next are one line end), an empty line ends an event, lines starting
+with ':' are comments, `field:value` drops one leading space from the value, a field name without
+a colon has an empty value, multi-line `data` joins with LF, and one UTF-8 BOM at the very start
+of the stream is dropped. Blank lines between events belong to no event and are dropped. A CR
+that ends a read is held until the next read (or `finish()`) shows whether an LF follows it.
+
+Invariants:
+- bytes of an incomplete event are never returned: after the stream ends, `has_partial_event`
+  says whether a tail was cut off;
+- the events, and each event's `raw`, are the same however the input is split into reads; their
+  concatenation is the input minus the BOM and the blank lines outside events;
+- work is linear in the input however it is split (each byte is searched once), and an event
+  that grows past `max_event_bytes` raises `EventTooLarge` instead of growing memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.errors import EventTooLarge
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
+
+DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+_BOM = b"\xef\xbb\xbf"
+_LF = 0x0A
+_CR = 0x0D
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One complete event block: its original bytes and the fields the gateway needs.
+
+    `data` is None when the block had no `data` line (a comment-only block, or a block of only
+    `event:`/`id:`/`retry:` fields); WHATWG clients dispatch nothing for such a block.
+    """
+
+    raw: bytes
+    data: str | None = None
+    event: str | None = None
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Frames a byte stream into `SSEEvent`s; feed it reads, in order, as they arrive."""
+
+    __slots__ = (
+        "_block_start",
+        "_buf",
+        "_data",
+        "_event",
+        "_id",
+        "_line_start",
+        "_max_event_bytes",
+        "_scan",
+        "_stream_started",
+    )
+
+    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._buf = bytearray()
+        self._block_start = 0  # where the current event's raw bytes begin in _buf
+        self._line_start = 0  # where the current (unterminated) line begins
+        self._scan = 0  # up to here the current line holds no line terminator
+        self._stream_started = False  # past the optional BOM
+        self._data: list[str] | None = None
+        self._event: str | None = None
+        self._id: str | None = None
+
+    @property
+    def has_partial_event(self) -> bool:
+        """Whether bytes of an event that never completed are held (meaningful at EOF)."""
+        return bool(self._buf[self._block_start :].strip(b"\r\n"))
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        """Add one read's bytes; return the events it completed, in order."""
+        buf = self._buf
+        buf += data
+        if not self._stream_started:
+            if len(buf) < len(_BOM) and _BOM.startswith(bytes(buf)):
+                return []
+            self._stream_started = True
+            if buf.startswith(_BOM):
+                del buf[: len(_BOM)]
+        events: list[SSEEvent] = []
+        self._frame(buf, events, final=False)
+        self._compact(buf)
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """The stream ended: return what a trailing CR completed (see `has_partial_event`)."""
+        self._stream_started = True
+        events: list[SSEEvent] = []
+        self._frame(self._buf, events, final=True)
+        self._compact(self._buf)
+        return events
+
+    def _frame(self, buf: bytearray, events: list[SSEEvent], *, final: bool) -> None:
+        size = len(buf)
+        while True:
+            start = self._line_start
+            lf = buf.find(b"\n", self._scan)
+            cr = buf.find(b"\r", self._scan, lf if lf >= 0 else size)
+            if cr >= 0:
+                if cr + 1 == size and not final:
+                    self._scan = cr  # CR or CRLF? The next read (or the end) tells.
+                    break
+                end = cr
+                after = cr + 2 if cr + 1 < size and buf[cr + 1] == _LF else cr + 1
+            elif lf >= 0:
+                end, after = lf, lf + 1
+            else:
+                self._scan = size
+                break
+            self._line_start = self._scan = after
+            if end == start:
+                self._end_block(buf, after, events)
+            else:
+                self._field(buf[start:end])
+        if size - self._block_start > self._max_event_bytes:
+            raise EventTooLarge(limit=self._max_event_bytes)
+
+    def _field(self, line: bytearray) -> None:
+        if line[0] == 0x3A:  # ':' comment
+            return
+        colon = line.find(b":")
+        if colon < 0:
+            name, value = line, bytearray()
+        else:
+            name = line[:colon]
+            value = line[colon + 2 :] if line[colon + 1 : colon + 2] == b" " else line[colon + 1 :]
+        if name == b"data":
+            text = value.decode("utf-8", "replace")
+            if self._data is None:
+                self._data = [text]
+            else:
+                self._data.append(text)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\x00" not in value:
+            self._id = value.decode("utf-8", "replace")
+
+    def _end_block(self, buf: bytearray, after: int, events: list[SSEEvent]) -> None:
+        start = self._block_start
+        self._block_start = after
+        if after - start > self._max_event_bytes:
+            raise EventTooLarge(limit=self._max_event_bytes)
+        if after - start <= 2 and not buf[start:after].strip(b"\r\n"):
+            return  # a blank line outside any event
+        data = self._data
+        events.append(
+            SSEEvent(
+                raw=bytes(buf[start:after]),
+                data=None if data is None else "\n".join(data),
+                event=self._event,
+                id=self._id,
+            )
+        )
+        self._data = None
+        self._event = None
+        self._id = None
+
+    def _compact(self, buf: bytearray) -> None:
+        """Drop consumed bytes so the buffer holds only the current incomplete event."""
+        drop = self._block_start
+        if drop:
+            del buf[:drop]
+            self._block_start = 0
+            self._line_start -= drop
+            self._scan -= drop

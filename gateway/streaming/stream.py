@@ -1,0 +1,130 @@
+"""`ContextAwareStream`: an upstream stream bound to a `Context` and to per-phase deadlines.
+
+The Go seed's `StreamFromContext` checked the context only before each blocking read, so a
+stalled upstream held a cancelled request forever. Here the wait itself is interrupted: each
+`__anext__` runs inside the stream's own phase context (a child of the caller's), which cancels
+the waiting task the moment the caller's context ends, the first-byte deadline passes (before the
+first item) or the idle gap runs out (between items). The stream then closes its base and raises
+the cause, a `GatewayError`; `get_stream_error()` reports it categorised.
+
+Invariants:
+- after the stream raised or was `aclose()`d, its base iterator has been closed (`aclose()`),
+  and it yields nothing more;
+- `aclose()` is idempotent and safe from `finally` blocks;
+- a foreign exception from the base is translated once (`as_gateway_error`) and chained;
+- a `CancelledError` that this stream did not cause (the task cancelled by its owner) is
+  re-raised as is, after closing the base.
+- the idle clock restarts per item, which costs one clock read: the phase timer is re-armed
+  lazily, only when it fires early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
+
+from gateway.errors import FirstByteTimeout, GatewayError, IdleTimeout
+from gateway.streaming.context import Context, DeadlineError
+from gateway.streaming.stream_error import StreamError, as_gateway_error, make_stream_error
+from gateway.streaming.timeouts import Timeouts
+
+__all__ = ["ContextAwareStream", "stream_from_context"]
+
+T = TypeVar("T")
+
+
+class ContextAwareStream(Generic[T]):
+    """Async-iterates `base` under `ctx` and the first-byte / idle limits of `timeouts`."""
+
+    __slots__ = (
+        "_base",
+        "_closed",
+        "_error",
+        "_first_byte",
+        "_idle",
+        "_idle_error",
+        "_items",
+        "_loop",
+        "_phase",
+    )
+
+    def __init__(self, ctx: Context, base: AsyncIterator[T], timeouts: Timeouts) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._base = base
+        self._phase = ctx.child()
+        self._first_byte = timeouts.first_byte
+        self._idle = timeouts.idle
+        self._idle_error: DeadlineError = functools.partial(IdleTimeout, limit=timeouts.idle)
+        self._error: GatewayError | None = None
+        self._closed = False
+        self._items = 0
+        self.restart_first_byte_clock()
+
+    @property
+    def items(self) -> int:
+        """How many items the stream has yielded so far."""
+        return self._items
+
+    def restart_first_byte_clock(self) -> None:
+        """Start the first-byte limit now (call it when the upstream request has been sent)."""
+        if self._items == 0 and self._first_byte is not None:
+            error = functools.partial(FirstByteTimeout, limit=self._first_byte)
+            self._phase.reschedule(self._loop.time() + self._first_byte, error)
+
+    def __aiter__(self) -> ContextAwareStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        phase = self._phase
+        try:
+            with phase.scope():
+                item = await self._base.__anext__()
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            await self.aclose()
+            raise
+        except Exception as exc:
+            error = phase.cause or as_gateway_error(exc)
+            await self._fail(error)
+            if error is exc:
+                raise
+            raise error from exc
+        self._items += 1
+        if self._idle is not None:
+            phase.reschedule(self._loop.time() + self._idle, self._idle_error)
+        return item
+
+    async def _fail(self, error: GatewayError) -> None:
+        if self._error is None:
+            self._error = error
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the base stream and release the phase timer; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._phase.close()
+        aclose = getattr(self._base, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def get_stream_error(self) -> StreamError | None:
+        """The categorised error that ended the stream, or that its context ended with."""
+        error = self._error or self._phase.cause
+        return None if error is None else make_stream_error(error)
+
+
+def stream_from_context(
+    ctx: Context, base: AsyncIterator[T], timeouts: Timeouts | None = None
+) -> ContextAwareStream[T]:
+    """Wrap `base` so that `ctx` and the phase limits of `timeouts` interrupt its reads."""
+    return ContextAwareStream(ctx, base, timeouts or Timeouts())
