@@ -1,4 +1,3 @@
 """sse-gateway: an SSE reverse-proxy gateway for LLM chat APIs."""
 
 __version__ = "0.1.0"
-

@@ -255,9 +255,24 @@ class CancelScope:
         return self
 
     def _interrupt(self, ctx: Context) -> None:
-        if self._task is not None and not self._cancelling:
+        task = self._task
+        if task is None or self._cancelling:
+            return
+        if asyncio.current_task(ctx._loop) is not task:
             self._cancelling = True
-            self._task.cancel()
+            task.cancel()
+            return
+        # The task ended its own context, so it is running: a cancel() now would only be
+        # delivered at its next suspension, perhaps after it left this scope, where nobody
+        # uncancels it (and on 3.11 `uncancel()` does not withdraw a pending cancel). Ask from
+        # the loop instead, if the task is still inside the scope by then.
+        ctx._loop.call_soon(self._interrupt_later, task)
+
+    def _interrupt_later(self, task: object) -> None:
+        current = self._task
+        if current is not None and current is task and not self._cancelling:
+            self._cancelling = True
+            current.cancel()
 
     def __exit__(
         self,

@@ -106,9 +106,14 @@ class SSEDecoder:
 
     def _frame(self, buf: bytearray, events: list[SSEEvent], *, final: bool) -> None:
         size = len(buf)
+        # The next LF at or after `_scan`, kept across lines: searching afresh for each line
+        # would rescan the rest of the buffer per CR-terminated line (quadratic for CR-only
+        # streams). -1 means none up to `size`, which stays true while this call runs.
+        lf = buf.find(b"\n", self._scan)
         while True:
             start = self._line_start
-            lf = buf.find(b"\n", self._scan)
+            if 0 <= lf < self._scan:
+                lf = buf.find(b"\n", self._scan)
             cr = buf.find(b"\r", self._scan, lf if lf >= 0 else size)
             if cr >= 0:
                 if cr + 1 == size and not final:

@@ -100,6 +100,8 @@ class ContextAwareStream(Generic[T]):
         self._items += 1
         if self._idle is not None:
             phase.reschedule(self._loop.time() + self._idle, self._idle_error)
+        elif self._items == 1:
+            phase.reschedule(None)  # the first-byte limit is met; no idle limit follows it
         return item
 
     async def _fail(self, error: GatewayError) -> None:

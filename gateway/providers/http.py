@@ -1,0 +1,234 @@
+"""HTTP plumbing shared by the HTTP providers: pooled sessions, and the one translation of
+aiohttp's exceptions and of upstream error answers into the gateway's error tree.
+
+`translate_errors()` is this boundary's `map_httpcore_exceptions`: every aiohttp or OS error
+raised while talking to an upstream passes through it and leaves as a `GatewayError` chained to
+the original (`raise ... from exc`). Classification is by exception type and HTTP status only.
+
+`HTTPUpstreamResponse` wraps a 2xx `aiohttp.ClientResponse`; `raise_for_upstream_status` reads
+an error answer (bounded) and raises what it stands for, with a sanitised message for the
+statuses whose message is the client's business (400/422) and the gateway's own message
+otherwise (no upstream HTML, URLs or keys reach a client).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+
+from gateway.errors import (
+    ConnectFailed,
+    ConnectionReset,
+    ConnectTimeout,
+    DeadlineExceeded,
+    GatewayError,
+    NetworkError,
+    RequestTooLarge,
+    UpstreamBadRequest,
+    UpstreamProtocolError,
+    UpstreamTruncated,
+)
+from gateway.providers.upstream import UpstreamResponse
+from gateway.streaming import as_gateway_error, error_for_status
+
+__all__ = [
+    "HTTPUpstreamResponse",
+    "create_session",
+    "raise_for_upstream_status",
+    "sanitize_message",
+    "translate_errors",
+]
+
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_KEYLIKE = re.compile(r"\b(sk|pk|rk|key|api)[-_][A-Za-z0-9_\-]{8,}", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_RETRY_AFTER = re.compile(
+    r"^\s*(\d{1,7}(\.\d+)?|[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} [\d:]{8} GMT)\s*$"
+)
+_MAX_MESSAGE = 500
+
+
+def create_session(max_connections: int) -> aiohttp.ClientSession:
+    """A pooled session sized for long-lived streams, with no hidden total timeout.
+
+    aiohttp's default `ClientTimeout(total=300)` would cut every stream at five minutes; the
+    gateway's own deadlines (a `Context` per request) bound each call instead. Redirects are
+    never followed, environment proxies are not trusted, and `on_request_headers_sent` reports
+    to the request's `on_sent` hook so the first-byte clock starts when the request is sent.
+    """
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_report_sent)
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=max_connections,
+        ttl_dns_cache=300,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None),
+        trace_configs=[trace],
+        trust_env=False,
+        auto_decompress=True,
+    )
+
+
+async def _report_sent(
+    session: aiohttp.ClientSession, trace_ctx: SimpleNamespace, params: object
+) -> None:
+    hook: Callable[[], None] | None = getattr(trace_ctx, "trace_request_ctx", None)
+    if hook is not None:
+        hook()
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise aiohttp/OS errors of an upstream call as the `GatewayError` they stand for."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise ConnectTimeout() from exc
+    except aiohttp.ServerTimeoutError as exc:
+        raise DeadlineExceeded() from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectFailed() from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise ConnectionReset("the upstream closed the connection without an answer") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamTruncated() from exc
+    except aiohttp.ClientOSError as exc:
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+            raise ConnectionReset() from exc
+        raise NetworkError() from exc
+    except aiohttp.ClientConnectionError as exc:
+        if isinstance(exc, ConnectionResetError):
+            raise ConnectionReset() from exc
+        raise NetworkError() from exc
+    except aiohttp.ClientResponseError as exc:
+        raise UpstreamProtocolError("the upstream sent an invalid HTTP response") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise as_gateway_error(exc) from exc
+
+
+class HTTPUpstreamResponse(UpstreamResponse):
+    """A 2xx aiohttp response; closes its connection unless the body was read to the end."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = response.headers
+        self._closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        with translate_errors():
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most `limit` bytes of the body (the rest is not read)."""
+    body = bytearray()
+    with translate_errors():
+        while len(body) < limit:
+            chunk = await response.content.readany()
+            if not chunk:
+                break
+            body += chunk
+    return bytes(body[:limit])
+
+
+async def raise_for_upstream_status(
+    response: aiohttp.ClientResponse, *, max_body: int, secrets: tuple[str, ...] = ()
+) -> None:
+    """Raise the error a non-2xx upstream answer stands for (closing the response first)."""
+    if 200 <= response.status < 300:
+        return
+    try:
+        body = await read_bounded(response, max_body)
+    finally:
+        response.close()
+    status = response.status
+    retry_after = _retry_after(response.headers)
+    if status == 413:
+        raise RequestTooLarge("the upstream rejected the request as too large")
+    if status in (400, 422):
+        message, code, param = _error_details(body)
+        raise UpstreamBadRequest(
+            sanitize_message(message, secrets) if message else None,
+            upstream_code=code,
+            param=param,
+        )
+    raise error_for_status(status, retry_after=retry_after)
+
+
+def _retry_after(headers: Any) -> str | None:
+    value = headers.get("Retry-After")
+    if value is not None and _RETRY_AFTER.match(value):
+        return str(value).strip()
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return str(max(1, math.ceil(float(millis) / 1000)))
+        except ValueError:
+            return None
+    return None
+
+
+def _error_details(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """(message, code, param) from an OpenAI- or Anthropic-shaped error body, if present."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None, None, None
+    if not isinstance(payload, dict):
+        return None, None, None
+    error = payload.get("error")
+    if isinstance(error, str):
+        return error, None, None
+    if not isinstance(error, dict):
+        message = payload.get("message")
+        return (message if isinstance(message, str) else None), None, None
+    message = error.get("message")
+    code = error.get("code")
+    param = error.get("param")
+    return (
+        message if isinstance(message, str) else None,
+        code if isinstance(code, str) and _CODE.match(code) else None,
+        param if isinstance(param, str) and _CODE.match(param) else None,
+    )
+
+
+def sanitize_message(message: str, secrets: tuple[str, ...] = ()) -> str:
+    """A provider message made safe to show: one line, capped, no URLs or key-like strings."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    message = _URL.sub("[url]", message)
+    message = _KEYLIKE.sub("[redacted]", message)
+    message = _CONTROL.sub(" ", message).strip()
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
+    return message

@@ -1,0 +1,175 @@
+"""The built-in `mock` provider: a deterministic OpenAI-shaped upstream with no network.
+
+It is what `gateway` serves with no configuration, so that every behaviour can be seen with
+`curl -N` and no API key. The model name picks the behaviour (`MOCK_MODELS` in settings):
+
+| model          | what the mock does                                     | client sees        |
+|----------------|--------------------------------------------------------|--------------------|
+| `mock`         | streams the answer word by word at `chunk_delay`       | the answer, [DONE] |
+| `mock-slow`    | the same at `slow_chunk_delay` per word                | the answer, slowly |
+| `mock-no-done` | ends after the `finish_reason` chunk without `[DONE]`  | the answer, [DONE] |
+| `mock-cut`     | ends after a few words, no `finish_reason`, no `[DONE]` | upstream_truncated |
+| `mock-stall`   | stops sending after a few words, connection open       | idle_timeout       |
+| `mock-silent`  | never sends a first event                              | first_byte_timeout |
+| `mock-garbage` | sends one event whose data is not JSON, mid-answer     | it is skipped      |
+| `mock-reset`   | the connection resets after a few words                | connection_reset   |
+| `mock-huge`    | sends one event larger than `limits.max_event_bytes`   | event_too_large    |
+| `mock-429`     | answers 429 with `Retry-After: 5`                      | 429 rate_limit     |
+| `mock-500`     | answers 500                                            | 502 api_error      |
+| `mock-401`     | rejects the gateway's credentials                      | 502 api_error      |
+| `mock-400`     | rejects the request (`context_length_exceeded`)        | 400 api_error      |
+
+The answer echoes (a capped part of) the last user message, so it is deterministic per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.errors import (
+    ConnectionReset,
+    UpstreamAuthFailed,
+    UpstreamBadRequest,
+    UpstreamRateLimited,
+    UpstreamServerError,
+)
+from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
+from gateway.settings import LimitSettings, UpstreamSettings
+from gateway.streaming import Context, OpenAIDialect
+
+__all__ = ["MockProvider"]
+
+_PREFIX_WORDS = 5  # words sent before the misbehaving models misbehave
+_ECHO_CHARS = 200
+
+
+class MockProvider(Provider):
+    """Answers from memory; misbehaves on request (see the module docstring)."""
+
+    def __init__(self, name: str, settings: UpstreamSettings, limits: LimitSettings) -> None:
+        super().__init__(name, OpenAIDialect())
+        self._delay = settings.mock.chunk_delay
+        self._slow_delay = settings.mock.slow_chunk_delay
+        self._max_event_bytes = limits.max_event_bytes
+
+    async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
+        if request.on_sent is not None:
+            request.on_sent()
+        model = request.model
+        if model == "mock-429":
+            raise UpstreamRateLimited("mock: rate limit reached", retry_after="5")
+        if model == "mock-500":
+            raise UpstreamServerError()
+        if model == "mock-401":
+            raise UpstreamAuthFailed()
+        if model == "mock-400":
+            raise UpstreamBadRequest(
+                "mock: this model's maximum context length is 16 tokens",
+                upstream_code="context_length_exceeded",
+                param="messages",
+            )
+        body: dict[str, Any] = json.loads(request.body)
+        words = _answer(body).split(" ")
+        delay = self._slow_delay if model == "mock-slow" else self._delay
+        if request.stream:
+            return _MockResponse(self._stream(model, words, delay))
+        return _MockResponse(self._complete(model, words))
+
+    async def _stream(self, model: str, words: list[str], delay: float) -> AsyncIterator[bytes]:
+        chunk = _ChunkFactory(model)
+        if model == "mock-silent":
+            await asyncio.Event().wait()
+        yield chunk.event({"role": "assistant", "content": ""})
+        for index, word in enumerate(words):
+            if index == _PREFIX_WORDS:
+                if model == "mock-cut":
+                    return
+                if model == "mock-stall":
+                    await asyncio.Event().wait()
+                if model == "mock-reset":
+                    raise ConnectionReset()
+                if model == "mock-garbage":
+                    yield b"data: {this is not json\n\n"
+                if model == "mock-huge":
+                    yield chunk.event({"content": "x" * (self._max_event_bytes + 1)})
+            await asyncio.sleep(delay)
+            yield chunk.event({"content": word if index == 0 else " " + word})
+        yield chunk.event({}, finish_reason="stop")
+        if model != "mock-no-done":
+            yield b"data: [DONE]\n\n"
+
+    async def _complete(self, model: str, words: list[str]) -> AsyncIterator[bytes]:
+        if model in ("mock-silent", "mock-stall"):
+            await asyncio.Event().wait()
+        await asyncio.sleep(self._delay)
+        text = " ".join(words)
+        yield json.dumps(
+            {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 8,
+                    "completion_tokens": len(words),
+                    "total_tokens": 8 + len(words),
+                },
+            }
+        ).encode()
+
+
+class _ChunkFactory:
+    """Builds `chat.completion.chunk` events sharing one id and timestamp."""
+
+    def __init__(self, model: str) -> None:
+        self._head = {
+            "id": f"chatcmpl-mock-{time.monotonic_ns():x}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def event(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+        chunk = {
+            **self._head,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _MockResponse(UpstreamResponse):
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self._body = body
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._body
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _answer(body: dict[str, Any]) -> str:
+    said = ""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                if isinstance(content, str):
+                    said = " ".join(content.split())[:_ECHO_CHARS]
+                break
+    answer = "Hello! This is the sse-gateway mock provider, streaming one word at a time."
+    return f"{answer} You said: {said}" if said else answer

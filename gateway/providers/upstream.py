@@ -1,0 +1,72 @@
+"""The provider interface: how the gateway opens a call to an upstream and reads its body.
+
+A `Provider` turns an `UpstreamRequest` into an `UpstreamResponse` whose status was 2xx; every
+other outcome is raised as a `GatewayError` (an error status is read, bounded, and translated
+before `open` returns). The response yields the body's bytes exactly as they arrived; framing
+and meaning belong to the streaming core and the provider's `Dialect`.
+
+Invariants every provider keeps:
+- `open` and `chunks` raise only `GatewayError`s (and `CancelledError`): foreign exceptions are
+  translated inside the provider, in one place per transport;
+- `UpstreamResponse.aclose()` is idempotent and, unless the body was read to its end, closes the
+  connection, so the upstream sees the close and stops generating;
+- the client's own credentials never reach an upstream: providers authenticate with the key from
+  their settings only.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.streaming import Context, Dialect, Timeouts
+
+__all__ = ["Provider", "UpstreamRequest", "UpstreamResponse"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One call to an upstream, as the provider sends it."""
+
+    path: str  # relative to the upstream's base URL, e.g. "/chat/completions"
+    body: bytes  # JSON, the client's request with the target's model name
+    model: str  # the model name sent upstream
+    stream: bool
+    timeouts: Timeouts
+    request_id: str = ""
+    #: Called once the request has been written, to start the first-byte clock.
+    on_sent: Callable[[], None] | None = field(default=None, compare=False)
+
+
+class UpstreamResponse(abc.ABC):
+    """A successful (2xx) upstream answer whose body is still to be read."""
+
+    status: int = 200
+    headers: Mapping[str, str] = {}
+
+    @abc.abstractmethod
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes, each read as it arrived."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the response; closes the connection unless the body was fully read."""
+
+
+class Provider(abc.ABC):
+    """An upstream API endpoint the gateway can call."""
+
+    def __init__(self, name: str, dialect: Dialect) -> None:
+        self.name = name
+        self.dialect = dialect
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire long-lived resources (connection pools); called once at app start-up."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what `start` acquired; called once at shutdown."""
+
+    @abc.abstractmethod
+    async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
+        """Send `request` and return the 2xx response, or raise the translated error."""

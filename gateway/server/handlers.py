@@ -1,0 +1,78 @@
+"""HTTP handlers: the OpenAI endpoints, model listing and health.
+
+`chat_completions` validates the request at the edge, resolves its route, builds the upstream
+call and hands it to a `Relay`. Every request gets one `RequestRecord`, finished exactly once in
+this handler's `finally`, whatever path the request ended by.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.observability import RequestRecord
+from gateway.providers import UpstreamRequest
+from gateway.server.chat_request import read_chat_request, timeout_overrides
+from gateway.server.keys import ROUTER, SETTINGS
+from gateway.server.middlewares import REQUEST_ID
+from gateway.server.relay import Relay, RelayLimits, error_response
+from gateway.streaming import OpenAIDialect
+
+__all__ = ["chat_completions", "healthz", "list_models", "readyz"]
+
+_OPENAI = OpenAIDialect()
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    record = RequestRecord(request_id=request[REQUEST_ID], endpoint="chat_completions")
+    try:
+        chat, body = await read_chat_request(request, settings.limits.max_request_bytes)
+        record.stream = chat.stream
+        route = request.app[ROUTER].resolve(chat.model)
+        record.route = route.name
+        timeouts = route.timeouts_for(timeout_overrides(request.headers))
+        target = route.targets[0]
+        record.upstream = target.provider.name
+        model = target.upstream_model(chat.model)
+        body["model"] = model
+        call = UpstreamRequest(
+            path="/chat/completions",
+            body=json.dumps(body, ensure_ascii=False).encode(),
+            model=model,
+            stream=chat.stream,
+            timeouts=timeouts,
+            request_id=record.request_id,
+        )
+        limits = RelayLimits(
+            heartbeat=settings.heartbeat,
+            max_event_bytes=settings.limits.max_event_bytes,
+            max_response_bytes=settings.limits.max_response_bytes,
+        )
+        relay = Relay(request, record, target.provider, call, limits)
+        return await (relay.stream() if chat.stream else relay.complete())
+    except GatewayError as exc:
+        record.fail(exc)
+        response = error_response(_OPENAI, exc, record.request_id)
+        record.status = response.status
+        return response
+    finally:
+        record.finish()
+
+
+async def list_models(request: web.Request) -> web.Response:
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "sse-gateway"}
+        for name in request.app[ROUTER].models()
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ready"})

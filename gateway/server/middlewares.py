@@ -1,0 +1,63 @@
+"""Middlewares: the request id, and JSON errors for what the router itself rejects.
+
+`request_id_middleware` takes the client's `x-request-id` if it is sane (else makes one),
+binds it into every log line of the request and echoes it on the response. aiohttp's own
+HTTP errors (unknown path, wrong method, oversized body) become JSON in the OpenAI shape, and
+a bug in a handler becomes a 500 with a generic message: no traceback reaches a client.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.errors import ErrorCategory
+from gateway.streaming import OpenAIDialect, StreamError
+
+__all__ = ["REQUEST_ID", "request_id_middleware"]
+
+REQUEST_ID = web.RequestKey("request_id", str)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_log = structlog.get_logger("gateway.server")
+_DIALECT = OpenAIDialect()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("x-request-id", "")
+    request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _json_error(exc.status, exc.reason, _code(exc.status))
+        except Exception:
+            _log.exception("handler_failed", path=request.path)
+            response = _json_error(
+                500, "the gateway failed to handle the request", "internal_error"
+            )
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+def _code(status: int) -> str:
+    return {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+        status, "invalid_request"
+    )
+
+
+def _json_error(status: int, message: str, code: str) -> web.Response:
+    error = StreamError(type=ErrorCategory.API_ERROR, message=message, code=code)
+    return web.Response(
+        status=status, body=_DIALECT.error_body(error), content_type="application/json"
+    )

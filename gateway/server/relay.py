@@ -1,0 +1,258 @@
+"""The relay: one upstream call, bound to the request's context, delivered to the client.
+
+`Relay.stream()` serves `stream: true`: it opens the upstream inside a `ContextAwareStream`
+(total deadline on the request's `Context`; first-byte and idle limits on the stream), frames
+the body with `SSEDecoder`, lets the dialect's tracker judge each event, and writes the events
+of one upstream read to the client in one write, byte-exact. `Relay.complete()` serves
+`stream: false` under the same deadlines.
+
+The error channel is decided by whether headers were committed (CONTRACT sections 4-5): before,
+an error becomes a real status with the dialect's JSON body; after, exactly one error event and
+the end of the response. A cancellation of the handler task is a client that went away (its
+transport is gone) or the server shutting down; either way the upstream is closed in `finally`
+before the cancellation propagates, and the record says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import structlog
+from aiohttp import web
+
+from gateway.errors import (
+    ClientDisconnected,
+    GatewayError,
+    RateLimited,
+    ServerShutdown,
+    UpstreamErrorEvent,
+    UpstreamProtocolError,
+    UpstreamTruncated,
+)
+from gateway.observability import RequestRecord
+from gateway.providers import Provider, UpstreamRequest
+from gateway.server.sse_response import SSEResponse
+from gateway.streaming import (
+    Context,
+    ContextAwareStream,
+    Dialect,
+    SSEDecoder,
+    SSEEvent,
+    Verdict,
+    make_stream_error,
+)
+
+__all__ = ["Relay", "RelayLimits", "error_response"]
+
+_log = structlog.get_logger("gateway.relay")
+_FINAL_WRITE_TIMEOUT = 5.0  # bounds the last frames to a client that stopped reading
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    heartbeat: float | None
+    max_event_bytes: int
+    max_response_bytes: int
+
+
+class Relay:
+    """Runs one upstream call for one client request; use once."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        record: RequestRecord,
+        provider: Provider,
+        upstream_request: UpstreamRequest,
+        limits: RelayLimits,
+    ) -> None:
+        self._request = request
+        self._record = record
+        self._provider = provider
+        self._dialect: Dialect = provider.dialect
+        self._call = upstream_request
+        self._limits = limits
+        self._phase = "connecting"
+
+    # --- stream: true ---------------------------------------------------------------------------
+
+    async def stream(self) -> web.StreamResponse:
+        record, dialect = self._record, self._dialect
+        ctx = Context.with_timeout(self._call.timeouts.total)
+        decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes)
+        tracker = dialect.tracker()
+        upstream = ContextAwareStream(ctx, self._events(ctx, decoder), self._call.timeouts)
+        self._call = replace(self._call, on_sent=lambda: self._sent(upstream))
+        client = SSEResponse(
+            self._request,
+            heartbeat=self._limits.heartbeat,
+            heartbeat_frame=dialect.heartbeat,
+            headers={"x-request-id": record.request_id},
+        )
+        client.start_heartbeat()
+        error: GatewayError | None = None
+        try:
+            verdict = Verdict.FORWARD
+            async for events in upstream:
+                frames = []
+                for event in events:
+                    verdict = tracker.inspect(event)
+                    if verdict is Verdict.SKIP:
+                        if event.data is not None and tracker.skipped == 1:
+                            _log.warning("upstream_event_skipped", reason="malformed_data")
+                        continue
+                    frames.append(event.raw)
+                    if verdict >= Verdict.END:
+                        break
+                if frames:
+                    if record.first_event_at is None:
+                        record.first_event_at = time.monotonic()
+                        self._phase = "streaming"
+                    record.events += len(frames)
+                    await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                if verdict >= Verdict.END:
+                    break
+            if verdict is Verdict.END_WITH_ERROR:
+                record.fail(UpstreamErrorEvent())
+            elif verdict is not Verdict.END:
+                if not tracker.complete:
+                    raise UpstreamTruncated()
+                await client.write(dialect.completion_trailer)
+        except GatewayError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            record.fail(self._cancel_cause())
+            raise
+        except ConnectionError:
+            # A write found the client gone before aiohttp cancelled us.
+            record.fail(ClientDisconnected(phase=self._phase))
+            return client.response
+        finally:
+            await client.stop_heartbeat()
+            await upstream.aclose()
+            ctx.close()
+            record.bytes = client.bytes_written
+            record.skipped_events = tracker.skipped
+            record.usage = tracker.usage
+        if error is not None:
+            record.fail(error)
+            if not client.committed:
+                return self._error_response(error)
+            await self._finish(client, dialect.error_event(make_stream_error(error)))
+        else:
+            await self._finish(client, b"")
+        record.status = 200
+        return client.response
+
+    async def _finish(self, client: SSEResponse, frame: bytes) -> None:
+        """Write the last frame and end the response, bounded for a client that stalls."""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
+                if frame:
+                    await client.write(frame)
+                await client.write_eof()
+
+    async def _events(self, ctx: Context, decoder: SSEDecoder) -> AsyncIterator[list[SSEEvent]]:
+        response = await self._provider.open(ctx, self._call)
+        body = response.chunks()
+        try:
+            async for chunk in body:
+                events = decoder.feed(chunk)
+                if events:
+                    yield events
+            events = decoder.finish()
+            if events:
+                yield events
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await response.aclose()
+
+    def _sent(self, upstream: ContextAwareStream[list[SSEEvent]]) -> None:
+        self._phase = "waiting_first_byte"
+        upstream.restart_first_byte_clock()
+
+    # --- stream: false --------------------------------------------------------------------------
+
+    async def complete(self) -> web.StreamResponse:
+        record = self._record
+        ctx = Context.with_timeout(self._call.timeouts.total)
+        upstream = ContextAwareStream(ctx, self._body(ctx), self._call.timeouts)
+        self._call = replace(self._call, on_sent=lambda: self._sent_body(upstream))
+        body = bytearray()
+        try:
+            async for chunk in upstream:
+                if record.first_event_at is None:
+                    record.first_event_at = time.monotonic()
+                    self._phase = "reading_body"
+                body += chunk
+                if len(body) > self._limits.max_response_bytes:
+                    raise UpstreamProtocolError("the upstream's answer exceeded the size limit")
+            try:
+                json.loads(body)
+            except ValueError:
+                raise UpstreamProtocolError("the upstream's answer was not valid JSON") from None
+        except GatewayError as exc:
+            record.fail(exc)
+            return self._error_response(exc)
+        except asyncio.CancelledError:
+            record.fail(self._cancel_cause())
+            raise
+        finally:
+            await upstream.aclose()
+            ctx.close()
+        record.bytes = len(body)
+        record.status = 200
+        return web.Response(
+            body=bytes(body),
+            content_type="application/json",
+            headers={"x-request-id": record.request_id},
+        )
+
+    async def _body(self, ctx: Context) -> AsyncIterator[bytes]:
+        response = await self._provider.open(ctx, self._call)
+        body = response.chunks()
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await response.aclose()
+
+    def _sent_body(self, upstream: ContextAwareStream[bytes]) -> None:
+        self._phase = "waiting_first_byte"
+        upstream.restart_first_byte_clock()
+
+    # --- errors ---------------------------------------------------------------------------------
+
+    def _cancel_cause(self) -> GatewayError:
+        """Why the handler was cancelled: the client left, or the server is stopping."""
+        if self._request.transport is None or self._request.transport.is_closing():
+            return ClientDisconnected(phase=self._phase)
+        return ServerShutdown()
+
+    def _error_response(self, error: GatewayError) -> web.Response:
+        response = error_response(self._dialect, error, self._record.request_id)
+        self._record.status = response.status
+        return response
+
+
+def error_response(dialect: Dialect, error: GatewayError, request_id: str) -> web.Response:
+    """An error answered with a real HTTP status and the dialect's JSON body."""
+    headers = {"x-request-id": request_id}
+    if isinstance(error, RateLimited) and error.retry_after:
+        headers["Retry-After"] = error.retry_after
+    return web.Response(
+        status=error.http_status,
+        body=dialect.error_body(make_stream_error(error)),
+        content_type="application/json",
+        headers=headers,
+    )
