@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from gateway.errors import GatewayError
+from gateway.errors import ClientDisconnected, GatewayError
 
 __all__ = ["RequestRecord"]
 
@@ -80,7 +80,9 @@ class RequestRecord:
                 if key in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
                 and isinstance(value, int)
             }
-        if error is not None:
+        if isinstance(error, ClientDisconnected):
+            fields["phase"] = error.phase
+        elif error is not None:
             fields["message"] = error.message[:_MAX_FIELD]
         _log.info("request_finished", **fields)
 

@@ -8,7 +8,6 @@ disconnects cancels its handler, which is how a vanished client closes its upstr
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -58,10 +57,7 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
-    bound = server.sockets[0].getsockname()[1]
-    return runner, int(bound)
+    return runner, int(runner.addresses[-1][1])
 
 
 def serve(settings: GatewaySettings) -> None:

@@ -18,7 +18,8 @@ Invariants:
 - the events, and each event's `raw`, are the same however the input is split into reads; their
   concatenation is the input minus the BOM and the blank lines outside events;
 - work is linear in the input however it is split (each byte is searched once), and an event
-  that grows past `max_event_bytes` raises `EventTooLarge` instead of growing memory.
+  that grows past `max_event_bytes` raises `EventTooLarge` instead of growing memory (events
+  completed before it in the same read are returned first; the next call raises).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class SSEDecoder:
         "_block_start",
         "_buf",
         "_data",
+        "_error",
         "_event",
         "_id",
         "_line_start",
@@ -72,6 +74,7 @@ class SSEDecoder:
         self._line_start = 0  # where the current (unterminated) line begins
         self._scan = 0  # up to here the current line holds no line terminator
         self._stream_started = False  # past the optional BOM
+        self._error: EventTooLarge | None = None  # raised by the next call once set
         self._data: list[str] | None = None
         self._event: str | None = None
         self._id: str | None = None
@@ -91,16 +94,27 @@ class SSEDecoder:
             self._stream_started = True
             if buf.startswith(_BOM):
                 del buf[: len(_BOM)]
-        events: list[SSEEvent] = []
-        self._frame(buf, events, final=False)
-        self._compact(buf)
-        return events
+        return self._run(final=False)
 
     def finish(self) -> list[SSEEvent]:
         """The stream ended: return what a trailing CR completed (see `has_partial_event`)."""
         self._stream_started = True
+        return self._run(final=True)
+
+    def _run(self, *, final: bool) -> list[SSEEvent]:
+        if self._error is not None:
+            raise self._error
         events: list[SSEEvent] = []
-        self._frame(self._buf, events, final=True)
+        try:
+            self._frame(self._buf, events, final=final)
+        except EventTooLarge as exc:
+            # Events completed before the oversize one still belong to the client: return
+            # them now and fail on the next call.
+            self._error = exc
+            self._buf.clear()
+            if not events:
+                raise
+            return events
         self._compact(self._buf)
         return events
 

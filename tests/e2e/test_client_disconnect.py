@@ -1,0 +1,144 @@
+"""A client that goes away, in every phase: the upstream connection is closed at once, the
+outcome is recorded once as `client_disconnected` with its phase, and nothing is logged as an
+error (no traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+
+from tests.conftest import StartGateway
+from tests.support import fake_upstream as fake
+from tests.support.fake_upstream import FakeUpstream
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait for `condition` (a hang guard, not a timing assertion)."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.005)
+    assert condition(), what
+
+
+def finished_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in logs if line["event"] == "request_finished"]
+
+
+async def assert_recorded_once(logs: list[dict[str, Any]], phase: str) -> None:
+    await eventually(lambda: bool(finished_lines(logs)), "a request_finished line")
+    [line] = finished_lines(logs)
+    assert (line["outcome"], line["code"], line["phase"]) == (
+        "client_disconnected",
+        "client_disconnected",
+        phase,
+    )
+    assert not [line for line in logs if line["log_level"] in ("error", "critical")]
+    assert not [line for line in logs if "exc_info" in line or "exception" in line]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_disconnect_while_waiting_for_upstream_headers_closes_upstream(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+    stream: bool,
+) -> None:
+    upstream.script("m", fake.stall_before_headers())
+    gw = await start_gateway(upstream, ("m",), heartbeat=None)
+    request = asyncio.ensure_future(
+        client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": stream})
+    )
+    call = await upstream.next_call()
+    await call.started.wait()
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    await call.wait_closed_by_peer()
+    await assert_recorded_once(logs, "waiting_first_byte")
+
+
+async def test_disconnect_while_waiting_for_first_event_closes_upstream(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+) -> None:
+    upstream.script("m", fake.stall_before_first_event())
+    gw = await start_gateway(upstream, ("m",), heartbeat=None)
+    request = asyncio.ensure_future(
+        client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": True})
+    )
+    call = await upstream.next_call()
+    await call.started.wait()
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    await call.wait_closed_by_peer()
+    await assert_recorded_once(logs, "waiting_first_byte")
+
+
+async def test_disconnect_after_heartbeat_committed_headers_closes_upstream(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+) -> None:
+    upstream.script("m", fake.stall_before_first_event())
+    gw = await start_gateway(upstream, ("m",), heartbeat=0.02)
+    async with client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": True}) as r:
+        assert r.status == 200
+        assert await r.content.readuntil(b"\n\n") == b": ping\n\n"
+        call = upstream.requests[0]
+    await call.wait_closed_by_peer()
+    await assert_recorded_once(logs, "waiting_first_byte")
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        fake.stall_after(2),
+        fake.sse_stream(fake.openai_chunks(["x"] * 500), delay=0.005),
+    ],
+    ids=["stalled", "flowing"],
+)
+async def test_disconnect_mid_stream_closes_upstream(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+    behaviour: Any,
+) -> None:
+    upstream.script("m", behaviour)
+    gw = await start_gateway(upstream, ("m",))
+    async with client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": True}) as r:
+        assert r.status == 200
+        for _ in range(2):
+            assert (await r.content.readuntil(b"\n\n")).startswith(b"data: {")
+        call = upstream.requests[0]
+    await call.wait_closed_by_peer()
+    await assert_recorded_once(logs, "streaming")
+
+
+async def test_disconnect_mid_stream_from_the_mock_provider_is_recorded(
+    start_gateway: StartGateway, client: aiohttp.ClientSession, logs: list[dict[str, Any]]
+) -> None:
+    gw = await start_gateway(None, upstreams={"mock": {"kind": "mock"}})
+    body = {**BODY, "model": "mock-slow", "stream": True}
+    async with client.post(f"{gw.url}/v1/chat/completions", json=body) as r:
+        assert (await r.content.readuntil(b"\n\n")).startswith(b"data: {")
+    await assert_recorded_once(logs, "streaming")

@@ -1,0 +1,327 @@
+"""The foundation's fault list, end to end: fake upstream -> gateway -> raw HTTP client.
+
+For each way an upstream can behave, what the client receives, byte for byte, and - where the
+gateway had to give up on the upstream - that the upstream saw its connection closed.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.errors import ErrorCategory
+from tests.conftest import StartGateway
+from tests.support import fake_upstream as fake
+from tests.support.fake_upstream import DONE, FakeUpstream
+
+CHUNKS = fake.openai_chunks(["Hel", "lo", "!"], finish_reason="stop")
+BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def post(
+    client: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    stream: bool = True,
+) -> tuple[int, dict[str, str], bytes]:
+    async with client.post(
+        f"{url}/v1/chat/completions", json={**BODY, "stream": stream}, headers=headers or {}
+    ) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+def split_error_event(body: bytes) -> tuple[bytes, dict[str, Any]]:
+    """(everything before the one error event, the event's JSON); fails unless exactly one
+    error event ends the body."""
+    assert body.count(b"event: error\n") == 1, body
+    before, _, frame = body.partition(b"event: error\n")
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n"), frame
+    line = frame[len(b"data: ") : -2]
+    assert b"\n" not in line and b"\r" not in line
+    payload = json.loads(line)
+    assert payload["type"] == payload["error"]["type"]
+    assert payload["message"] == payload["error"]["message"]
+    assert payload["type"] in {c.value for c in ErrorCategory}
+    return before, payload
+
+
+async def test_complete_stream_is_relayed_byte_exact(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    crlf = b'data: {"a":1}\r\n\r\n'
+    upstream.script("m", fake.sse_stream([CHUNKS[0], crlf, *CHUNKS[1:]]))
+    gw = await start_gateway(upstream, ("m",))
+    status, headers, body = await post(client, gw.url)
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/event-stream")
+    assert body == CHUNKS[0] + crlf + b"".join(CHUNKS[1:]) + DONE
+
+
+async def test_stream_ending_with_finish_reason_but_no_done_is_completed(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.end_clean_without_done(finish=True))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url)
+    assert (status, body) == (200, b"".join(CHUNKS) + DONE)
+
+
+async def test_stream_ending_without_finish_or_done_is_truncated(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.end_clean_without_done(finish=False))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url)
+    before, error = split_error_event(body)
+    assert status == 200
+    assert before == b"".join(fake.openai_chunks(["Hel", "lo", "!"], finish_reason=None))
+    assert (error["type"], error["error"]["code"]) == ("stream_interrupted", "upstream_truncated")
+
+
+async def test_nothing_after_done_is_relayed(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.sse_stream([*CHUNKS, DONE, b'data: {"late":true}\n\n'], done=False))
+    gw = await start_gateway(upstream, ("m",))
+    _, _, body = await post(client, gw.url)
+    assert body == b"".join(CHUNKS) + DONE
+
+
+async def test_invalid_json_event_is_skipped_and_the_rest_relayed(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.invalid_json_event())
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url)
+    assert (status, body) == (200, b"".join(CHUNKS) + DONE)
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
+@pytest.mark.parametrize("cut", [fake.cut_fin, fake.cut_rst], ids=["fin", "rst"])
+async def test_cut_stream_ends_with_one_error_and_never_forwards_half_an_event(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    cut: Any,
+    chunked: bool,
+) -> None:
+    upstream.script("m", cut(2, chunked=chunked, half=b'data: {"choices":[{"delta":'))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url)
+    before, error = split_error_event(body)
+    assert status == 200
+    assert before == b"".join(CHUNKS[:2])
+    assert error["type"] in ("stream_interrupted", "network")
+    assert error["error"]["code"] in ("upstream_truncated", "connection_reset")
+
+
+async def test_stall_before_headers_ends_with_first_byte_timeout_status(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.stall_before_headers())
+    gw = await start_gateway(upstream, ("m",), heartbeat=None)
+    status, _, body = await post(client, gw.url, headers={"x-gateway-first-byte-timeout": "0.2"})
+    assert status == 504
+    error = json.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("timeout", "first_byte_timeout")
+    assert "first_byte" in error["message"] and "0.2s" in error["message"]
+    await upstream.requests[0].wait_closed_by_peer()
+
+
+async def test_stall_before_first_event_ends_with_first_byte_timeout_status(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.stall_before_first_event())
+    gw = await start_gateway(upstream, ("m",), heartbeat=None)
+    status, _, body = await post(client, gw.url, headers={"x-gateway-first-byte-timeout": "0.2"})
+    assert (status, json.loads(body)["error"]["code"]) == (504, "first_byte_timeout")
+    await upstream.requests[0].wait_closed_by_peer()
+
+
+async def test_stall_mid_stream_ends_with_idle_timeout_event(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.stall_after(2))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url, headers={"x-gateway-idle-timeout": "0.2"})
+    before, error = split_error_event(body)
+    assert status == 200
+    assert before == b"".join(CHUNKS[:2])
+    assert (error["type"], error["error"]["code"]) == ("timeout", "idle_timeout")
+    await upstream.requests[0].wait_closed_by_peer()
+
+
+async def test_total_deadline_ends_a_slow_stream_with_deadline_exceeded(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    chunks = fake.openai_chunks(["x"] * 200, finish_reason="stop")
+    upstream.script("m", fake.sse_stream(chunks, delay=0.01))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url, headers={"x-gateway-total-timeout": "0.3"})
+    before, error = split_error_event(body)
+    assert status == 200
+    assert b"".join(chunks).startswith(before) and before
+    assert (error["type"], error["error"]["code"]) == ("timeout", "deadline_exceeded")
+    await upstream.requests[0].wait_closed_by_peer()
+
+
+async def test_event_over_the_size_cap_ends_with_event_too_large(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.huge_event(200_000))
+    gw = await start_gateway(upstream, ("m",), limits={"max_event_bytes": 65_536})
+    status, _, body = await post(client, gw.url)
+    before, error = split_error_event(body)
+    assert status == 200
+    assert before == fake.openai_chunks(["Hel"], finish_reason=None)[0]
+    assert (error["type"], error["error"]["code"]) == ("stream_interrupted", "event_too_large")
+    assert len(body) < 65_536
+
+
+async def test_upstream_429_keeps_status_and_retry_after(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.status(429, headers={"Retry-After": "7"}))
+    gw = await start_gateway(upstream, ("m",))
+    status, headers, body = await post(client, gw.url)
+    assert (status, headers["Retry-After"]) == (429, "7")
+    error = json.loads(body)["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "rate_limit",
+        "upstream_rate_limited",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "code"),
+    [
+        (fake.status(500), 502, "upstream_status_5xx"),
+        (fake.status(503), 502, "upstream_status_5xx"),
+        (fake.status(401), 502, "upstream_auth_failed"),
+        (fake.status(403), 502, "upstream_auth_failed"),
+        (fake.html(502), 502, "upstream_status_5xx"),
+        (fake.status(404), 502, "upstream_status_4xx"),
+    ],
+    ids=["500", "503", "401", "403", "html-502", "404"],
+)
+async def test_upstream_error_status_becomes_gateway_status_without_upstream_text(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    behaviour: Any,
+    status: int,
+    code: str,
+) -> None:
+    upstream.script("m", behaviour)
+    gw = await start_gateway(upstream, ("m",))
+    for stream in (True, False):
+        got_status, headers, body = await post(client, gw.url, stream=stream)
+        assert got_status == status
+        assert headers["Content-Type"].startswith("application/json")
+        error = json.loads(body)["error"]
+        assert error["code"] == code
+        assert b"fake upstream error" not in body and b"<html" not in body.lower()
+
+
+async def test_upstream_400_passes_its_sanitised_message_and_code(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    message = "too long; see https://internal.example/x?key=sk-abcdefghijklmnop\nthanks"
+    upstream.script(
+        "m",
+        fake.status(
+            400,
+            body=fake.openai_error(
+                message,
+                type="invalid_request_error",
+                param="messages",
+                code="context_length_exceeded",
+            ),
+        ),
+    )
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url)
+    error = json.loads(body)["error"]
+    assert status == 400
+    assert (error["code"], error["param"], error["type"]) == (
+        "context_length_exceeded",
+        "messages",
+        "api_error",
+    )
+    assert error["message"].startswith("too long; see [url]")
+    assert "sk-abcdefghijklmnop" not in error["message"] and "\n" not in error["message"]
+
+
+async def test_unreachable_upstream_is_502_connect_failed(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        gw = await start_gateway(
+            None,
+            upstreams={"dead": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1"}},
+            routes=[{"model": "m", "targets": [{"upstream": "dead"}]}],
+        )
+        status, _, body = await post(client, gw.url)
+    error = json.loads(body)["error"]
+    assert (status, error["type"], error["code"]) == (502, "network", "connect_failed")
+
+
+async def test_non_streaming_completion_is_relayed_byte_exact(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.json_completion("Hello there"))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url, stream=False)
+    call = upstream.requests[0]
+    assert status == 200
+    assert json.loads(body)["choices"][0]["message"]["content"] == "Hello there"
+    assert call.body["stream"] is False
+
+
+async def test_non_streaming_cut_body_is_502_truncated(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.json_cut(20))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url, stream=False)
+    error = json.loads(body)["error"]
+    assert (status, error["type"], error["code"]) == (
+        502,
+        "stream_interrupted",
+        "upstream_truncated",
+    )
+
+
+async def test_non_streaming_stall_is_504_and_upstream_closed(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.stall_before_headers())
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(
+        client, gw.url, stream=False, headers={"x-gateway-first-byte-timeout": "0.2"}
+    )
+    assert (status, json.loads(body)["error"]["code"]) == (504, "first_byte_timeout")
+    await upstream.requests[0].wait_closed_by_peer()
+
+
+async def test_upstream_gets_mapped_model_and_its_own_key_not_the_clients(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway(
+        upstream,
+        routes=[{"model": "m", "targets": [{"upstream": "fake", "model": "real-model"}]}],
+    )
+    status, _, _ = await post(client, gw.url, headers={"Authorization": "Bearer client-secret"})
+    call = upstream.requests[0]
+    assert status == 200
+    assert call.body["model"] == "real-model"
+    assert call.headers["Authorization"] == "Bearer sk-upstream-canary-7f3a9c1e"
+    assert b"client-secret" not in call.raw_body

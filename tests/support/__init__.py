@@ -1,0 +1,1 @@
+"""Shared test support: the fake upstream and other test doubles."""
