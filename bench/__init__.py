@@ -1,0 +1,1 @@
+"""Measurement scripts (the full benchmark harness arrives with the performance work)."""
