@@ -86,7 +86,9 @@ class Relay:
         ctx = Context.with_timeout(self._call.timeouts.total)
         decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes)
         tracker = dialect.tracker()
-        upstream = ContextAwareStream(ctx, self._events(ctx, decoder), self._call.timeouts)
+        upstream = ContextAwareStream(
+            ctx, self._events(ctx, decoder), self._call.timeouts, connecting=True
+        )
         self._call = replace(self._call, on_sent=lambda: self._sent(upstream))
         client = SSEResponse(
             self._request,
@@ -162,10 +164,12 @@ class Relay:
         body = response.chunks()
         try:
             async for chunk in body:
-                events = decoder.feed(chunk)
+                # Comment-only blocks (upstream keep-alives) are not events: they are not
+                # relayed and do not reset the first-byte or idle clocks.
+                events = [event for event in decoder.feed(chunk) if event.data is not None]
                 if events:
                     yield events
-            events = decoder.finish()
+            events = [event for event in decoder.finish() if event.data is not None]
             if events:
                 yield events
         finally:
@@ -183,7 +187,7 @@ class Relay:
     async def complete(self) -> web.StreamResponse:
         record = self._record
         ctx = Context.with_timeout(self._call.timeouts.total)
-        upstream = ContextAwareStream(ctx, self._body(ctx), self._call.timeouts)
+        upstream = ContextAwareStream(ctx, self._body(ctx), self._call.timeouts, connecting=True)
         self._call = replace(self._call, on_sent=lambda: self._sent_body(upstream))
         body = bytearray()
         try:

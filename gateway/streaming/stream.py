@@ -50,7 +50,17 @@ class ContextAwareStream(Generic[T]):
         "_phase",
     )
 
-    def __init__(self, ctx: Context, base: AsyncIterator[T], timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        base: AsyncIterator[T],
+        timeouts: Timeouts,
+        *,
+        connecting: bool = False,
+    ) -> None:
+        """`connecting=True`: the base still has to connect and send its request, so the
+        first-byte limit starts `timeouts.connect` later, or when `restart_first_byte_clock()`
+        reports the request sent - whichever comes first."""
         self._loop = asyncio.get_running_loop()
         self._base = base
         self._phase = ctx.child()
@@ -60,7 +70,7 @@ class ContextAwareStream(Generic[T]):
         self._error: GatewayError | None = None
         self._closed = False
         self._items = 0
-        self.restart_first_byte_clock()
+        self._arm_first_byte((timeouts.connect or 0.0) if connecting else 0.0)
 
     @property
     def items(self) -> int:
@@ -69,9 +79,12 @@ class ContextAwareStream(Generic[T]):
 
     def restart_first_byte_clock(self) -> None:
         """Start the first-byte limit now (call it when the upstream request has been sent)."""
+        self._arm_first_byte(0.0)
+
+    def _arm_first_byte(self, grace: float) -> None:
         if self._items == 0 and self._first_byte is not None:
             error = functools.partial(FirstByteTimeout, limit=self._first_byte)
-            self._phase.reschedule(self._loop.time() + self._first_byte, error)
+            self._phase.reschedule(self._loop.time() + grace + self._first_byte, error)
 
     def __aiter__(self) -> ContextAwareStream[T]:
         return self
