@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"gateway: invalid configuration:\n{_describe(exc)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # missing/unreadable/unparsable file
         print(f"gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)

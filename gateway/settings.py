@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Self
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -221,8 +222,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Ga
     `overrides` are the command-line flags: they win over every other source.
     """
     path = config_file or os.environ.get("GATEWAY_CONFIG") or None
-    if path is not None and not Path(path).is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    if path is not None:
+        _check_config_file(Path(path))
 
     class _FromSources(GatewaySettings):
         @classmethod
@@ -240,3 +241,22 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Ga
             return tuple(sources)
 
     return _FromSources(**overrides)
+
+
+def _check_config_file(path: Path) -> None:
+    """Fail with a plain message (not a traceback) on a missing, unparsable or non-mapping file.
+
+    pydantic-settings' YAML source lets `yaml.YAMLError` escape and turns a top-level list into
+    an unrelated `dict()` error; the file is small, so it is parsed once more here first.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        with path.open(encoding="utf-8") as file:  # a file, so YAML's marks name it
+            data = yaml.safe_load(file)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(
+            f"config file {path} must be a mapping of settings, not a {type(data).__name__}"
+        )

@@ -21,7 +21,7 @@ from gateway.streaming import OpenAIDialect, StreamError
 __all__ = ["REQUEST_ID", "request_id_middleware"]
 
 REQUEST_ID = web.RequestKey("request_id", str)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _log = structlog.get_logger("gateway.server")
 _DIALECT = OpenAIDialect()
 
@@ -31,7 +31,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get("x-request-id", "")
-    request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
+    request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
@@ -40,6 +40,8 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
             if exc.status < 400:
                 raise
             response = _json_error(exc.status, exc.reason, _code(exc.status))
+            if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
         except Exception:
             _log.exception("handler_failed", path=request.path)
             response = _json_error(

@@ -131,7 +131,7 @@ class OpenAIDialect(Dialect):
         return {
             "message": error.message,
             "type": error.type.value,
-            "code": error.code,
+            "code": error.provider_code or error.code,
             "param": error.param,
         }
 

@@ -38,12 +38,18 @@ __all__ = ["StreamError", "as_gateway_error", "error_for_status", "make_stream_e
 
 @dataclass(frozen=True, slots=True)
 class StreamError:
-    """A failure as a client sees it: category (`type`), human message, and exact `code`."""
+    """A failure as a client sees it: category (`type`), human message, and exact `code`.
+
+    `code` is always from the gateway's closed set (safe as a metric label). When an upstream
+    refused the request with its own sanitised code (e.g. `context_length_exceeded`), that is
+    `provider_code`, and the OpenAI dialect shows it to SDK users in place of `code`.
+    """
 
     type: ErrorCategory
     message: str
     code: str
     param: str | None = None
+    provider_code: str | None = None
 
     def to_sse_event(self) -> str:
         """The Go seed's frame: `event: error` + `data: {"type": ..., "message": ...}`."""
@@ -54,14 +60,15 @@ class StreamError:
 def make_stream_error(exc: BaseException) -> StreamError:
     """Classify any exception into a `StreamError` (by type and status, never by text)."""
     error = as_gateway_error(exc)
-    code = error.code
-    param = None
     if isinstance(error, UpstreamBadRequest):
-        # The provider's own code (sanitised when it was parsed) lets SDK users branch on it,
-        # e.g. `context_length_exceeded`.
-        code = error.upstream_code or code
-        param = error.param
-    return StreamError(type=error.category, message=error.message, code=code, param=param)
+        return StreamError(
+            type=error.category,
+            message=error.message,
+            code=error.code,
+            param=error.param,
+            provider_code=error.upstream_code,
+        )
+    return StreamError(type=error.category, message=error.message, code=error.code)
 
 
 def as_gateway_error(exc: BaseException) -> GatewayError:

@@ -27,9 +27,13 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:
-    """Wait for `condition` (a hang guard, not a timing assertion)."""
+    """Wait for `condition` (a hang guard, not a timing assertion).
+
+    The gateway's log line is written by its handler task after the upstream was closed; no
+    event marks that moment from outside, so this polls, bounded.
+    """
     async with asyncio.timeout(10):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - nothing to wait on but the log list
             await asyncio.sleep(0.005)
     assert condition(), what
 

@@ -40,9 +40,11 @@ def split_error_event(body: bytes) -> tuple[bytes, dict[str, Any]]:
     error event ends the body."""
     assert body.count(b"event: error\n") == 1, body
     before, _, frame = body.partition(b"event: error\n")
-    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n"), frame
+    assert frame.startswith(b"data: "), frame
+    assert frame.endswith(b"\n\n"), frame
     line = frame[len(b"data: ") : -2]
-    assert b"\n" not in line and b"\r" not in line
+    assert b"\n" not in line
+    assert b"\r" not in line
     payload = json.loads(line)
     assert payload["type"] == payload["error"]["type"]
     assert payload["message"] == payload["error"]["message"]
@@ -129,7 +131,8 @@ async def test_stall_before_headers_ends_with_first_byte_timeout_status(
     assert status == 504
     error = json.loads(body)["error"]
     assert (error["type"], error["code"]) == ("timeout", "first_byte_timeout")
-    assert "first_byte" in error["message"] and "0.2s" in error["message"]
+    assert "first_byte" in error["message"]
+    assert "0.2s" in error["message"]
     await upstream.requests[0].wait_closed_by_peer()
 
 
@@ -165,7 +168,8 @@ async def test_total_deadline_ends_a_slow_stream_with_deadline_exceeded(
     status, _, body = await post(client, gw.url, headers={"x-gateway-total-timeout": "0.3"})
     before, error = split_error_event(body)
     assert status == 200
-    assert b"".join(chunks).startswith(before) and before
+    assert before
+    assert b"".join(chunks).startswith(before)
     assert (error["type"], error["error"]["code"]) == ("timeout", "deadline_exceeded")
     await upstream.requests[0].wait_closed_by_peer()
 
@@ -226,7 +230,8 @@ async def test_upstream_error_status_becomes_gateway_status_without_upstream_tex
         assert headers["Content-Type"].startswith("application/json")
         error = json.loads(body)["error"]
         assert error["code"] == code
-        assert b"fake upstream error" not in body and b"<html" not in body.lower()
+        assert b"fake upstream error" not in body
+        assert b"<html" not in body.lower()
 
 
 async def test_upstream_400_passes_its_sanitised_message_and_code(
@@ -255,7 +260,8 @@ async def test_upstream_400_passes_its_sanitised_message_and_code(
         "api_error",
     )
     assert error["message"].startswith("too long; see [url]")
-    assert "sk-abcdefghijklmnop" not in error["message"] and "\n" not in error["message"]
+    assert "sk-abcdefghijklmnop" not in error["message"]
+    assert "\n" not in error["message"]
 
 
 async def test_unreachable_upstream_is_502_connect_failed(

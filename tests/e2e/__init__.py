@@ -1,0 +1,1 @@
+"""End-to-end tests: real sockets, the fake upstream behind a gateway, official SDKs as clients."""

@@ -1,0 +1,1 @@
+"""The provider contract suite, run against every provider."""

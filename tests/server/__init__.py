@@ -1,0 +1,1 @@
+"""The HTTP server on real sockets: request validation, errors, headers, heartbeats."""

@@ -1,0 +1,1 @@
+"""Pure unit tests of the streaming core (`gateway.streaming`): no sockets."""
