@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -160,8 +161,7 @@ class Relay:
                 await client.write_eof()
 
     async def _events(self, ctx: Context, decoder: SSEDecoder) -> AsyncIterator[list[SSEEvent]]:
-        response = await self._provider.open(ctx, self._call)
-        body = response.chunks()
+        body = self._body(ctx)
         try:
             async for chunk in body:
                 # Comment-only blocks (upstream keep-alives) are not events: they are not
@@ -173,12 +173,9 @@ class Relay:
             if events:
                 yield events
         finally:
-            aclose = getattr(body, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await response.aclose()
+            await body.aclose()
 
-    def _sent(self, upstream: ContextAwareStream[list[SSEEvent]]) -> None:
+    def _sent(self, upstream: ContextAwareStream[Any]) -> None:
         self._phase = "waiting_first_byte"
         upstream.restart_first_byte_clock()
 
@@ -188,7 +185,7 @@ class Relay:
         record = self._record
         ctx = Context.with_timeout(self._call.timeouts.total)
         upstream = ContextAwareStream(ctx, self._body(ctx), self._call.timeouts, connecting=True)
-        self._call = replace(self._call, on_sent=lambda: self._sent_body(upstream))
+        self._call = replace(self._call, on_sent=lambda: self._sent(upstream))
         body = bytearray()
         try:
             async for chunk in upstream:
@@ -219,21 +216,18 @@ class Relay:
             headers={"x-request-id": record.request_id},
         )
 
-    async def _body(self, ctx: Context) -> AsyncIterator[bytes]:
+    async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
+        """The upstream body's reads; the response is released however iteration ends."""
         response = await self._provider.open(ctx, self._call)
-        body = response.chunks()
+        chunks = response.chunks()
         try:
-            async for chunk in body:
+            async for chunk in chunks:
                 yield chunk
         finally:
-            aclose = getattr(body, "aclose", None)
+            aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
             await response.aclose()
-
-    def _sent_body(self, upstream: ContextAwareStream[bytes]) -> None:
-        self._phase = "waiting_first_byte"
-        upstream.restart_first_byte_clock()
 
     # --- errors ---------------------------------------------------------------------------------
 

@@ -54,38 +54,27 @@ async def assert_recorded_once(logs: list[dict[str, Any]], phase: str) -> None:
     assert not [line for line in logs if "exc_info" in line or "exception" in line]
 
 
-@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
-async def test_disconnect_while_waiting_for_upstream_headers_closes_upstream(
+@pytest.mark.parametrize(
+    ("behaviour", "stream"),
+    [
+        (fake.stall_before_headers(), True),
+        (fake.stall_before_headers(), False),
+        (fake.stall_before_first_event(), True),
+    ],
+    ids=["before-headers-stream", "before-headers-json", "before-first-event"],
+)
+async def test_disconnect_before_the_first_upstream_event_closes_upstream(
     start_gateway: StartGateway,
     upstream: FakeUpstream,
     client: aiohttp.ClientSession,
     logs: list[dict[str, Any]],
+    behaviour: Any,
     stream: bool,
 ) -> None:
-    upstream.script("m", fake.stall_before_headers())
+    upstream.script("m", behaviour)
     gw = await start_gateway(upstream, ("m",), heartbeat=None)
     request = asyncio.ensure_future(
         client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": stream})
-    )
-    call = await upstream.next_call()
-    await call.started.wait()
-    request.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await request
-    await call.wait_closed_by_peer()
-    await assert_recorded_once(logs, "waiting_first_byte")
-
-
-async def test_disconnect_while_waiting_for_first_event_closes_upstream(
-    start_gateway: StartGateway,
-    upstream: FakeUpstream,
-    client: aiohttp.ClientSession,
-    logs: list[dict[str, Any]],
-) -> None:
-    upstream.script("m", fake.stall_before_first_event())
-    gw = await start_gateway(upstream, ("m",), heartbeat=None)
-    request = asyncio.ensure_future(
-        client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": True})
     )
     call = await upstream.next_call()
     await call.started.wait()
