@@ -90,14 +90,17 @@ async def _report_sent(
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise aiohttp/OS errors of an upstream call as the `GatewayError` they stand for."""
+def translate_errors(*, connect_limit: float | None = None) -> Iterator[None]:
+    """Re-raise aiohttp/OS errors of an upstream call as the `GatewayError` they stand for.
+
+    `connect_limit` is the connect timeout in force, named in a `ConnectTimeout`'s message.
+    """
     try:
         yield
     except GatewayError:
         raise
     except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeout() from exc
+        raise ConnectTimeout(limit=connect_limit) from exc
     except aiohttp.ServerTimeoutError as exc:
         raise DeadlineExceeded() from exc
     except aiohttp.ClientConnectorError as exc:

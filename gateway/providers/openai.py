@@ -60,7 +60,7 @@ class OpenAIProvider(Provider):
         if request.request_id:
             headers["X-Request-Id"] = request.request_id
         connect = request.timeouts.connect
-        with translate_errors():
+        with translate_errors(connect_limit=connect):
             response = await self._session.post(
                 self._base_url + request.path,
                 data=request.body,

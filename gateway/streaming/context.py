@@ -165,7 +165,9 @@ class Context:
     def close(self) -> None:
         """Release the context's timer and its link to the parent without ending it.
 
-        Go's `defer cancel()`: call it when the work the context guarded is over.
+        Go's `defer cancel()`: call it when the work the context guarded is over. A closed
+        context no longer ends by itself (no deadline, no parent), so nothing should still be
+        waiting on it; its done callbacks are dropped.
         """
         self._cancel_timer()
         if self._parent is not None:

@@ -25,7 +25,7 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
-from gateway.errors import FirstByteTimeout, GatewayError, IdleTimeout
+from gateway.errors import Canceled, FirstByteTimeout, GatewayError, IdleTimeout
 from gateway.streaming.context import Context, DeadlineError
 from gateway.streaming.stream_error import StreamError, as_gateway_error, make_stream_error
 from gateway.streaming.timeouts import Timeouts
@@ -48,6 +48,7 @@ class ContextAwareStream(Generic[T]):
         "_items",
         "_loop",
         "_phase",
+        "_reading",
     )
 
     def __init__(
@@ -70,6 +71,7 @@ class ContextAwareStream(Generic[T]):
         self._error: GatewayError | None = None
         self._closed = False
         self._items = 0
+        self._reading = False  # a task is inside `__anext__`, awaiting the base
         self._arm_first_byte((timeouts.connect or 0.0) if connecting else 0.0)
 
     @property
@@ -95,21 +97,26 @@ class ContextAwareStream(Generic[T]):
                 raise self._error
             raise StopAsyncIteration
         phase = self._phase
+        self._reading = True
         try:
             with phase.scope():
                 item = await self._base.__anext__()
         except StopAsyncIteration:
+            self._reading = False
             await self.aclose()
             raise
         except (asyncio.CancelledError, GeneratorExit):
+            self._reading = False
             await self.aclose()
             raise
         except Exception as exc:
+            self._reading = False
             error = phase.cause or as_gateway_error(exc)
             await self._fail(error)
             if error is exc:
                 raise
             raise error from exc
+        self._reading = False
         self._items += 1
         if self._idle is not None:
             phase.reschedule(self._loop.time() + self._idle, self._idle_error)
@@ -123,7 +130,15 @@ class ContextAwareStream(Generic[T]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the base stream and release the phase timer; idempotent."""
+        """Close the base stream and release the phase timer; idempotent.
+
+        From another task while a read is blocked, it interrupts that read instead (the
+        reader gets `Canceled` and closes the base itself: an async generator cannot be
+        closed while it runs).
+        """
+        if self._reading:
+            self._phase.cancel(Canceled("the stream was closed while a read was waiting"))
+            return
         if self._closed:
             return
         self._closed = True

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -134,4 +137,35 @@ async def test_disconnect_mid_stream_from_the_mock_provider_is_recorded(
     body = {**BODY, "model": "mock-slow", "stream": True}
     async with client.post(f"{gw.url}/v1/chat/completions", json=body) as r:
         assert (await r.content.readuntil(b"\n\n")).startswith(b"data: {")
+    await assert_recorded_once(logs, "streaming")
+
+
+async def test_disconnect_while_the_gateway_is_blocked_writing_closes_upstream(
+    start_gateway: StartGateway, upstream: FakeUpstream, logs: list[dict[str, Any]]
+) -> None:
+    """A client that stops reading, then resets: the gateway is stuck in a write (its buffers
+    and the client's are full), and the disconnect must still reach the upstream."""
+    chunk = fake.openai_chunks(["y" * 4096], finish_reason=None)[0]
+    upstream.script("m", fake.sse_stream([chunk] * 5000))  # ~21 MB: more than all buffers
+    gw = await start_gateway(upstream, ("m",))
+    host, port = gw.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, int(port)))
+    payload = json.dumps({**BODY, "stream": True}).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    await loop.sock_sendall(sock, head + payload)
+    assert (await loop.sock_recv(sock, 1024)).startswith(b"HTTP/1.1 200")
+    call = upstream.requests[0]
+    # Stop reading and let every buffer on the way fill up (not a timing assertion: the
+    # outcome below must hold whenever the client goes away).
+    await asyncio.sleep(0.3)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST
+    await call.wait_closed_by_peer()
     await assert_recorded_once(logs, "streaming")

@@ -331,3 +331,33 @@ async def test_upstream_gets_mapped_model_and_its_own_key_not_the_clients(
     assert call.body["model"] == "real-model"
     assert call.headers["Authorization"] == "Bearer sk-upstream-canary-7f3a9c1e"
     assert b"client-secret" not in call.raw_body
+
+
+async def test_upstream_that_never_accepts_the_connection_is_504_connect_timeout(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepted: once the backlog is full, SYNs go unanswered
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            gw = await start_gateway(
+                None,
+                upstreams={"full": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1"}},
+                routes=[{"model": "m", "targets": [{"upstream": "full"}]}],
+            )
+            status, _, body = await post(
+                client, gw.url, headers={"x-gateway-connect-timeout": "0.3"}
+            )
+        finally:
+            for filler in fillers:
+                filler.close()
+    error = json.loads(body)["error"]
+    assert (status, error["type"], error["code"]) == (504, "timeout", "connect_timeout")
+    assert "connect deadline (0.3s)" in error["message"]

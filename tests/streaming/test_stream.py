@@ -16,6 +16,7 @@ from typing import TypeVar
 import pytest
 
 from gateway.errors import (
+    Canceled,
     ClientDisconnected,
     ConnectionReset,
     DeadlineExceeded,
@@ -603,3 +604,27 @@ async def test_idle_error_names_the_configured_limit():
         await collect(stream)
     expected = functools.partial(IdleTimeout, limit=TINY)()
     assert excinfo.value.message == expected.message
+
+
+async def test_aclose_from_another_task_interrupts_a_blocked_read_and_closes_the_base():
+    closed = asyncio.Event()
+    reading = asyncio.Event()
+
+    async def never() -> AsyncIterator[int]:
+        try:
+            reading.set()
+            await asyncio.Event().wait()
+            yield 1
+        finally:
+            closed.set()
+
+    stream = stream_from_context(Context.with_timeout(None), never(), Timeouts(first_byte=None))
+    reader = asyncio.ensure_future(stream.__anext__())
+    await reading.wait()
+    await stream.aclose()
+    with pytest.raises(Canceled):
+        await reader
+    assert closed.is_set()
+    assert stream.get_stream_error().code == "context_canceled"
+    with pytest.raises(Canceled):
+        await stream.__anext__()
