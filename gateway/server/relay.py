@@ -44,6 +44,7 @@ from gateway.streaming import (
     Dialect,
     SSEDecoder,
     SSEEvent,
+    StreamTracker,
     Verdict,
     make_stream_error,
 )
@@ -100,32 +101,7 @@ class Relay:
         client.start_heartbeat()
         error: GatewayError | None = None
         try:
-            verdict = Verdict.FORWARD
-            async for events in upstream:
-                frames = []
-                for event in events:
-                    verdict = tracker.inspect(event)
-                    if verdict is Verdict.SKIP:
-                        if event.data is not None and tracker.skipped == 1:
-                            _log.warning("upstream_event_skipped", reason="malformed_data")
-                        continue
-                    frames.append(event.raw)
-                    if verdict >= Verdict.END:
-                        break
-                if frames:
-                    if record.first_event_at is None:
-                        record.first_event_at = time.monotonic()
-                        self._phase = "streaming"
-                    record.events += len(frames)
-                    await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
-                if verdict >= Verdict.END:
-                    break
-            if verdict is Verdict.END_WITH_ERROR:
-                record.fail(UpstreamErrorEvent())
-            elif verdict is not Verdict.END:
-                if not tracker.complete:
-                    raise UpstreamTruncated()
-                await client.write(dialect.completion_trailer)
+            await self._pump(upstream, tracker, client)
         except GatewayError as exc:
             error = exc
         except asyncio.CancelledError:
@@ -151,6 +127,44 @@ class Relay:
             await self._finish(client, b"")
         record.status = 200
         return client.response
+
+    async def _pump(
+        self,
+        upstream: ContextAwareStream[list[SSEEvent]],
+        tracker: StreamTracker,
+        client: SSEResponse,
+    ) -> None:
+        """Relay events until the upstream's terminal marker or end; raise if it was cut.
+
+        The per-read hot path: one verdict per event, one write per upstream read.
+        """
+        record = self._record
+        verdict = Verdict.FORWARD
+        async for events in upstream:
+            frames = []
+            for event in events:
+                verdict = tracker.inspect(event)
+                if verdict is Verdict.SKIP:
+                    if tracker.skipped == 1:
+                        _log.warning("upstream_event_skipped", reason="malformed_data")
+                    continue
+                frames.append(event.raw)
+                if verdict >= Verdict.END:
+                    break
+            if frames:
+                if record.first_event_at is None:
+                    record.first_event_at = time.monotonic()
+                    self._phase = "streaming"
+                record.events += len(frames)
+                await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if verdict >= Verdict.END:
+                break
+        if verdict is Verdict.END_WITH_ERROR:
+            record.fail(UpstreamErrorEvent())
+        elif verdict is not Verdict.END:
+            if not tracker.complete:
+                raise UpstreamTruncated()
+            await client.write(self._dialect.completion_trailer)
 
     async def _finish(self, client: SSEResponse, frame: bytes) -> None:
         """Write the last frame and end the response, bounded for a client that stalls."""
