@@ -55,6 +55,7 @@ _RETRY_AFTER = re.compile(
     r"^\s*(\d{1,7}(\.\d+)?|[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} [\d:]{8} GMT)\s*$"
 )
 _MAX_MESSAGE = 500
+_MAX_RETRY_AFTER = 10_000_000  # seconds; the same 7 digits `_RETRY_AFTER` accepts
 
 
 def create_session(max_connections: int) -> aiohttp.ClientSession:
@@ -188,16 +189,20 @@ async def raise_for_upstream_status(
 
 
 def _retry_after(headers: Any) -> str | None:
+    """The upstream's retry hint as a `Retry-After` value, if it gave a sane one."""
     value = headers.get("Retry-After")
     if value is not None and _RETRY_AFTER.match(value):
         return str(value).strip()
     millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return str(max(1, math.ceil(float(millis) / 1000)))
-        except ValueError:
-            return None
-    return None
+    if millis is None:
+        return None
+    try:
+        seconds = float(millis) / 1000
+    except ValueError:
+        return None
+    if not (math.isfinite(seconds) and 0 <= seconds < _MAX_RETRY_AFTER):
+        return None
+    return str(max(1, math.ceil(seconds)))
 
 
 def _error_details(body: bytes) -> tuple[str | None, str | None, str | None]:
