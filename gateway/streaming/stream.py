@@ -111,10 +111,15 @@ class ContextAwareStream(Generic[T]):
             raise
         except Exception as exc:
             self._reading = False
-            error = phase.cause or as_gateway_error(exc)
+            cause = phase.cause
+            error = cause or as_gateway_error(exc)
             await self._fail(error)
             if error is exc:
                 raise
+            if error is cause:
+                # The context's cause is shared by every scope and child that raises it: chain
+                # nothing onto it (what the interruption provoked in the base is noise).
+                raise error from None
             raise error from exc
         self._reading = False
         self._items += 1
