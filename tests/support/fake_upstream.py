@@ -33,7 +33,18 @@ from typing import Any, NoReturn, TypeAlias
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from tests.support.openai_wire import (
+    CREATED,
+    DONE,
+    chunk_event,
+    completion,
+    dumps,
+    openai_chunks,
+    openai_error,
+)
+
 __all__ = [
+    "CREATED",
     "DONE",
     "Behaviour",
     "FakeUpstream",
@@ -57,8 +68,6 @@ __all__ = [
     "status",
 ]
 
-DONE = b"data: [DONE]\n\n"
-CREATED = 1700000000
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -297,10 +306,6 @@ def _parse_object(raw: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
 def _transport(request: web.Request) -> asyncio.Transport:
     transport = request.transport
     if transport is None or transport.is_closing():
@@ -340,54 +345,6 @@ def _cut(request: web.Request, call: UpstreamCall, *, rst: bool) -> web.StreamRe
 async def _wait_forever() -> NoReturn:
     await asyncio.get_running_loop().create_future()
     raise AssertionError("a never-resolved future resolved")
-
-
-def _chunk_event(delta: dict[str, Any], finish_reason: str | None, model: str, id: str) -> bytes:
-    chunk = {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": CREATED,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-    }
-    return b"data: " + _dumps(chunk) + b"\n\n"
-
-
-def openai_chunks(
-    texts: list[str],
-    *,
-    finish_reason: str | None = "stop",
-    model: str = "fake-model",
-    id: str = "chatcmpl-fake",
-) -> list[bytes]:
-    """OpenAI ``chat.completion.chunk`` events, one per text, plus a final finish chunk.
-
-    The first event's delta carries ``role: assistant``; the final one (only when
-    ``finish_reason`` is not None) has an empty delta. ``created`` is always `CREATED`.
-    """
-    events = [
-        _chunk_event(
-            {"role": "assistant", "content": text} if index == 0 else {"content": text},
-            None,
-            model,
-            id,
-        )
-        for index, text in enumerate(texts or [""])
-    ]
-    if finish_reason is not None:
-        events.append(_chunk_event({}, finish_reason, model, id))
-    return events
-
-
-def openai_error(
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> dict[str, Any]:
-    """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 def sequence(*behaviours: Behaviour) -> Behaviour:
@@ -458,11 +415,11 @@ def huge_event(size: int) -> Behaviour:
     The big data is a valid ``chat.completion.chunk`` whose delta content is ``"x" * n``,
     padded so that the JSON text is ``size`` bytes long.
     """
-    envelope = len(_chunk_event({"content": ""}, None, "fake-model", "chatcmpl-fake"))
+    envelope = len(chunk_event({"content": ""}, None, "fake-model", "chatcmpl-fake"))
     overhead = envelope - len(b"data: \n\n")
     if size < overhead:
         raise ValueError(f"huge_event size must be at least {overhead} bytes")
-    big = _chunk_event({"content": "x" * (size - overhead)}, None, "fake-model", "chatcmpl-fake")
+    big = chunk_event({"content": "x" * (size - overhead)}, None, "fake-model", "chatcmpl-fake")
     return sse_stream([openai_chunks(["Hel"], finish_reason=None)[0], big])
 
 
@@ -544,7 +501,7 @@ def status(
     """An error answer with Content-Length; default body is `openai_error` JSON for the code."""
     if body is None:
         body = openai_error(f"fake upstream error {code}", type="fake_error")
-    payload = _dumps(body) if isinstance(body, dict) else body
+    payload = dumps(body) if isinstance(body, dict) else body
     data = payload.encode() if isinstance(payload, str) else payload
     all_headers = {"Content-Type": content_type, **(headers or {})}
 
@@ -565,34 +522,9 @@ def html(code: int) -> Behaviour:
     return status(code, body=page, content_type="text/html")
 
 
-def _completion(text: str, model: str) -> bytes:
-    completion_tokens = max(1, len(text.split()))
-    return _dumps(
-        {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": CREATED,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": 5,
-                "completion_tokens": completion_tokens,
-                "total_tokens": 5 + completion_tokens,
-            },
-        }
-    )
-
-
 def json_completion(text: str = "Hello!", *, model: str = "fake-model") -> Behaviour:
     """A non-streaming 200 ``chat.completion`` JSON with ``usage`` and a Content-Length."""
-    return status(200, body=_completion(text, model))
+    return status(200, body=completion(text, model))
 
 
 def json_cut(after_bytes: int, *, text: str = "Hello!", model: str = "fake-model") -> Behaviour:
@@ -600,7 +532,7 @@ def json_cut(after_bytes: int, *, text: str = "Hello!", model: str = "fake-model
 
     An aiohttp client gets ``ClientPayloadError`` (ContentLengthError inside) from ``read()``.
     """
-    data = _completion(text, model)
+    data = completion(text, model)
     if not 0 <= after_bytes < len(data):
         raise ValueError(f"after_bytes must be in [0, {len(data)})")
 
