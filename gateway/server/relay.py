@@ -175,17 +175,30 @@ class Relay:
                 await client.write_eof()
 
     async def _events(self, ctx: Context, decoder: SSEDecoder) -> AsyncIterator[list[SSEEvent]]:
+        """The upstream's complete events, one list per read that completed any.
+
+        Comment-only blocks (upstream keep-alives) are not events: they are not relayed and do
+        not reset the first-byte or idle clocks. When the body ends - cleanly or with an error -
+        a trailing CR still completes a line, so those events are relayed before the end; a
+        body that ends inside an event was cut, whatever came before.
+        """
         body = self._body(ctx)
         try:
-            async for chunk in body:
-                # Comment-only blocks (upstream keep-alives) are not events: they are not
-                # relayed and do not reset the first-byte or idle clocks.
-                events = [event for event in decoder.feed(chunk) if event.data is not None]
+            try:
+                async for chunk in body:
+                    events = [event for event in decoder.feed(chunk) if event.data is not None]
+                    if events:
+                        yield events
+            except GatewayError:
+                events = [event for event in decoder.finish() if event.data is not None]
                 if events:
                     yield events
+                raise
             events = [event for event in decoder.finish() if event.data is not None]
             if events:
                 yield events
+            if decoder.has_partial_event:
+                raise UpstreamTruncated("the upstream ended the stream in the middle of an event")
         finally:
             await body.aclose()
 
