@@ -141,7 +141,14 @@ class Context:
             child.cancel(cause)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
-            callback(self)
+            # One failing callback must not keep the others (or the canceller) from running:
+            # report it the way asyncio reports a failing loop callback.
+            try:
+                callback(self)
+            except Exception as exc:
+                self._loop.call_exception_handler(
+                    {"message": "Context done callback failed", "exception": exc, "context": self}
+                )
         return True
 
     def reschedule(self, deadline: float | None, error: DeadlineError | None = None) -> None:

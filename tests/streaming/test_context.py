@@ -505,3 +505,25 @@ async def test_scope_body_that_swallows_the_interruption_completes_normally():
     ctx.cancel(ClientDisconnected())
     assert await task == "swallowed"
     assert task.cancelling() == 0
+
+
+async def test_a_failing_done_callback_does_not_stop_the_others_or_the_canceller():
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        ctx = Context()
+        child = ctx.child()
+        seen: list[str] = []
+
+        def broken(_: Context) -> None:
+            raise RuntimeError("boom")
+
+        ctx.add_done_callback(broken)
+        ctx.add_done_callback(lambda _: seen.append("after"))
+        assert ctx.cancel(ClientDisconnected())
+    finally:
+        loop.set_exception_handler(None)
+    assert seen == ["after"]
+    assert child.done()
+    assert [type(c["exception"]) for c in reported] == [RuntimeError]
