@@ -361,3 +361,35 @@ async def test_upstream_that_never_accepts_the_connection_is_504_connect_timeout
     error = json.loads(body)["error"]
     assert (status, error["type"], error["code"]) == (504, "timeout", "connect_timeout")
     assert "connect deadline (0.3s)" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "headers"),
+    [
+        ({"timeouts": {"idle": 0.2}}, {}),
+        ({"route_timeouts": {"idle": 0.2}}, {}),
+        ({"route_max_timeouts": {"idle": 0.2}}, {"x-gateway-idle-timeout": "60"}),
+        ({"timeouts": {"idle": 60}}, {"x-gateway-idle-timeout": "0.2"}),
+    ],
+    ids=["global", "route", "route-ceiling-clamps-header", "header-lowers-global"],
+)
+async def test_idle_limit_comes_from_settings_route_or_request(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    settings: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    upstream.script("m", fake.stall_after(2))
+    settings = dict(settings)
+    route: dict[str, Any] = {"model": "m", "targets": [{"upstream": "fake"}]}
+    if "route_timeouts" in settings:
+        route["timeouts"] = settings.pop("route_timeouts")
+    if "route_max_timeouts" in settings:
+        route["max_timeouts"] = settings.pop("route_max_timeouts")
+    gw = await start_gateway(upstream, routes=[route], **settings)
+    status, _, body = await post(client, gw.url, headers=headers)
+    _, error = split_error_event(body)
+    assert status == 200
+    assert error["error"]["code"] == "idle_timeout"
+    assert "(0.2s)" in error["message"]
