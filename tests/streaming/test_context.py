@@ -331,6 +331,20 @@ async def test_removed_done_callback_is_not_called_and_removing_twice_is_harmles
 # --- scope -----------------------------------------------------------------------------------
 
 
+async def blocked_in_scope(ctx: Context) -> asyncio.Task[None]:
+    """A task blocked forever inside `ctx.scope()`, returned once it is in there."""
+    entered = asyncio.Event()
+
+    async def blocked() -> None:
+        with ctx.scope():
+            entered.set()
+            await never()
+
+    task = asyncio.create_task(blocked())
+    await entered.wait()
+    return task
+
+
 async def test_scope_interrupts_a_task_blocked_forever_with_the_cause():
     ctx = Context()
     entered = asyncio.Event()
@@ -386,15 +400,7 @@ async def test_scope_interrupts_through_a_parents_cancel():
 
 async def test_scope_cancelled_by_someone_else_reraises_cancelled_error_not_the_cause():
     ctx = Context()
-    entered = asyncio.Event()
-
-    async def blocked() -> None:
-        with ctx.scope():
-            entered.set()
-            await never()
-
-    task = asyncio.create_task(blocked())
-    await entered.wait()
+    task = await blocked_in_scope(ctx)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -404,15 +410,7 @@ async def test_scope_cancelled_by_someone_else_reraises_cancelled_error_not_the_
 
 async def test_an_owners_cancel_wins_over_the_context_ending_at_the_same_time():
     ctx = Context()
-    entered = asyncio.Event()
-
-    async def blocked() -> None:
-        with ctx.scope():
-            entered.set()
-            await never()
-
-    task = asyncio.create_task(blocked())
-    await entered.wait()
+    task = await blocked_in_scope(ctx)
     task.cancel()
     ctx.cancel(ClientDisconnected())
     with pytest.raises(asyncio.CancelledError):
