@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from gateway.errors import UpstreamProtocolError
 from gateway.providers.http import (
     HTTPUpstreamResponse,
     create_session,
@@ -22,6 +23,10 @@ from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, OpenAIDialect
 
 __all__ = ["OpenAIProvider"]
+
+#: Content types that cannot carry an event stream (an upstream that ignored `stream: true`, or
+#: an error page with a 200). Anything else is given the benefit of the doubt and framed as SSE.
+_NOT_A_STREAM = frozenset({"application/json", "text/html"})
 
 
 class OpenAIProvider(Provider):
@@ -75,6 +80,10 @@ class OpenAIProvider(Provider):
             await raise_for_upstream_status(
                 response, max_body=self._max_error_body, secrets=self._secrets
             )
+            if request.stream and response.content_type in _NOT_A_STREAM:
+                raise UpstreamProtocolError(
+                    f"the upstream answered a streaming request with {response.content_type}"
+                )
         except BaseException:
             response.close()
             raise

@@ -393,3 +393,19 @@ async def test_idle_limit_comes_from_settings_route_or_request(
     assert status == 200
     assert error["error"]["code"] == "idle_timeout"
     assert "(0.2s)" in error["message"]
+
+
+async def test_json_answer_to_a_streaming_request_is_502_protocol_error(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    upstream.script("m", fake.json_completion("not a stream"))
+    gw = await start_gateway(upstream, ("m",))
+    status, _, body = await post(client, gw.url)
+    error = json.loads(body)["error"]
+    assert (status, error["type"], error["code"]) == (
+        502,
+        "stream_interrupted",
+        "upstream_protocol_error",
+    )
+    assert "application/json" in error["message"]
+    assert b"not a stream" not in body
