@@ -15,9 +15,10 @@ from aiohttp import web
 from gateway.providers import Provider, build_providers
 from gateway.routing import Router
 from gateway.server.handlers import chat_completions, healthz, list_models, readyz
-from gateway.server.keys import PROVIDERS, ROUTER, SETTINGS
+from gateway.server.keys import PROVIDERS, ROUTER, SERVER_CONTEXT, SETTINGS
 from gateway.server.middlewares import request_id_middleware
 from gateway.settings import GatewaySettings
+from gateway.streaming import Context
 
 __all__ = ["create_app", "serve", "start_server"]
 
@@ -34,12 +35,19 @@ def create_app(
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[ROUTER] = Router(settings, providers)
+    app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+async def _server_context(app: web.Application) -> AsyncIterator[None]:
+    app[SERVER_CONTEXT] = Context()
+    yield
+    app[SERVER_CONTEXT].close()
 
 
 async def _provider_lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -15,7 +15,7 @@ from gateway.errors import GatewayError
 from gateway.observability import RequestRecord
 from gateway.providers import UpstreamRequest
 from gateway.server.chat_request import read_chat_request, timeout_overrides
-from gateway.server.keys import ROUTER, SETTINGS
+from gateway.server.keys import ROUTER, SERVER_CONTEXT, SETTINGS
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, RelayLimits, error_response
 from gateway.streaming import OpenAIDialect
@@ -51,7 +51,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             max_event_bytes=settings.limits.max_event_bytes,
             max_response_bytes=settings.limits.max_response_bytes,
         )
-        relay = Relay(request, record, target.provider, call, limits)
+        relay = Relay(request, record, target.provider, call, limits, request.app[SERVER_CONTEXT])
         return await (relay.stream() if chat.stream else relay.complete())
     except GatewayError as exc:
         record.fail(exc)

@@ -9,9 +9,13 @@ from aiohttp import web
 from gateway.providers import Provider
 from gateway.routing import Router
 from gateway.settings import GatewaySettings
+from gateway.streaming import Context
 
-__all__ = ["PROVIDERS", "ROUTER", "SETTINGS"]
+__all__ = ["PROVIDERS", "ROUTER", "SERVER_CONTEXT", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PROVIDERS = web.AppKey("providers", Mapping[str, Provider])
 ROUTER = web.AppKey("router", Router)
+#: The parent of every request's context while the app runs: cancelling it (for example with
+#: `ServerShutdown()`) ends every in-flight request through its normal error channel.
+SERVER_CONTEXT = web.AppKey("server_context", Context)

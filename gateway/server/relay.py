@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from gateway.errors import (
     ClientDisconnected,
+    DeadlineExceeded,
     GatewayError,
     RateLimited,
     ServerShutdown,
@@ -72,8 +74,12 @@ class Relay:
         provider: Provider,
         upstream_request: UpstreamRequest,
         limits: RelayLimits,
+        parent: Context,
     ) -> None:
+        """`parent` is the server's context: the request's own (with the total deadline) is
+        its child, so ending the server's context ends this request's stream too."""
         self._request = request
+        self._parent = parent
         self._record = record
         self._provider = provider
         self._dialect: Dialect = provider.dialect
@@ -85,7 +91,7 @@ class Relay:
 
     async def stream(self) -> web.StreamResponse:
         record, dialect = self._record, self._dialect
-        ctx = Context.with_timeout(self._call.timeouts.total)
+        ctx = self._request_context()
         decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes)
         tracker = dialect.tracker()
         upstream = ContextAwareStream(
@@ -210,7 +216,7 @@ class Relay:
 
     async def complete(self) -> web.StreamResponse:
         record = self._record
-        ctx = Context.with_timeout(self._call.timeouts.total)
+        ctx = self._request_context()
         upstream = ContextAwareStream(ctx, self._body(ctx), self._call.timeouts, connecting=True)
         self._call = replace(self._call, on_sent=lambda: self._sent(upstream))
         body = bytearray()
@@ -255,6 +261,12 @@ class Relay:
             if aclose is not None:
                 await aclose()
             await response.aclose()
+
+    def _request_context(self) -> Context:
+        total = self._call.timeouts.total
+        return self._parent.child(
+            total, deadline_error=functools.partial(DeadlineExceeded, limit=total)
+        )
 
     # --- errors ---------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ gateway had to give up on the upstream - that the upstream saw its connection cl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.errors import ErrorCategory
+from gateway.errors import ErrorCategory, ServerShutdown
+from gateway.server.keys import SERVER_CONTEXT
 from tests.conftest import StartGateway
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import DONE, FakeUpstream
@@ -171,6 +173,7 @@ async def test_total_deadline_ends_a_slow_stream_with_deadline_exceeded(
     assert before
     assert b"".join(chunks).startswith(before)
     assert (error["type"], error["error"]["code"]) == ("timeout", "deadline_exceeded")
+    assert "total deadline (0.3s)" in error["message"]
     await upstream.requests[0].wait_closed_by_peer()
 
 
@@ -409,3 +412,29 @@ async def test_json_answer_to_a_streaming_request_is_502_protocol_error(
     )
     assert "application/json" in error["message"]
     assert b"not a stream" not in body
+
+
+async def test_ending_the_server_context_ends_streams_with_server_shutdown(
+    start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
+) -> None:
+    """The hook graceful drain builds on: every request's context is a child of the app's."""
+    upstream.script("m", fake.stall_after(2))
+    upstream.script("silent", fake.stall_before_first_event())
+    gw = await start_gateway(upstream, ("m", "silent"), heartbeat=None)
+    url = f"{gw.url}/v1/chat/completions"
+    async with client.post(url, json=BODY) as streaming:
+        for _ in range(2):
+            await streaming.content.readuntil(b"\n\n")
+        waiting = asyncio.ensure_future(client.post(url, json={**BODY, "model": "silent"}))
+        await (await upstream.next_call()).started.wait()  # "m"
+        silent = await upstream.next_call()
+        await silent.started.wait()
+        gw.app[SERVER_CONTEXT].cancel(ServerShutdown())
+        body = await streaming.read()
+    _, error = split_error_event(body)
+    assert (error["type"], error["error"]["code"]) == ("stream_interrupted", "server_shutdown")
+    async with await waiting as response:
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "server_shutdown"
+    await upstream.requests[0].wait_closed_by_peer()
+    await silent.wait_closed_by_peer()
