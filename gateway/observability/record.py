@@ -34,7 +34,6 @@ class RequestRecord:
     outcome: str = "in_progress"
     error: GatewayError | None = None
     status: int | None = None
-    committed_at: float | None = None
     first_event_at: float | None = None
     events: int = 0
     bytes: int = 0
@@ -46,7 +45,9 @@ class RequestRecord:
         """Record the error that ended the request (the first one wins)."""
         if self.error is None:
             self.error = error
-            self.outcome = error.code if error.code == "client_disconnected" else "error"
+            # A closed set: completed, client_disconnected, or the error's category.
+            disconnected = isinstance(error, ClientDisconnected)
+            self.outcome = "client_disconnected" if disconnected else error.category.value
 
     def finish(self) -> None:
         """Emit the request's one log line; later calls do nothing."""

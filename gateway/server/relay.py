@@ -92,7 +92,9 @@ class Relay:
     async def stream(self) -> web.StreamResponse:
         record, dialect = self._record, self._dialect
         ctx = self._request_context()
-        decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes)
+        # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
+        # they are not relayed and do not reset the first-byte or idle clocks.
+        decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes, keep_dataless=False)
         tracker = dialect.tracker()
         upstream = ContextAwareStream(
             ctx, self._events(ctx, decoder), self._call.timeouts, connecting=True
@@ -183,26 +185,25 @@ class Relay:
     async def _events(self, ctx: Context, decoder: SSEDecoder) -> AsyncIterator[list[SSEEvent]]:
         """The upstream's complete events, one list per read that completed any.
 
-        Comment-only blocks (upstream keep-alives) are not events: they are not relayed and do
-        not reset the first-byte or idle clocks. When the body ends - cleanly or with an error -
-        a trailing CR still completes a line, so those events are relayed before the end; a
-        body that ends inside an event was cut, whatever came before.
+        When the body ends - cleanly or with an error - a trailing CR still completes a line, so
+        those events are relayed before the end; a body that ends inside an event was cut,
+        whatever came before.
         """
         body = self._body(ctx)
+        failure: GatewayError | None = None
         try:
             try:
                 async for chunk in body:
-                    events = [event for event in decoder.feed(chunk) if event.data is not None]
+                    events = decoder.feed(chunk)
                     if events:
                         yield events
-            except GatewayError:
-                events = [event for event in decoder.finish() if event.data is not None]
-                if events:
-                    yield events
-                raise
-            events = [event for event in decoder.finish() if event.data is not None]
+            except GatewayError as exc:
+                failure = exc
+            events = decoder.finish()
             if events:
                 yield events
+            if failure is not None:
+                raise failure
             if decoder.has_partial_event:
                 raise UpstreamTruncated("the upstream ended the stream in the middle of an event")
         finally:

@@ -61,14 +61,20 @@ class SSEDecoder:
         "_error",
         "_event",
         "_id",
+        "_keep_dataless",
         "_line_start",
         "_max_event_bytes",
         "_scan",
         "_stream_started",
     )
 
-    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, keep_dataless: bool = True
+    ) -> None:
+        """`keep_dataless=False` drops blocks without a `data` line (comments, field-only
+        blocks) in the decoder itself: a WHATWG client dispatches nothing for them."""
         self._max_event_bytes = max_event_bytes
+        self._keep_dataless = keep_dataless
         self._buf = bytearray()
         self._block_start = 0  # where the current event's raw bytes begin in _buf
         self._line_start = 0  # where the current (unterminated) line begins
@@ -176,6 +182,10 @@ class SSEDecoder:
         if after - start <= 2 and not buf[start:after].strip(b"\r\n"):
             return  # a blank line outside any event
         data = self._data
+        if data is None and not self._keep_dataless:
+            self._event = None
+            self._id = None
+            return
         events.append(
             SSEEvent(
                 raw=bytes(buf[start:after]),

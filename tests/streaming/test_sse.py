@@ -335,3 +335,14 @@ def test_a_cr_only_stream_of_many_lines_in_one_read_completes():
     assert len(events) == len(stream) // len(event)
     assert events[-1] == E(event, "n")
     assert not partial
+
+
+def test_keep_dataless_false_drops_comment_and_field_only_blocks_in_the_decoder():
+    stream = b": ping\n\nevent: x\nid: 7\n\ndata: a\n\nretry: 5\n\nid: 8\ndata: b\n\n"
+    decoder = SSEDecoder(keep_dataless=False)
+    events = decoder.feed(stream) + decoder.finish()
+    assert [(e.raw, e.data, e.event, e.id) for e in events] == [
+        (b"data: a\n\n", "a", None, None),
+        (b"id: 8\ndata: b\n\n", "b", None, "8"),
+    ]
+    assert not decoder.has_partial_event
