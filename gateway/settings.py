@@ -40,10 +40,12 @@ from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 __all__ = [
     "DEFAULT_CEILINGS",
     "MOCK_MODELS",
+    "AuthSettings",
     "GatewaySettings",
     "LimitSettings",
     "ListenSettings",
     "LogSettings",
+    "MetricsSettings",
     "MockSettings",
     "RouteSettings",
     "TargetSettings",
@@ -149,6 +151,22 @@ class LogSettings(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class MetricsSettings(_Model):
+    """Prometheus exposition (`GET /metrics`)."""
+
+    enabled: bool = True
+    #: A separate listener for `/metrics` only (then the main listener does not serve it).
+    listen: ListenSettings | None = None
+    #: Ask for a gateway key (see `auth.keys`) on `/metrics`.
+    require_key: bool = False
+
+
+class AuthSettings(_Model):
+    """Gateway keys: what clients present to the gateway (never sent upstream)."""
+
+    keys: list[SecretStr] = Field(default_factory=list)
+
+
 def _default_upstreams() -> dict[str, UpstreamSettings]:
     return {"mock": UpstreamSettings(kind="mock")}
 
@@ -179,6 +197,10 @@ class GatewaySettings(BaseSettings):
     heartbeat: PositiveFloat | None = 15.0
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    auth: AuthSettings = AuthSettings()
+    #: Worker processes sharing the listener (SO_REUSEPORT); metrics are aggregated across them.
+    workers: PositiveInt = 1
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:
@@ -193,6 +215,8 @@ class GatewaySettings(BaseSettings):
                         f"routes[{index}] ({route.model!r}) names upstream {target.upstream!r}, "
                         f"which is not among upstreams: {sorted(self.upstreams)}"
                     )
+        if self.metrics.require_key and not self.auth.keys:
+            raise ValueError("metrics.require_key is set but auth.keys holds no gateway key")
         return self
 
     @model_validator(mode="after")
