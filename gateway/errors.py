@@ -30,6 +30,7 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │   └── RequestError (the client's request)     400
     │       ├── InvalidRequest                      invalid_request, 400
     │       ├── UnknownModel                        model_not_found, 404
+    │       ├── Unauthorized                        unauthorized, 401 (no or wrong gateway key)
     │       └── RequestTooLarge                     request_too_large, 413
     └── StreamInterrupted                           category stream_interrupted, 502
         ├── UpstreamTruncated                       upstream_truncated
@@ -67,6 +68,7 @@ __all__ = [
     "RequestTooLarge",
     "ServerShutdown",
     "StreamInterrupted",
+    "Unauthorized",
     "UnknownModel",
     "UpstreamAuthFailed",
     "UpstreamBadRequest",
@@ -296,6 +298,12 @@ class UnknownModel(RequestError):
     code = "model_not_found"
     http_status = 404
     default_message = "the requested model is not routed by this gateway"
+
+
+class Unauthorized(RequestError):
+    code = "unauthorized"
+    http_status = 401
+    default_message = "a valid gateway key is required (Authorization: Bearer or x-api-key)"
 
 
 class RequestTooLarge(RequestError):

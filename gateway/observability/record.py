@@ -1,8 +1,13 @@
 """`RequestRecord`: what happened to one request, written once when it ends.
 
-The relay fills a record as the request progresses (cheap attribute writes, nothing on the
-per-event path but counters) and the handler's `finally` calls `finish()` exactly once, which
-emits the one `request_finished` log line. Metrics hook in at the same point.
+The relay fills a record as the request progresses and the handler's `finally` calls `finish()`
+exactly once, whatever path the request ended by. `finish()` is the single place where a
+request becomes observable: it emits the one `request_finished` (or, for `stream: true`,
+`stream_finished`) log line and records the request's metrics, so the two can never disagree.
+
+Only a stream's live figures are recorded while it runs, one call per relayed write
+(`relayed`), on the route's pre-bound children: events, bytes and the gap since the last write,
+so dashboards see throughput as it happens rather than when long streams end.
 """
 
 from __future__ import annotations
@@ -14,20 +19,26 @@ from typing import Any
 import structlog
 
 from gateway.errors import ClientDisconnected, GatewayError
+from gateway.observability.metrics import NO_ROUTE, Metrics, RouteMetrics
 
 __all__ = ["RequestRecord"]
 
 _log = structlog.get_logger("gateway.request")
-_MAX_FIELD = 128
+_MAX_MESSAGE = 200
+#: Usage keys of the OpenAI and Anthropic dialects, by the token kind they count.
+_PROMPT_KEYS = ("prompt_tokens", "input_tokens")
+_COMPLETION_KEYS = ("completion_tokens", "output_tokens")
 
 
 @dataclass(slots=True)
 class RequestRecord:
-    """Mutable per-request facts; `finish()` turns them into one log line."""
+    """Mutable per-request facts; `finish()` turns them into one log line and the metrics."""
 
     request_id: str
     endpoint: str
+    metrics: Metrics
     started: float = field(default_factory=time.monotonic)
+    model: str | None = None  # as the client sent it: logged (escaped), never a label
     route: str | None = None
     upstream: str | None = None
     stream: bool = False
@@ -40,6 +51,44 @@ class RequestRecord:
     skipped_events: int = 0
     usage: dict[str, Any] | None = None
     finished: bool = False
+    _route_metrics: RouteMetrics | None = None
+    _active: bool = False
+    _last_write: float = 0.0
+    _counted_bytes: int = 0
+
+    def bind_route(self, route: str) -> None:
+        self.route = route
+        self._route_metrics = self.metrics.route_metrics(route)
+
+    @property
+    def route_metrics(self) -> RouteMetrics:
+        if self._route_metrics is None:
+            self._route_metrics = self.metrics.route_metrics(NO_ROUTE)
+        return self._route_metrics
+
+    def stream_started(self) -> None:
+        """A streaming response began: counted among the active streams until `finish()`."""
+        if not self._active:
+            self._active = True
+            self.route_metrics.active_streams.inc()
+
+    def relayed(self, events: int, size: int) -> None:
+        """One write of `events` upstream events (`size` bytes) reached the client's socket."""
+        now = time.monotonic()
+        bound = self.route_metrics
+        if self.first_event_at is None:
+            self.first_event_at = now
+        else:
+            bound.event_gap.observe(now - self._last_write)
+        self._last_write = now
+        self.events += events
+        self._counted_bytes += size
+        bound.events.inc(events)
+        bound.bytes.inc(size)
+
+    def attempt(self, upstream: str, result: str) -> None:
+        """One upstream call ended its opening phase: `ok`, or the code of the error."""
+        self.metrics.upstream_attempts.labels(upstream, result).inc()
 
     def fail(self, error: GatewayError) -> None:
         """Record the error that ended the request (the first one wins)."""
@@ -50,16 +99,19 @@ class RequestRecord:
             self.outcome = "client_disconnected" if disconnected else error.category.value
 
     def finish(self) -> None:
-        """Emit the request's one log line; later calls do nothing."""
+        """Emit the request's one log line and record its metrics; later calls do nothing."""
         if self.finished:
             return
         self.finished = True
         if self.outcome == "in_progress":
             self.outcome = "completed"
         now = time.monotonic()
+        tokens = self._tokens()
+        self._record_metrics(now, tokens)
         error = self.error
         fields: dict[str, Any] = {
             "endpoint": self.endpoint,
+            "model": self.model,
             "route": self.route,
             "upstream": self.upstream,
             "stream": self.stream,
@@ -72,20 +124,48 @@ class RequestRecord:
             "events": self.events,
             "bytes": self.bytes,
         }
+        if tokens:
+            fields["tokens"] = tokens
         if self.skipped_events:
             fields["skipped_events"] = self.skipped_events
-        if self.usage:
-            fields["tokens"] = {
-                key: value
-                for key, value in self.usage.items()
-                if key in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
-                and isinstance(value, int)
-            }
         if isinstance(error, ClientDisconnected):
             fields["phase"] = error.phase
         elif error is not None:
-            fields["message"] = error.message[:_MAX_FIELD]
-        _log.info("request_finished", **fields)
+            fields["message"] = error.message[:_MAX_MESSAGE]
+        _log.info("stream_finished" if self.stream else "request_finished", **fields)
+
+    def _record_metrics(self, now: float, tokens: dict[str, int]) -> None:
+        metrics, bound, error = self.metrics, self.route_metrics, self.error
+        metrics.requests.labels(self.endpoint, bound.name, self.outcome).inc()
+        if error is not None:
+            metrics.errors.labels(error.category.value, error.code).inc()
+            if isinstance(error, ClientDisconnected):
+                metrics.client_disconnects.labels(error.phase).inc()
+        if self.first_event_at is not None:
+            bound.ttfb.observe(self.first_event_at - self.started)
+        bound.duration.observe(now - self.started)
+        if self.bytes > self._counted_bytes:  # heartbeats, error events, JSON bodies
+            bound.bytes.inc(self.bytes - self._counted_bytes)
+        if "prompt" in tokens:
+            bound.prompt_tokens.inc(tokens["prompt"])
+        if "completion" in tokens:
+            bound.completion_tokens.inc(tokens["completion"])
+        if self._active:
+            bound.active_streams.dec()
+
+    def _tokens(self) -> dict[str, int]:
+        """Prompt and completion tokens from the usage the provider reported, if any."""
+        usage = self.usage
+        if not usage:
+            return {}
+        tokens: dict[str, int] = {}
+        for kind, keys in (("prompt", _PROMPT_KEYS), ("completion", _COMPLETION_KEYS)):
+            for key in keys:
+                value = usage.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                    tokens[kind] = value
+                    break
+        return tokens
 
 
 def _ms(end: float | None, start: float) -> float | None:

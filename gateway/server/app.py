@@ -2,29 +2,45 @@
 
 `create_app(settings)` builds everything a gateway needs (providers, router, routes) with no
 module-level state, so tests build as many independent apps as they like, each with its own
-settings and providers. `serve()` runs one with handler cancellation on: a client that
-disconnects cancels its handler, which is how a vanished client closes its upstream at once.
+settings and providers. Apps are served with handler cancellation on (`RUNNER_OPTIONS`): a
+client that disconnects cancels its handler, which is how a vanished client closes its upstream
+at once. `/metrics` is served by the main app, or by `create_metrics_app()` on a listener of
+its own (`metrics.listen`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
+from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.routing import Router
-from gateway.server.handlers import chat_completions, healthz, list_models, readyz
-from gateway.server.keys import PROVIDERS, ROUTER, SERVER_CONTEXT, SETTINGS
+from gateway.server.auth import GatewayKeys
+from gateway.server.handlers import chat_completions, healthz, list_models, metrics_handler, readyz
+from gateway.server.keys import GATEWAY_KEYS, METRICS, PROVIDERS, ROUTER, SERVER_CONTEXT, SETTINGS
 from gateway.server.middlewares import request_id_middleware
 from gateway.settings import GatewaySettings
 from gateway.streaming import Context
 
-__all__ = ["create_app", "serve", "start_server"]
+__all__ = ["RUNNER_OPTIONS", "create_app", "create_metrics_app", "start_server"]
+
+
+#: How every gateway app is served: a client that disconnects cancels its handler.
+RUNNER_OPTIONS: dict[str, Any] = {
+    "handler_cancellation": True,
+    "access_log": None,
+    "shutdown_timeout": 5.0,
+}
 
 
 def create_app(
-    settings: GatewaySettings, *, providers: Mapping[str, Provider] | None = None
+    settings: GatewaySettings,
+    *,
+    providers: Mapping[str, Provider] | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """A gateway application; `providers` replaces the ones built from settings (tests)."""
     app = web.Application(
@@ -35,13 +51,27 @@ def create_app(
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[ROUTER] = Router(settings, providers)
+    app[METRICS] = metrics or Metrics()
+    app[GATEWAY_KEYS] = GatewayKeys(settings.auth.keys)
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings.metrics.enabled and settings.metrics.listen is None:
+        app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def create_metrics_app(app: web.Application) -> web.Application:
+    """The app of the separate metrics listener: `/metrics` of `app`, nothing else."""
+    metrics_app = web.Application(middlewares=[request_id_middleware])
+    metrics_app[SETTINGS] = app[SETTINGS]
+    metrics_app[METRICS] = app[METRICS]
+    metrics_app[GATEWAY_KEYS] = app[GATEWAY_KEYS]
+    metrics_app.router.add_get("/metrics", metrics_handler)
+    return metrics_app
 
 
 async def _server_context(app: web.Application) -> AsyncIterator[None]:
@@ -61,21 +91,8 @@ async def _provider_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving `app`; returns the runner (to `cleanup()`) and the bound port."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(app, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner, int(runner.addresses[-1][1])
-
-
-def serve(settings: GatewaySettings) -> None:
-    """Run the gateway until interrupted (SIGINT/SIGTERM)."""
-    web.run_app(
-        create_app(settings),
-        host=settings.listen.host,
-        port=settings.listen.port,
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-        shutdown_timeout=5.0,
-    )

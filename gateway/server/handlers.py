@@ -11,28 +11,31 @@ import json
 
 from aiohttp import web
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.providers import UpstreamRequest
 from gateway.server.chat_request import read_chat_request, timeout_overrides
-from gateway.server.keys import ROUTER, SERVER_CONTEXT, SETTINGS
+from gateway.server.keys import GATEWAY_KEYS, METRICS, ROUTER, SERVER_CONTEXT, SETTINGS
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, RelayLimits, error_response
 from gateway.streaming import OpenAIDialect
 
-__all__ = ["chat_completions", "healthz", "list_models", "readyz"]
+__all__ = ["chat_completions", "healthz", "list_models", "metrics_handler", "readyz"]
 
 _OPENAI = OpenAIDialect()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    record = RequestRecord(request_id=request[REQUEST_ID], endpoint="chat_completions")
+    record = RequestRecord(
+        request_id=request[REQUEST_ID], endpoint="chat_completions", metrics=request.app[METRICS]
+    )
     try:
         chat, body = await read_chat_request(request, settings.limits.max_request_bytes)
         record.stream = chat.stream
+        record.model = chat.model
         route = request.app[ROUTER].resolve(chat.model)
-        record.route = route.name
+        record.bind_route(route.name)
         timeouts = route.timeouts_for(timeout_overrides(request.headers))
         target = route.targets[0]
         record.upstream = target.provider.name
@@ -68,6 +71,19 @@ async def list_models(request: web.Request) -> web.Response:
         for name in request.app[ROUTER].models()
     ]
     return web.json_response({"object": "list", "data": data})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """The Prometheus exposition; behind a gateway key if `metrics.require_key` is set."""
+    if request.app[SETTINGS].metrics.require_key and not request.app[GATEWAY_KEYS].accepts(
+        request
+    ):
+        error = Unauthorized()
+        return error_response(_OPENAI, error, request[REQUEST_ID])
+    body, content_type = request.app[METRICS].exposition()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -6,12 +6,14 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from gateway.observability import Metrics
 from gateway.providers import Provider
 from gateway.routing import Router
+from gateway.server.auth import GatewayKeys
 from gateway.settings import GatewaySettings
 from gateway.streaming import Context
 
-__all__ = ["PROVIDERS", "ROUTER", "SERVER_CONTEXT", "SETTINGS"]
+__all__ = ["GATEWAY_KEYS", "METRICS", "PROVIDERS", "ROUTER", "SERVER_CONTEXT", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PROVIDERS = web.AppKey("providers", Mapping[str, Provider])
@@ -19,3 +21,7 @@ ROUTER = web.AppKey("router", Router)
 #: The parent of every request's context while the app runs: cancelling it (for example with
 #: `ServerShutdown()`) ends every in-flight request through its normal error channel.
 SERVER_CONTEXT = web.AppKey("server_context", Context)
+#: The gateway keys clients must present (empty: no key needed).
+GATEWAY_KEYS = web.AppKey("gateway_keys", GatewayKeys)
+#: The app's Prometheus metrics (one registry per app).
+METRICS = web.AppKey("metrics", Metrics)

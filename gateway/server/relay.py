@@ -86,6 +86,17 @@ class Relay:
         self._call = upstream_request
         self._limits = limits
         self._phase = "connecting"
+        self._attempt_settled = False
+
+    def _settle_attempt(self, result: str) -> None:
+        """Record how the upstream call's opening phase ended (once): `ok` or an error code.
+
+        Called with the translated error, after the stream's scope turned an interrupt into
+        its cause, so a deadline is counted as the timeout it was, not as a cancellation.
+        """
+        if not self._attempt_settled:
+            self._attempt_settled = True
+            self._record.attempt(self._provider.name, result)
 
     # --- stream: true ---------------------------------------------------------------------------
 
@@ -107,13 +118,15 @@ class Relay:
             headers={"x-request-id": record.request_id},
         )
         client.start_heartbeat()
+        record.stream_started()
         error: GatewayError | None = None
         try:
             await self._pump(upstream, tracker, client)
         except GatewayError as exc:
             error = exc
+            self._settle_attempt(exc.code)
         except asyncio.CancelledError:
-            record.fail(self._cancel_cause())
+            self._cancelled()
             raise
         except ConnectionError:
             # A write found the client gone before aiohttp cancelled us.
@@ -160,11 +173,10 @@ class Relay:
                 if verdict >= Verdict.END:
                     break
             if frames:
-                if record.first_event_at is None:
-                    record.first_event_at = time.monotonic()
-                    self._phase = "streaming"
-                record.events += len(frames)
-                await client.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                self._phase = "streaming"
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                record.relayed(len(frames), len(data))
+                await client.write(data)
             if verdict >= Verdict.END:
                 break
         if verdict is Verdict.END_WITH_ERROR:
@@ -230,14 +242,18 @@ class Relay:
                 if len(body) > self._limits.max_response_bytes:
                     raise UpstreamProtocolError("the upstream's answer exceeded the size limit")
             try:
-                json.loads(body)
+                answer = json.loads(body)
             except ValueError:
                 raise UpstreamProtocolError("the upstream's answer was not valid JSON") from None
+            usage = answer.get("usage") if isinstance(answer, dict) else None
+            if isinstance(usage, dict):
+                record.usage = usage
         except GatewayError as exc:
             record.fail(exc)
+            self._settle_attempt(exc.code)
             return self._error_response(exc)
         except asyncio.CancelledError:
-            record.fail(self._cancel_cause())
+            self._cancelled()
             raise
         finally:
             await upstream.aclose()
@@ -253,6 +269,7 @@ class Relay:
     async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
         """The upstream body's reads; the response is released however iteration ends."""
         response = await self._provider.open(ctx, self._call)
+        self._settle_attempt("ok")
         chunks = response.chunks()
         try:
             async for chunk in chunks:
@@ -270,6 +287,11 @@ class Relay:
         )
 
     # --- errors ---------------------------------------------------------------------------------
+
+    def _cancelled(self) -> None:
+        cause = self._cancel_cause()
+        self._record.fail(cause)
+        self._settle_attempt(cause.code)
 
     def _cancel_cause(self) -> GatewayError:
         """Why the handler was cancelled: the client left, or the server is stopping."""

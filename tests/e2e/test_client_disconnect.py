@@ -42,11 +42,11 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
 
 
 def finished_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [line for line in logs if line["event"] == "request_finished"]
+    return [line for line in logs if line["event"] in ("request_finished", "stream_finished")]
 
 
 async def assert_recorded_once(logs: list[dict[str, Any]], phase: str) -> None:
-    await eventually(lambda: bool(finished_lines(logs)), "a request_finished line")
+    await eventually(lambda: bool(finished_lines(logs)), "a request_finished or stream_finished line")
     [line] = finished_lines(logs)
     assert (line["outcome"], line["code"], line["phase"]) == (
         "client_disconnected",

@@ -1,0 +1,186 @@
+"""`Metrics`: the gateway's Prometheus metrics, one object per app owning its registry.
+
+Names are `gateway_<noun>_<unit>`; every label value comes from a closed set - route and
+upstream names from the config (or `none` for a request that never reached a route), error
+categories and codes from `gateway.errors`, disconnect phases, token kinds - never from what a
+client typed (model names, keys, paths, user ids). `route_metrics(name)` hands out pre-bound
+children, so the per-read path of a stream is a few `inc`/`observe` calls on bound objects and
+no label lookup.
+
+Several worker processes: when `PROMETHEUS_MULTIPROC_DIR` is set (the supervisor sets it for its
+workers before they import prometheus-client), values live in that directory's memory-mapped
+files and `exposition()` aggregates every process's values, so any worker answers `/metrics`
+for all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway import __version__
+
+__all__ = ["NO_ROUTE", "Metrics", "RouteMetrics", "multiprocess_dir"]
+
+#: The `route` label of requests that never reached a route (invalid body, unknown model).
+NO_ROUTE = "none"
+
+#: Time to first byte: from a few milliseconds (cached, local) to a minute (queued, reasoning).
+TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory of multiprocess mode, if this process runs in it."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMetrics:
+    """One route's pre-bound children: what a stream touches while it runs."""
+
+    name: str
+    active_streams: Gauge
+    ttfb: Histogram
+    duration: Histogram
+    event_gap: Histogram
+    events: Counter
+    bytes: Counter
+    prompt_tokens: Counter
+    completion_tokens: Counter
+
+
+class Metrics:
+    """Every gateway metric, registered in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests finished, by endpoint, route and outcome "
+            "(completed, client_disconnected, or the error category).",
+            ["endpoint", "route", "outcome"],
+            registry=r,
+        )
+        self.active_streams = Gauge(
+            "gateway_active_streams",
+            "Streaming responses in progress.",
+            ["route"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.errors = Counter(
+            "gateway_errors",
+            "Requests that ended with an error, by category and code.",
+            ["category", "code"],
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "gateway_time_to_first_byte_seconds",
+            "From the request's arrival to the first upstream event (or body byte) relayed.",
+            ["route"],
+            buckets=TTFB_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gateway_stream_duration_seconds",
+            "From the request's arrival to the end of its response.",
+            ["route"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.event_gap = Histogram(
+            "gateway_event_gap_seconds",
+            "Time between two relayed upstream reads that carried events.",
+            ["route"],
+            buckets=GAP_BUCKETS,
+            registry=r,
+        )
+        self.events = Counter(
+            "gateway_relayed_events", "Upstream events relayed to clients.", ["route"], registry=r
+        )
+        self.bytes = Counter(
+            "gateway_relayed_bytes",
+            "Bytes written to clients (events, heartbeats, error events, JSON bodies).",
+            ["route"],
+            registry=r,
+        )
+        self.upstream_attempts = Counter(
+            "gateway_upstream_attempts",
+            "Upstream calls, by upstream and result (ok, or the error code that ended them).",
+            ["upstream", "result"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries",
+            "Upstream calls repeated on the same upstream, by the error code that caused it.",
+            ["upstream", "reason"],
+            registry=r,
+        )
+        self.upstream_failovers = Counter(
+            "gateway_upstream_failovers",
+            "Requests moved to a route's next target, by the error code that caused it.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            "gateway_client_disconnects",
+            "Clients that went away before their response ended, by phase.",
+            ["phase"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "gateway_tokens",
+            "Tokens the upstream reported in its usage (also partial usage of cut streams).",
+            ["route", "kind"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "gateway_build_info",
+            "Always 1; the labels say which build is running.",
+            ["version", "python"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self._routes: dict[str, RouteMetrics] = {}
+
+    def route_metrics(self, route: str) -> RouteMetrics:
+        """The bound children of `route` (a config route name or `NO_ROUTE`)."""
+        bound = self._routes.get(route)
+        if bound is None:
+            bound = RouteMetrics(
+                name=route,
+                active_streams=self.active_streams.labels(route),
+                ttfb=self.ttfb.labels(route),
+                duration=self.duration.labels(route),
+                event_gap=self.event_gap.labels(route),
+                events=self.events.labels(route),
+                bytes=self.bytes.labels(route),
+                prompt_tokens=self.tokens.labels(route, "prompt"),
+                completion_tokens=self.tokens.labels(route, "completion"),
+            )
+            self._routes[route] = bound
+        return bound
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition and its content type; all workers' values in multiprocess mode."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
