@@ -19,14 +19,8 @@ import os
 import platform
 from dataclasses import dataclass
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway import __version__
@@ -176,11 +170,13 @@ class Metrics:
             self._routes[route] = bound
         return bound
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text exposition and its content type; all workers' values in multiprocess mode."""
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition in the format `accept` prefers (Prometheus text or OpenMetrics) and
+        its content type; all workers' values in multiprocess mode."""
+        encode, content_type = choose_encoder(accept)
         directory = multiprocess_dir()
         if directory is None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return encode(self.registry), content_type
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return encode(registry), content_type

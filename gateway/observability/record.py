@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiohttp import web
 
 from gateway.errors import ClientDisconnected, GatewayError
 from gateway.observability.metrics import NO_ROUTE, Metrics, RouteMetrics
@@ -85,6 +86,11 @@ class RequestRecord:
         self._counted_bytes += size
         bound.events.inc(events)
         bound.bytes.inc(size)
+
+    def answered(self, response: web.Response) -> None:
+        """The request was answered with `response`, a complete (not streamed) body."""
+        self.status = response.status
+        self.bytes = len(response.body) if isinstance(response.body, bytes) else 0
 
     def attempt(self, upstream: str, result: str) -> None:
         """One upstream call ended its opening phase: `ok`, or the code of the error."""

@@ -59,7 +59,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except GatewayError as exc:
         record.fail(exc)
         response = error_response(_OPENAI, exc, record.request_id)
-        record.status = response.status
+        record.answered(response)
         return response
     finally:
         record.finish()
@@ -75,12 +75,12 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     """The Prometheus exposition; behind a gateway key if `metrics.require_key` is set."""
-    if request.app[SETTINGS].metrics.require_key and not request.app[GATEWAY_KEYS].accepts(
-        request
-    ):
-        error = Unauthorized()
-        return error_response(_OPENAI, error, request[REQUEST_ID])
-    body, content_type = request.app[METRICS].exposition()
+    settings, keys = request.app[SETTINGS], request.app[GATEWAY_KEYS]
+    if settings.metrics.require_key and not keys.accepts(request):
+        response = error_response(_OPENAI, Unauthorized(), request[REQUEST_ID])
+        response.headers["WWW-Authenticate"] = 'Bearer realm="sse-gateway"'
+        return response
+    body, content_type = request.app[METRICS].exposition(request.headers.get("Accept", ""))
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response

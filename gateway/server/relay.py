@@ -146,6 +146,7 @@ class Relay:
             await self._finish(client, dialect.error_event(make_stream_error(error)))
         else:
             await self._finish(client, b"")
+        record.bytes = client.bytes_written
         record.status = 200
         return client.response
 
@@ -301,7 +302,7 @@ class Relay:
 
     def _error_response(self, error: GatewayError) -> web.Response:
         response = error_response(self._dialect, error, self._record.request_id)
-        self._record.status = response.status
+        self._record.answered(response)
         return response
 
 

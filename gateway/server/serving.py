@@ -158,7 +158,10 @@ class _Supervisor:
 
     async def _keep_worker(self, index: int, env: dict[str, str], directory: str) -> None:
         """Run worker `index`, replacing it whenever it exits before the supervisor stops."""
-        payload = pickle.dumps((self._settings, self._listeners.fds(), index))
+        # `load_settings` returns a subclass local to it; the workers get the plain class.
+        fields = {name: getattr(self._settings, name) for name in GatewaySettings.model_fields}
+        settings = GatewaySettings.model_construct(**fields)
+        payload = pickle.dumps((settings, self._listeners.fds(), index))
         while not self._stopping:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,

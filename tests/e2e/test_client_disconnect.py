@@ -46,7 +46,7 @@ def finished_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def assert_recorded_once(logs: list[dict[str, Any]], phase: str) -> None:
-    await eventually(lambda: bool(finished_lines(logs)), "a request_finished or stream_finished line")
+    await eventually(lambda: bool(finished_lines(logs)), "a finished line")
     [line] = finished_lines(logs)
     assert (line["outcome"], line["code"], line["phase"]) == (
         "client_disconnected",
