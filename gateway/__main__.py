@@ -1,55 +1,86 @@
 """`gateway` / `python -m gateway`: read settings, set up logging, serve.
 
-    gateway [--config FILE] [--host HOST] [--port PORT] [--log-level LEVEL] [--log-format FMT]
+    gateway [--config FILE] [--host HOST] [--port PORT] [--workers N] [--heartbeat SECONDS]
+            [--metrics-host HOST] [--metrics-port PORT] [--log-level L] [--log-format F]
+    gateway [flags] check-config FILE [--json]
 
 Flags win over the environment, which wins over the config file. An invalid configuration
-stops start-up with a message that names the field, and exit status 2.
+stops start-up with a message naming each bad field and where its value came from, and exit
+status 2. `check-config` validates FILE as `gateway --config FILE` would load it and prints the
+effective configuration (`gateway.cli_check_config`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from gateway import __version__
+from gateway.cli_check_config import check_config
 from gateway.observability import configure_logging
 from gateway.server import serve
-from gateway.settings import load_settings
+from gateway.settings import FLAGS, ConfigError, Flag, load_settings
+from gateway.settings_reference import field_at
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="SSE gateway for LLM chat APIs")
-    parser.add_argument("--config", help="YAML config file (default: $GATEWAY_CONFIG)")
-    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port (default 8080)")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config file (default: $GATEWAY_CONFIG)"
+    )
+    for option, field in FLAGS.items():
+        _add_flag(parser, option, field)
     parser.add_argument("--version", action="version", version=f"sse-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check-config",
+        help="validate FILE (with the environment and flags) and print the effective config",
+        description="Validate FILE as `gateway --config FILE` would load it (environment and "
+        "flags included) and print the effective configuration; exit 2 if it is invalid.",
+    )
+    check.add_argument("file", metavar="FILE", help="YAML config file")
+    check.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
+_METAVARS = {"heartbeat": "SECONDS", "workers": "N"}
+
+
+def _add_flag(parser: argparse.ArgumentParser, option: str, field: str) -> None:
+    """A flag whose type, choices and help come from the settings field it sets."""
+    doc = field_at(field)
+    annotation = doc.info.annotation
+    description = doc.description.replace("`", "")
+    options: dict[str, Any] = {"dest": field, "help": f"sets {field}: {description}"}
+    if typing.get_origin(annotation) is typing.Literal:
+        options["choices"] = typing.get_args(annotation)
+    else:
+        kind = "float" if doc.type.startswith("float") else doc.type.split()[0]
+        options["type"] = {"int": int, "float": float}.get(kind, str)
+        options["metavar"] = _METAVARS.get(field, field.rsplit(".")[-1].upper())
+    parser.add_argument(option, **options)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    flags: dict[str, Any] = {}
-    listen = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if listen:
-        flags["listen"] = listen
-    log = {k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
-    if log:
-        flags["log"] = log
+    parser = _parser()
+    args = parser.parse_args(argv)
+    given = vars(args)
+    flags = [Flag(option, field, given[field]) for option, field in FLAGS.items()]
+    flags = [flag for flag in flags if flag.value is not None]
+    if args.command == "check-config":
+        if args.config:
+            parser.error("check-config reads FILE: leave out --config")
+        return check_config(args.file, flags, as_json=args.json, out=sys.stdout, err=sys.stderr)
     try:
-        settings = load_settings(args.config, **flags)
-    except ValidationError as exc:
-        print(f"gateway: invalid configuration:\n{_describe(exc)}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:  # missing/unreadable/unparsable file
-        print(f"gateway: invalid configuration: {exc}", file=sys.stderr)
+        settings = load_settings(args.config, flags=flags)
+    except ConfigError as exc:  # also a missing, unreadable or unparsable file
+        print(f"gateway: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
     structlog.get_logger("gateway").info(
@@ -61,14 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve(settings)
     return 0
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(root)"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

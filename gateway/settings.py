@@ -1,57 +1,97 @@
-"""`GatewaySettings`: the gateway's whole configuration, and the only reader of the environment.
+"""`GatewaySettings`: the gateway's whole configuration, and `load_settings`, which reads it.
 
 Precedence (lowest first): defaults < YAML config file (`--config` or `GATEWAY_CONFIG`) <
 environment (`GATEWAY_` prefix, `__` for nesting, e.g. `GATEWAY_TIMEOUTS__IDLE=30`) <
-command-line flags (passed in by `gateway.__main__`). Unknown keys are rejected, and a
-validation error names the offending field.
+command-line flags (passed in by `gateway.__main__`). Unknown keys are rejected. `load_settings`
+reads the sources itself (`gateway.settings_sources`) so that an invalid configuration raises a
+`ConfigError` naming each bad field and where its value came from. The sections live in
+`gateway.settings_sections` and are re-exported here. These three modules are the only readers
+of the environment and of config and secret files.
 
-Secrets (provider keys) are `SecretStr`, taken from the environment: either directly
-(`GATEWAY_UPSTREAMS__<NAME>__API_KEY`) or from the variable an upstream names in
-`api_key_env` (e.g. `OPENAI_API_KEY`). With no configuration at all the gateway serves the
-built-in mock provider under the model names in `MOCK_MODELS`.
+Secrets (provider keys, gateway keys) are `SecretStr` and never come from the committed YAML
+file: a literal `api_key` or `auth.keys` there is rejected. They come from the environment
+(`GATEWAY_UPSTREAMS__<NAME>__API_KEY`, `GATEWAY_AUTH__KEYS='["k1"]'`, or the variable an
+upstream names in `api_key_env`) or from files the config names (`api_key_file`,
+`auth.keys_file`: Docker/k8s secrets). After validation `api_key` and `auth.keys` hold the
+resolved secrets whatever their source. No error message ever contains a secret.
+
+With no configuration at all the gateway serves the built-in mock under `MOCK_MODELS`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    HttpUrl,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
-    SecretStr,
+    ValidationError,
     model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
-from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
+from gateway.settings_sections import (
+    AuthSettings,
+    LimitSettings,
+    ListenSettings,
+    LogSettings,
+    MetricsSettings,
+    MockSettings,
+    RouteSettings,
+    TargetSettings,
+    TimeoutSettings,
+    UpstreamSettings,
+)
+from gateway.settings_sources import (
+    ConfigError,
+    ConfigProblem,
+    Flag,
+    Layer,
+    Loc,
+    SettingsSources,
+    file_layer,
+    flags_layer,
+    invalid,
+    literal_secrets,
+    read_environment,
+)
+from gateway.streaming import Timeouts
 
 __all__ = [
     "DEFAULT_CEILINGS",
+    "ENV_NESTING",
+    "ENV_PREFIX",
+    "FLAGS",
     "MOCK_MODELS",
+    "SECRET_FIELDS",
     "AuthSettings",
+    "ConfigError",
+    "ConfigProblem",
+    "Flag",
     "GatewaySettings",
     "LimitSettings",
     "ListenSettings",
+    "LoadedSettings",
     "LogSettings",
     "MetricsSettings",
     "MockSettings",
     "RouteSettings",
+    "SettingsSources",
     "TargetSettings",
     "TimeoutSettings",
     "UpstreamSettings",
     "load_settings",
+    "load_settings_with_sources",
 ]
 
 #: The model names the built-in mock answers to; each `mock-*` misbehaves in one way.
@@ -75,96 +115,35 @@ MOCK_MODELS: tuple[str, ...] = (
 #: How far per-request headers may raise each limit unless the config says otherwise.
 DEFAULT_CEILINGS = Timeouts(connect=30, first_byte=600, idle=600, total=3600)
 
+ENV_PREFIX = "GATEWAY_"
+ENV_NESTING = "__"
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: The command-line flags and the field each sets; they win over every other source.
+FLAGS: Mapping[str, str] = {
+    "--host": "listen.host",
+    "--port": "listen.port",
+    "--workers": "workers",
+    "--heartbeat": "heartbeat",
+    "--metrics-host": "metrics.listen.host",
+    "--metrics-port": "metrics.listen.port",
+    "--log-level": "log.level",
+    "--log-format": "log.format",
+}
 
-
-class TimeoutSettings(_Model):
-    """Per-phase limits in seconds (CONTRACT section 6); unset fields inherit."""
-
-    connect: PositiveFloat | None = None
-    first_byte: PositiveFloat | None = None
-    idle: PositiveFloat | None = None
-    total: PositiveFloat | None = None
-
-    def over(self, base: Timeouts) -> Timeouts:
-        """`base` with the limits set here replacing its own."""
-        return base.with_overrides(**self.model_dump(exclude_none=True))
-
-
-class ListenSettings(_Model):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-
-
-class MockSettings(_Model):
-    """Pace and length of the built-in mock's answers."""
-
-    chunk_delay: float = Field(default=0.05, ge=0)
-    slow_chunk_delay: float = Field(default=1.0, ge=0)
+#: Secret fields (`*`: any upstream name), and where such a secret may come from instead of
+#: the config file.
+SECRET_FIELDS: Mapping[Loc, str] = {
+    ("upstreams", "*", "api_key"): (
+        "name the variable holding it in api_key_env, or a file in api_key_file, or set "
+        "GATEWAY_UPSTREAMS__<NAME>__API_KEY"
+    ),
+    ("auth", "keys"): "name a file in auth.keys_file, or set GATEWAY_AUTH__KEYS (a JSON list)",
+}
 
 
-class UpstreamSettings(_Model):
-    """One upstream API endpoint. `kind` picks the provider module that speaks to it."""
-
-    kind: Literal["openai", "mock"] = "openai"
-    base_url: HttpUrl | None = None
-    api_key: SecretStr | None = None
-    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    max_connections: PositiveInt = 1024
-    mock: MockSettings = MockSettings()
-
-    @model_validator(mode="after")
-    def _needs_base_url(self) -> Self:
-        if self.kind != "mock" and self.base_url is None:
-            raise ValueError(f"base_url is required for an upstream of kind {self.kind!r}")
-        return self
-
-
-class TargetSettings(_Model):
-    """Where a route sends a request: an upstream, and the model name to ask it for."""
-
-    upstream: str
-    model: str | None = None  # None: forward the client's model name unchanged
-
-
-class RouteSettings(_Model):
-    """A client-facing model name and the target that serves it."""
-
-    model: str = Field(min_length=1)
-    # A list so that failover chains fit the same shape; one target until failover exists.
-    targets: list[TargetSettings] = Field(min_length=1, max_length=1)
-    timeouts: TimeoutSettings = TimeoutSettings()
-    max_timeouts: TimeoutSettings = TimeoutSettings()
-
-
-class LimitSettings(_Model):
-    max_event_bytes: PositiveInt = DEFAULT_MAX_EVENT_BYTES
-    max_request_bytes: PositiveInt = 32 * 1024 * 1024
-    max_response_bytes: PositiveInt = 64 * 1024 * 1024
-    max_error_body_bytes: PositiveInt = 64 * 1024
-
-
-class LogSettings(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
-
-
-class MetricsSettings(_Model):
-    """Prometheus exposition (`GET /metrics`)."""
-
-    enabled: bool = True
-    #: A separate listener for `/metrics` only (then the main listener does not serve it).
-    listen: ListenSettings | None = None
-    #: Ask for a gateway key (see `auth.keys`) on `/metrics`.
-    require_key: bool = False
-
-
-class AuthSettings(_Model):
-    """Gateway keys: what clients present to the gateway (never sent upstream)."""
-
-    keys: list[SecretStr] = Field(default_factory=list)
+def _seconds(limits: Timeouts) -> str:
+    values = ((field.name, getattr(limits, field.name)) for field in fields(limits))
+    return ", ".join(f"{name} {value:g}" for name, value in values)
 
 
 def _default_upstreams() -> dict[str, UpstreamSettings]:
@@ -181,56 +160,78 @@ class GatewaySettings(BaseSettings):
     """Everything the gateway is configured with."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_",
-        env_nested_delimiter="__",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
         extra="forbid",
         frozen=True,
+        hide_input_in_errors=True,
     )
 
-    listen: ListenSettings = ListenSettings()
-    upstreams: dict[str, UpstreamSettings] = Field(default_factory=_default_upstreams)
-    routes: list[RouteSettings] = Field(default_factory=_default_routes)
-    #: Limits for every route (defaults: `Timeouts()`); routes override them.
-    timeouts: TimeoutSettings = TimeoutSettings()
-    #: Ceilings for per-request `x-gateway-*-timeout` headers (defaults: `DEFAULT_CEILINGS`).
-    max_timeouts: TimeoutSettings = TimeoutSettings()
-    heartbeat: PositiveFloat | None = 15.0
-    limits: LimitSettings = LimitSettings()
-    log: LogSettings = LogSettings()
-    metrics: MetricsSettings = MetricsSettings()
-    auth: AuthSettings = AuthSettings()
-    #: Worker processes sharing the listener (SO_REUSEPORT); metrics are aggregated across them.
-    workers: PositiveInt = 1
+    listen: ListenSettings = Field(ListenSettings(), description="The main listener.")
+    upstreams: dict[str, UpstreamSettings] = Field(
+        default_factory=_default_upstreams,
+        description="Upstream APIs by name (default: one `mock` of kind `mock`).",
+    )
+    routes: list[RouteSettings] = Field(
+        default_factory=_default_routes,
+        description="Client model names and where they go (default: the mock's models).",
+    )
+    timeouts: TimeoutSettings = Field(
+        TimeoutSettings(),
+        description=f"Limits for every route, seconds (unset: {_seconds(Timeouts())}).",
+    )
+    max_timeouts: TimeoutSettings = Field(
+        TimeoutSettings(),
+        description="Ceilings for per-request `x-gateway-*-timeout` headers, seconds "
+        f"(unset: {_seconds(DEFAULT_CEILINGS)}).",
+    )
+    heartbeat: PositiveFloat | None = Field(
+        15.0, description="Seconds without a write before a `: ping` comment (null: never)."
+    )
+    limits: LimitSettings = Field(LimitSettings(), description="Size limits, bytes.")
+    log: LogSettings = Field(LogSettings(), description="Logging (structlog).")
+    metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus metrics.")
+    auth: AuthSettings = Field(AuthSettings(), description="Gateway keys clients present.")
+    workers: PositiveInt = Field(
+        1, description="Worker processes sharing the listener (metrics aggregated across them)."
+    )
+    drain_grace: NonNegativeFloat = Field(
+        20.0,
+        description="Seconds in-flight requests may finish after SIGTERM before their streams "
+        "end with `server_shutdown`; keep it below the orchestrator's grace period.",
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:
         seen: set[str] = set()
         for index, route in enumerate(self.routes):
             if route.model in seen:
-                raise ValueError(f"routes[{index}].model: {route.model!r} is routed twice")
+                raise invalid(
+                    ("routes", index, "model"),
+                    f"routes[{index}].model {route.model!r} is routed twice",
+                )
             seen.add(route.model)
-            for target in route.targets:
+            for number, target in enumerate(route.targets):
                 if target.upstream not in self.upstreams:
-                    raise ValueError(
-                        f"routes[{index}] ({route.model!r}) names upstream {target.upstream!r}, "
-                        f"which is not among upstreams: {sorted(self.upstreams)}"
+                    raise invalid(
+                        ("routes", index, "targets", number, "upstream"),
+                        f"routes[{index}] ({route.model!r}) names upstream "
+                        f"{target.upstream!r}, which is not among upstreams: "
+                        f"{sorted(self.upstreams)}",
                     )
-        if self.metrics.require_key and not self.auth.keys:
-            raise ValueError("metrics.require_key is set but auth.keys holds no gateway key")
         return self
 
     @model_validator(mode="after")
-    def _resolve_key_env(self) -> Self:
-        for name, upstream in self.upstreams.items():
-            if upstream.api_key is None and upstream.api_key_env:
-                value = os.environ.get(upstream.api_key_env)
-                if not value:
-                    raise ValueError(
-                        f"upstreams.{name}.api_key_env names the environment variable "
-                        f"{upstream.api_key_env}, which is not set"
-                    )
-                # Frozen model: set the resolved secret without re-validation.
-                object.__setattr__(upstream, "api_key", SecretStr(value))
+    def _check_metrics(self) -> Self:
+        metrics, main = self.metrics, self.listen
+        if metrics.require_key and not self.auth.keys:
+            raise invalid(
+                ("metrics", "require_key"), "metrics.require_key is set, but no gateway key"
+            )
+        if metrics.enabled and metrics.listen and metrics.listen.port == main.port != 0:
+            hosts = {metrics.listen.host, main.host}
+            if len(hosts) == 1 or hosts & {"0.0.0.0", "::", ""}:
+                raise invalid(("metrics", "listen"), "metrics.listen is the address of listen")
         return self
 
     def default_timeouts(self) -> Timeouts:
@@ -240,47 +241,65 @@ class GatewaySettings(BaseSettings):
         return self.max_timeouts.over(DEFAULT_CEILINGS)
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> GatewaySettings:
+class _FromSources(GatewaySettings):
+    """`GatewaySettings` validated from `load_settings`' merged data alone."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    def as_gateway_settings(self) -> GatewaySettings:
+        """The same values in a plain `GatewaySettings` (already valid: not validated again)."""
+        values = {name: getattr(self, name) for name in GatewaySettings.model_fields}
+        return GatewaySettings.model_construct(self.model_fields_set, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    """Valid settings and the sources they came from (for `gateway check-config`)."""
+
+    settings: GatewaySettings
+    sources: SettingsSources
+
+
+def load_settings(
+    config_file: Path | str | None = None, *, flags: Sequence[Flag] = (), **overrides: Any
+) -> GatewaySettings:
     """Build the settings from a YAML file (or `GATEWAY_CONFIG`), the environment and flags.
 
-    `overrides` are the command-line flags: they win over every other source.
+    `overrides` (keyword arguments, e.g. from tests) and then `flags` win over every other
+    source. Raises `ConfigError` (a `ValueError`) naming each bad field and its source.
     """
+    return load_settings_with_sources(config_file, flags=flags, **overrides).settings
+
+
+def load_settings_with_sources(
+    config_file: Path | str | None = None, *, flags: Sequence[Flag] = (), **overrides: Any
+) -> LoadedSettings:
+    """`load_settings`, also returning where each value came from."""
+    layers: list[Layer] = []
+    named_by = "--config" if config_file else "GATEWAY_CONFIG"
     path = config_file or os.environ.get("GATEWAY_CONFIG") or None
     if path is not None:
-        _check_config_file(Path(path))
-
-    class _FromSources(GatewaySettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if path is not None:
-                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
-            return tuple(sources)
-
-    return _FromSources(**overrides)
-
-
-def _check_config_file(path: Path) -> None:
-    """Fail with a plain message (not a traceback) on a missing, unparsable or non-mapping file.
-
-    pydantic-settings' YAML source lets `yaml.YAMLError` escape and turns a top-level list into
-    an unrelated `dict()` error; the file is small, so it is parsed once more here first.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        layers.append(file_layer(Path(path), named_by))
+    layers.append(read_environment(GatewaySettings, ENV_PREFIX, ENV_NESTING))
+    if overrides:
+        layers.append(Layer("arguments", overrides))
+    if flags:
+        layers.append(flags_layer(flags))
+    sources = SettingsSources(tuple(layers))
+    problems = [problem for layer in layers for problem in literal_secrets(layer, SECRET_FIELDS)]
     try:
-        with path.open(encoding="utf-8") as file:  # a file, so YAML's marks name it
-            data = yaml.safe_load(file)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
-    if data is not None and not isinstance(data, dict):
-        raise ValueError(
-            f"config file {path} must be a mapping of settings, not a {type(data).__name__}"
-        )
+        settings = _FromSources(**sources.merged()).as_gateway_settings()
+    except ValidationError as exc:
+        raise ConfigError(problems=[*problems, *sources.problems(exc)]) from None
+    if problems:
+        raise ConfigError(problems=problems)
+    return LoadedSettings(settings, sources)

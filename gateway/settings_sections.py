@@ -1,0 +1,249 @@
+"""The sections of `GatewaySettings`: listener, upstreams, routes, limits, logs, metrics, keys.
+
+Every section rejects unknown keys, is frozen, and never shows an input value in a validation
+error (`hide_input_in_errors`: an input may be a secret). Every field has a description: the
+README's settings reference is generated from them (`gateway.settings_reference`).
+
+Two sections resolve secrets while they are validated, so that after validation the secret
+fields hold the key whatever its source: `UpstreamSettings.api_key` (from `api_key_env` or
+`api_key_file`, exactly one source) and `AuthSettings.keys` (from `keys_file`). A validation
+error names the path of a secret file, never its content.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    model_validator,
+)
+
+from gateway.settings_sources import invalid, read_secret_file
+from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
+
+__all__ = [
+    "AuthSettings",
+    "LimitSettings",
+    "ListenSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "MockSettings",
+    "RouteSettings",
+    "TargetSettings",
+    "TimeoutSettings",
+    "UpstreamSettings",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class TimeoutSettings(_Model):
+    """Per-phase limits in seconds (CONTRACT section 6); unset fields inherit."""
+
+    connect: PositiveFloat | None = Field(None, description="TCP+TLS connect to the upstream.")
+    first_byte: PositiveFloat | None = Field(
+        None, description="Request sent -> first upstream event (silent upstreams, slow tokens)."
+    )
+    idle: PositiveFloat | None = Field(
+        None, description="Gap between two upstream events (the gateway's heartbeats don't count)."
+    )
+    total: PositiveFloat | None = Field(None, description="The whole request.")
+
+    def over(self, base: Timeouts) -> Timeouts:
+        """`base` with the limits set here replacing its own."""
+        return base.with_overrides(**self.model_dump(exclude_none=True))
+
+
+class ListenSettings(_Model):
+    host: str = Field("127.0.0.1", description="Address to listen on (`0.0.0.0`: all IPv4).")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port).")
+
+
+class MockSettings(_Model):
+    """Pace and length of the built-in mock's answers."""
+
+    chunk_delay: float = Field(0.05, ge=0, description="Seconds between the mock's chunks.")
+    slow_chunk_delay: float = Field(
+        1.0, ge=0, description="Seconds between the chunks of `mock-slow`."
+    )
+
+
+class UpstreamSettings(_Model):
+    """One upstream API endpoint. `kind` picks the provider module that speaks to it."""
+
+    kind: Literal["openai", "mock"] = Field(
+        "openai",
+        description="Provider: `openai` (any OpenAI-compatible API: OpenAI, vLLM, Ollama, "
+        "llama.cpp, LM Studio...) or `mock` (built-in).",
+    )
+    base_url: HttpUrl | None = Field(
+        None, description="API base URL, e.g. `https://api.openai.com/v1` (not for `mock`)."
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="The upstream's key. Never in the config file: from the environment "
+        "only, or resolved from `api_key_env` / `api_key_file`.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the key, e.g. `OPENAI_API_KEY`.",
+    )
+    api_key_file: Path | None = Field(
+        None,
+        description="File holding the key, e.g. a Docker/k8s secret "
+        "`/run/secrets/openai_api_key` (surrounding whitespace stripped).",
+    )
+    max_connections: PositiveInt = Field(1024, description="Pooled connections to this upstream.")
+    mock: MockSettings = Field(MockSettings(), description="Pacing of kind `mock`.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.kind != "mock" and self.base_url is None:
+            raise invalid(
+                ("base_url",), f"base_url is required for an upstream of kind {self.kind!r}"
+            )
+        given = [name for name in ("api_key", "api_key_env", "api_key_file") if _is_set(self, name)]
+        if len(given) > 1:
+            raise invalid((), f"the key is given {len(given)} ways ({', '.join(given)}): give one")
+        if self.api_key_env is not None:
+            value = os.environ.get(self.api_key_env, "").strip()
+            if not value:
+                raise invalid(
+                    ("api_key_env",),
+                    f"api_key_env names the environment variable {self.api_key_env}, "
+                    "which is not set",
+                )
+            object.__setattr__(self, "api_key", SecretStr(value))  # frozen: no re-validation
+        elif self.api_key_file is not None:
+            value = read_secret_file(self.api_key_file, ("api_key_file",))
+            if "\n" in value:
+                raise invalid(
+                    ("api_key_file",), f"api_key_file {self.api_key_file} holds several lines"
+                )
+            object.__setattr__(self, "api_key", SecretStr(value))
+        return self
+
+
+def _is_set(model: BaseModel, name: str) -> bool:
+    return getattr(model, name) is not None and name in model.model_fields_set
+
+
+class TargetSettings(_Model):
+    """Where a route sends a request: an upstream, and the model name to ask it for."""
+
+    upstream: str = Field(description="Name of an entry of `upstreams`.")
+    model: str | None = Field(
+        None, description="Model name sent upstream (unset: the client's, unchanged)."
+    )
+
+
+class RouteSettings(_Model):
+    """A client-facing model name and the target that serves it."""
+
+    model: str = Field(min_length=1, description="Model name clients ask for.")
+    # A list so that failover chains fit the same shape; one target until failover exists.
+    targets: list[TargetSettings] = Field(
+        min_length=1, max_length=1, description="Where requests go (one target for now)."
+    )
+    timeouts: TimeoutSettings = Field(
+        TimeoutSettings(), description="This route's limits (unset: the global `timeouts`)."
+    )
+    max_timeouts: TimeoutSettings = Field(
+        TimeoutSettings(),
+        description="This route's ceilings for request headers (unset: global `max_timeouts`).",
+    )
+
+
+class LimitSettings(_Model):
+    max_event_bytes: PositiveInt = Field(
+        DEFAULT_MAX_EVENT_BYTES,
+        description="Largest SSE event; a larger one ends the stream (`event_too_large`).",
+    )
+    max_request_bytes: PositiveInt = Field(
+        32 * 1024 * 1024, description="Largest client request body (413 beyond)."
+    )
+    max_response_bytes: PositiveInt = Field(
+        64 * 1024 * 1024, description="Largest non-streaming upstream response."
+    )
+    max_error_body_bytes: PositiveInt = Field(
+        64 * 1024, description="Bytes read of an upstream error body."
+    )
+
+
+class LogSettings(_Model):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: pretty on a terminal, JSON otherwise."
+    )
+
+
+class MetricsSettings(_Model):
+    """Prometheus exposition (`GET /metrics`)."""
+
+    enabled: bool = Field(True, description="Serve Prometheus metrics at `GET /metrics`.")
+    listen: ListenSettings | None = Field(
+        None,
+        description="A separate listener for `/metrics` only (unset: the main listener).",
+    )
+    require_key: bool = Field(
+        False, description="Ask for a gateway key (see `auth`) on `/metrics`."
+    )
+
+
+class AuthSettings(_Model):
+    """Gateway keys: what clients present to the gateway (never sent upstream)."""
+
+    keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys clients must present (`Authorization: Bearer`); none: no key needed. "
+        "Never in the config file: from the environment (a JSON list) or `keys_file`.",
+    )
+    keys_file: Path | None = Field(
+        None,
+        description="File with one gateway key per line (blank lines, `#` comments ignored).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.keys_file is not None:
+            if "keys" in self.model_fields_set:
+                raise invalid((), "the gateway keys are given 2 ways (keys, keys_file): give one")
+            object.__setattr__(self, "keys", _read_keys_file(self.keys_file))
+            return self
+        for index, key in enumerate(self.keys):
+            if not _usable_key(key.get_secret_value()):
+                raise invalid(("keys", index), f"keys[{index}] is empty or holds spaces")
+        return self
+
+
+def _read_keys_file(path: Path) -> list[SecretStr]:
+    keys = []
+    for number, line in enumerate(read_secret_file(path, ("keys_file",)).splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not _usable_key(text):
+            raise invalid(("keys_file",), f"keys_file {path} line {number} holds spaces")
+        keys.append(SecretStr(text))
+    if not keys:
+        raise invalid(("keys_file",), f"keys_file {path} holds no key")
+    return keys
+
+
+def _usable_key(text: str) -> bool:
+    """Non-empty, without whitespace or control characters (it travels in a header)."""
+    return bool(text) and all(char.isprintable() and not char.isspace() for char in text)
