@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import annotated_types
 from pydantic import BaseModel, HttpUrl, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -139,16 +138,16 @@ def _describe_type(annotation: Any) -> str:
 
 
 def _constraints(metadata: list[Any]) -> str:
+    """`annotated_types` bounds (`Gt`, `Ge`, `Le`, `MaxLen`), as pydantic keeps them."""
     bounds = {type(item).__name__: item for item in metadata}
     if "Ge" in bounds and "Le" in bounds:
         return f" {bounds['Ge'].ge}..{bounds['Le'].le}"
-    for item in metadata:
-        if isinstance(item, annotated_types.Gt):
-            return f" > {item.gt}"
-        if isinstance(item, annotated_types.Ge):
-            return f" >= {item.ge}"
-        if isinstance(item, annotated_types.MaxLen) and item.max_length == 1:
-            return " (one)"
+    if "Gt" in bounds:
+        return f" > {bounds['Gt'].gt}"
+    if "Ge" in bounds:
+        return f" >= {bounds['Ge'].ge}"
+    if "MaxLen" in bounds and bounds["MaxLen"].max_length == 1:
+        return " (one)"
     return ""
 
 

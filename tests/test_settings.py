@@ -128,6 +128,14 @@ def test_unparsable_config_file_is_a_plain_error_naming_the_file(
     assert not isinstance(raised.value, ValidationError)
 
 
+def test_unreadable_config_file_is_a_plain_error_naming_it(tmp_path: Path) -> None:
+    directory = tmp_path / "gateway.yaml"
+    directory.mkdir()
+
+    with pytest.raises(ConfigError, match=r"cannot read config file .*gateway\.yaml: Is a dir"):
+        load_settings(directory)
+
+
 def test_empty_config_file_means_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
