@@ -2,7 +2,7 @@
 
 The real run starts the gateway on a free port with JSON logs, waits (bounded) until `/healthz`
 answers, streams one `mock` completion, stops the process with SIGTERM by its PID and reads the
-`request_finished` log line it wrote. The process is always stopped in a `finally`.
+`stream_finished` log line it wrote. The process is always stopped in a `finally`.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ async def test_gateway_process_serves_a_mock_stream_and_logs_it_as_json(tmp_path
     ]
     events = {record.get("event") for record in records}
     assert "gateway_starting" in events
-    finished = [r for r in records if r.get("event") == "request_finished"]
+    finished = [r for r in records if r.get("event") == "stream_finished"]
     assert len(finished) == 1
     assert finished[0]["outcome"] == "completed"
     assert finished[0]["request_id"] == "cli-run-1"

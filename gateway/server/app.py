@@ -19,8 +19,16 @@ from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.routing import Router
 from gateway.server.auth import GatewayKeys
-from gateway.server.handlers import chat_completions, healthz, list_models, metrics_handler, readyz
+from gateway.server.handlers import (
+    chat_completions,
+    healthz,
+    list_models,
+    metrics_handler,
+    readyz,
+    refuse_while_draining,
+)
 from gateway.server.keys import GATEWAY_KEYS, METRICS, PROVIDERS, ROUTER, SERVER_CONTEXT, SETTINGS
+from gateway.server.lifecycle import LIFECYCLE, Lifecycle, drain_middleware
 from gateway.server.middlewares import request_id_middleware
 from gateway.settings import GatewaySettings
 from gateway.streaming import Context
@@ -44,7 +52,7 @@ def create_app(
 ) -> web.Application:
     """A gateway application; `providers` replaces the ones built from settings (tests)."""
     app = web.Application(
-        middlewares=[request_id_middleware],
+        middlewares=[request_id_middleware, drain_middleware(refuse_while_draining)],
         client_max_size=settings.limits.max_request_bytes,
     )
     providers = dict(providers) if providers is not None else build_providers(settings)
@@ -53,6 +61,7 @@ def create_app(
     app[ROUTER] = Router(settings, providers)
     app[METRICS] = metrics or Metrics()
     app[GATEWAY_KEYS] = GatewayKeys(settings.auth.keys)
+    app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -11,16 +11,24 @@ import json
 
 from aiohttp import web
 
-from gateway.errors import GatewayError, Unauthorized
+from gateway.errors import GatewayError, ServerShutdown, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.providers import UpstreamRequest
 from gateway.server.chat_request import read_chat_request, timeout_overrides
 from gateway.server.keys import GATEWAY_KEYS, METRICS, ROUTER, SERVER_CONTEXT, SETTINGS
+from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, RelayLimits, error_response
 from gateway.streaming import OpenAIDialect
 
-__all__ = ["chat_completions", "healthz", "list_models", "metrics_handler", "readyz"]
+__all__ = [
+    "chat_completions",
+    "healthz",
+    "list_models",
+    "metrics_handler",
+    "readyz",
+    "refuse_while_draining",
+]
 
 _OPENAI = OpenAIDialect()
 
@@ -91,4 +99,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready unless draining: a load balancer stops sending traffic when this turns 503."""
+    if request.app[LIFECYCLE].draining:
+        return web.json_response({"status": "draining"}, status=503)
     return web.json_response({"status": "ready"})
+
+
+def refuse_while_draining(request: web.Request) -> web.Response:
+    """A request that arrives while the gateway drains: retryable 503, connection closed."""
+    response = error_response(_OPENAI, ServerShutdown(), request[REQUEST_ID])
+    response.headers["Retry-After"] = "1"
+    response.force_close()
+    return response

@@ -10,8 +10,9 @@ can end up listening somewhere else.
 With several workers, the supervisor gives them a fresh `PROMETHEUS_MULTIPROC_DIR` before they
 start, so their metrics live in shared files and any worker's `/metrics` answers for all of
 them; a worker that dies is marked dead there (its live gauges vanish) and is replaced, with a
-pause so that a worker that cannot start does not become a tight loop. SIGTERM or SIGINT stops
-the workers (forwarding SIGTERM) and the supervisor exits when they have.
+pause so that a worker that cannot start does not become a tight loop. SIGTERM or SIGINT makes
+the supervisor close its copy of the listener and forward SIGTERM, so every worker drains (see
+`run_worker`), and the supervisor exits when they have; a second signal kills them at once.
 """
 
 from __future__ import annotations
@@ -25,19 +26,24 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
+from gateway.errors import ServerShutdown
 from gateway.server.app import RUNNER_OPTIONS, create_app, create_metrics_app
+from gateway.server.keys import SERVER_CONTEXT
+from gateway.server.lifecycle import LIFECYCLE
 from gateway.settings import GatewaySettings, ListenSettings
 
 __all__ = ["Listeners", "bind", "run_worker", "serve"]
 
 _log = structlog.get_logger("gateway.server")
 _RESPAWN_PAUSE = 1.0  # seconds before a dead worker is replaced
+_FINAL_WRITES = 6.0  # interrupted streams' last writes are bounded by the relay at 5 s
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -93,32 +99,72 @@ def serve(settings: GatewaySettings) -> None:
 
 
 async def run_worker(settings: GatewaySettings, listeners: Listeners) -> None:
-    """Serve `listeners` with one gateway app until SIGTERM/SIGINT."""
+    """Serve `listeners` with one gateway app until SIGTERM/SIGINT, then drain.
+
+    The first signal drains (see `gateway.server.lifecycle`): in-flight requests get up to
+    `drain_grace` seconds, then the rest end with a `server_shutdown` error event. A second
+    signal ends the process at once.
+    """
     app = create_app(settings)
     runners = [web.AppRunner(app, **RUNNER_OPTIONS)]
     sockets = [listeners.main]
     if listeners.metrics is not None:
         runners.append(web.AppRunner(create_metrics_app(app), **RUNNER_OPTIONS))
         sockets.append(listeners.metrics)
-    stop = _stop_event()
+    signals = _Signals()
     try:
         for runner, sock in zip(runners, sockets, strict=True):
             await runner.setup()
             await web.SockSite(runner, sock).start()
         _log.info("worker_serving", pid=os.getpid())
-        await stop.wait()
+        await signals.first.wait()
+        await _drain(app, runners, settings.drain_grace)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
 
 
-def _stop_event() -> asyncio.Event:
-    """An event set by the first SIGTERM/SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop.set)
-    return stop
+async def _drain(app: web.Application, runners: list[web.AppRunner], grace: float) -> None:
+    lifecycle = app[LIFECYCLE]
+    lifecycle.begin_drain()
+    # The listener stops accepting at once. Connections already open stay served: a request
+    # on one gets a retryable 503 with `Connection: close` (`drain_middleware`), never
+    # silence. (aiohttp's `pre_shutdown()` is not used: a request read just as it runs is
+    # neither answered nor closed until the end of the drain.)
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+    _log.info("drain_started", in_flight=lifecycle.in_flight, grace=grace)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            await lifecycle.wait_idle()
+    interrupted = lifecycle.in_flight
+    if interrupted:
+        app[SERVER_CONTEXT].cancel(ServerShutdown())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FINAL_WRITES):
+                await lifecycle.wait_idle()
+    _log.info("drain_finished", interrupted=interrupted)
+
+
+class _Signals:
+    """SIGTERM/SIGINT: the first sets `first`; the second ends the process at once."""
+
+    def __init__(self, on_second: Callable[[], None] | None = None) -> None:
+        self.first = asyncio.Event()
+        self._on_second = on_second
+        loop = asyncio.get_running_loop()
+        for signum in _STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._received, signum)
+
+    def _received(self, signum: int) -> None:
+        if not self.first.is_set():
+            self.first.set()
+            return
+        _log.warning("forced_exit", signal=signal.Signals(signum).name)
+        if self._on_second is not None:
+            self._on_second()
+        os._exit(128 + signum)
 
 
 class _Supervisor:
@@ -139,19 +185,25 @@ class _Supervisor:
         )
         _clear_metric_files(directory)
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory}
-        stop = _stop_event()
+        signals = _Signals(on_second=lambda: self._signal_workers(signal.SIGKILL))
         try:
             async with asyncio.TaskGroup() as group:
                 for index in range(self._settings.workers):
                     group.create_task(self._keep_worker(index, env, directory))
-                await stop.wait()
+                await signals.first.wait()
                 self._stopping = True
-                for process in self._workers.values():
-                    with contextlib.suppress(ProcessLookupError):
-                        process.send_signal(signal.SIGTERM)
+                # Once the workers close theirs, the listener is gone: new connections are
+                # refused instead of waiting in a backlog nobody accepts from.
+                self._listeners.close()
+                self._signal_workers(signal.SIGTERM)
         finally:
             if own_dir:
                 shutil.rmtree(directory, ignore_errors=True)
+
+    def _signal_workers(self, signum: int) -> None:
+        for process in self._workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
 
     def _stopped(self) -> bool:
         return self._stopping
@@ -161,15 +213,19 @@ class _Supervisor:
         # `load_settings` returns a subclass local to it; the workers get the plain class.
         fields = {name: getattr(self._settings, name) for name in GatewaySettings.model_fields}
         settings = GatewaySettings.model_construct(**fields)
-        payload = pickle.dumps((settings, self._listeners.fds(), index))
+        fds = self._listeners.fds()
+        payload = pickle.dumps((settings, fds, index))
         while not self._stopping:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "gateway.server._worker",
                 stdin=asyncio.subprocess.PIPE,
-                pass_fds=self._listeners.fds(),
+                pass_fds=fds,
                 env=env,
+                # Its own session: a terminal's Ctrl-C reaches the supervisor only, which
+                # forwards one SIGTERM (two signals would force the worker's exit).
+                start_new_session=True,
             )
             self._workers[index] = process
             assert process.stdin is not None
