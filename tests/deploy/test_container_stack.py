@@ -89,6 +89,7 @@ class Stack:
     env: dict[str, str]
     gateway_url: str
     prometheus_url: str
+    images: str
     timings: dict[str, float] = field(default_factory=dict)
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -261,6 +262,53 @@ def _record_run_time(
         log.write(json.dumps(entry) + "\n")
 
 
+class Timings(dict[str, float]):
+    """Seconds per phase of the run, in order."""
+
+    def phase(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self[name] = now - since
+        return now
+
+
+def _start_stack(engine: DockerEngine, cache: Path, run_dir: Path, timings: Timings) -> Stack:
+    """Images, a copy of the build context with the host's CA, compose build and up."""
+    mark = time.monotonic()
+    base, prometheus = _images(engine, cache)
+    mark = timings.phase("images", mark)
+    project_dir = run_dir / "project"
+    _copy_build_context(project_dir)
+    for cert in host_ca_certificates():
+        shutil.copyfile(cert, project_dir / "docker/ca-certificates" / cert.name)
+    gateway_port, prometheus_port = _free_port(), _free_port()
+    env = engine.env | {
+        "BASE_IMAGE": base,
+        "GATEWAY_IMAGE": GATEWAY_IMAGE,
+        "PROMETHEUS_IMAGE": prometheus,
+        "GATEWAY_PORT": str(gateway_port),
+        "PROMETHEUS_PORT": str(prometheus_port),
+        "GRAFANA_PORT": str(_free_port()),
+        "GATEWAY_CONFIG_FILE": "",
+        "OPENAI_API_KEY": "",
+    }
+    stack = Stack(
+        engine,
+        project_dir,
+        env,
+        gateway_url=f"http://127.0.0.1:{gateway_port}",
+        prometheus_url=f"http://127.0.0.1:{prometheus_port}",
+        images=f"{base}, {prometheus}",
+        timings=timings,
+    )
+    stack.compose("build", "gateway", timeout=900)
+    mark = timings.phase("gateway build", mark)
+    stack.compose("up", "-d", "gateway", "prometheus")
+    _wait_healthy(stack, "gateway")
+    _wait_prometheus_ready(stack)
+    timings.phase("up until healthy", mark)
+    return stack
+
+
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     missing = missing_tools(*TOOLS)
@@ -269,68 +317,35 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     require(f"not installed: {', '.join(missing)}" if missing else None, env_var=REQUIRE_ENV)
     require(None if os.geteuid() == 0 else "dockerd needs root", env_var=REQUIRE_ENV)
 
-    started = time.monotonic()
     cache = cache_dir()
-    cold = not any(cache.glob("base-*.tar"))
-    timings: dict[str, float] = {}
-
-    def phase(name: str, since: float) -> float:
-        now = time.monotonic()
-        timings[name] = now - since
-        return now
-
+    timings = Timings()
+    waiting = time.monotonic()
     with _locked(cache):
+        started = timings.phase("waiting for another run", waiting)
+        cold = not any(cache.glob("base-*.tar"))
         run_dir = Path(tempfile.mkdtemp(prefix="sgw-", dir="/tmp"))  # short: socket paths
-        engine = DockerEngine.start(cache / "docker", run_dir)
+        engine: DockerEngine | None = None
         stack: Stack | None = None
         problems: list[str] = []
-        images = "not made"
         try:
-            mark = phase("dockerd", started)
-            base, prometheus = _images(engine, cache)
-            images = f"{base}, {prometheus}"
-            mark = phase("images", mark)
-            project_dir = run_dir / "project"
-            _copy_build_context(project_dir)
-            for cert in host_ca_certificates():
-                shutil.copyfile(cert, project_dir / "docker/ca-certificates" / cert.name)
-            gateway_port, prometheus_port = _free_port(), _free_port()
-            env = engine.env | {
-                "BASE_IMAGE": base,
-                "GATEWAY_IMAGE": GATEWAY_IMAGE,
-                "PROMETHEUS_IMAGE": prometheus,
-                "GATEWAY_PORT": str(gateway_port),
-                "PROMETHEUS_PORT": str(prometheus_port),
-                "GRAFANA_PORT": str(_free_port()),
-                "GATEWAY_CONFIG_FILE": "",
-                "OPENAI_API_KEY": "",
-            }
-            stack = Stack(
-                engine,
-                project_dir,
-                env,
-                gateway_url=f"http://127.0.0.1:{gateway_port}",
-                prometheus_url=f"http://127.0.0.1:{prometheus_port}",
-                timings=timings,
-            )
-            stack.compose("build", "gateway", timeout=900)
-            mark = phase("gateway build", mark)
-            stack.compose("up", "-d", "gateway", "prometheus")
-            _wait_healthy(stack, "gateway")
-            _wait_prometheus_ready(stack)
-            mark = phase("up until healthy", mark)
+            engine = DockerEngine.start(cache / "docker", run_dir)
+            timings.phase("dockerd", started)
+            stack = _start_stack(engine, cache, run_dir, timings)
+            mark = time.monotonic()
             yield stack
-            phase("tests", mark)
+            timings.phase("tests", mark)
         finally:
             if stack is not None:
                 try:
                     stack.compose("down", "-v", "--remove-orphans", "-t", "45", timeout=180)
                 except AssertionError as exc:
                     problems.append(str(exc))
-            # Keep the build cache (the builder stage's layers are untagged) for a day.
-            engine.docker("image", "prune", "-f", "--filter", "until=24h", check=False)
-            problems.extend(engine.stop())
+            if engine is not None:
+                # Keep the build cache (the builder stage's layers are untagged) for a day.
+                engine.docker("image", "prune", "-f", "--filter", "until=24h", check=False)
+                problems.extend(engine.stop())
             shutil.rmtree(run_dir, ignore_errors=True)
+            images = stack.images if stack is not None else "not made"
             _record_run_time(request, cache, timings, time.monotonic() - started, cold, images)
     assert not problems, "cleanup after the container test:\n" + "\n".join(problems)
 
@@ -439,6 +454,7 @@ def test_sigterm_stops_the_gateway_promptly_and_cleanly(stack: Stack) -> None:
     started = time.monotonic()
     stack.compose("stop", "-t", "45", "gateway", timeout=120)
     elapsed = time.monotonic() - started
+    stack.timings["SIGTERM stop"] = elapsed
     assert stack.inspect("gateway", "{{.State.Status}}") == "exited"
     exit_code = stack.inspect("gateway", "{{.State.ExitCode}}")
     assert exit_code == "0", f"gateway exited {exit_code} after {elapsed:.1f} s (137: SIGKILL)"

@@ -24,9 +24,9 @@ import json
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -43,6 +43,7 @@ from tests.deploy.dashboard import (
 )
 from tests.deploy.prerequisites import missing_tools, require
 
+T = TypeVar("T")
 REQUIRE_ENV = "SSE_GATEWAY_REQUIRE_PROMETHEUS_TEST"
 READY_WITHIN = 30.0
 SCRAPED_WITHIN = 30.0
@@ -91,8 +92,9 @@ async def _metrics(http: aiohttp.ClientSession, url: str) -> str:
 
 
 async def _until(
-    check: Any, within: float, what: str, interval: float = 0.25
-) -> Any:  # check: async () -> value or None
+    check: Callable[[], Awaitable[T | None]], within: float, what: str, interval: float = 0.25
+) -> T:
+    """The first truthy value `check()` returns, polling for at most `within` seconds."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         value = await check()
@@ -140,6 +142,28 @@ class Prometheus:
                 self.process.kill()
                 await self.process.wait()
 
+    async def wait_until_scraped(self, http: aiohttp.ClientSession) -> float:
+        """Ready, holding `gateway_requests_total` (returned), and 3 scrapes deep (rate())."""
+
+        async def ready() -> bool:
+            assert self.process.returncode is None, self.log_tail()
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{self.url}/-/ready") as response:
+                    return response.status == 200
+            return False
+
+        async def requests() -> float | None:
+            return await self.scalar(http, "sum(gateway_requests_total)")
+
+        async def three_scrapes() -> bool:
+            count = await self.scalar(http, 'count_over_time(up{job="sse-gateway"}[1m])')
+            return count is not None and count >= 3
+
+        await _until(ready, READY_WITHIN, "prometheus ready")
+        scraped = await _until(requests, SCRAPED_WITHIN, "gateway_requests_total scraped")
+        await _until(three_scrapes, SCRAPED_WITHIN, "three scrapes")
+        return scraped
+
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
 
@@ -161,17 +185,43 @@ async def test_prometheus_scrapes_gateway_and_evaluates_every_dashboard_query(
     start_gateway: StartGateway, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     gw = await start_gateway()
-    assert await _chat(http, gw.url, "mock") == 200
-    assert await _chat(http, gw.url, "mock-500") == 502
-    assert await _chat(http, gw.url, "mock-cut") == 200  # committed, then an error event
-    await _hang_up_mid_stream(http, gw.url)
+    exposition_text = await _exposition_after_traffic(http, gw.url)
+    lint = await _promtool_check_metrics(exposition_text)
+    assert not lint, f"promtool check metrics:\n{lint}"
+
+    exposition = Exposition.parse(exposition_text)
+    queries = dashboard_queries()
+    assert len(queries) >= 10
+    prometheus = await Prometheus.start(tmp_path, gw.url.removeprefix("http://"))
+    try:
+        requests = await prometheus.wait_until_scraped(http)
+        assert requests >= 3
+        assert await prometheus.scalar(http, 'up{job="sse-gateway"}') == 1
+        failures: list[str] = []
+        for query in queries:
+            failures.extend(_exposition_problems(query, exposition))
+            failures.extend(await _evaluation_problems(query, prometheus, http, exposition))
+        assert not failures, "\n".join([*failures, f"exposition:\n{exposition_text}"])
+    finally:
+        await prometheus.stop()
+
+
+async def _exposition_after_traffic(http: aiohttp.ClientSession, url: str) -> str:
+    """/metrics after a completed, a failed, a cut and an abandoned stream."""
+    assert await _chat(http, url, "mock") == 200
+    assert await _chat(http, url, "mock-500") == 502
+    assert await _chat(http, url, "mock-cut") == 200  # committed, then an error event
+    await _hang_up_mid_stream(http, url)
 
     async def disconnect_recorded() -> str | None:
-        text = await _metrics(http, gw.url)
+        text = await _metrics(http, url)
         return text if "gateway_client_disconnects_total{" in text else None
 
-    exposition_text = await _until(disconnect_recorded, 10, "client disconnect in /metrics")
+    return await _until(disconnect_recorded, 10, "client disconnect in /metrics")
 
+
+async def _promtool_check_metrics(exposition: str) -> str:
+    """promtool's complaints about the exposition (empty when it has none)."""
     lint = await asyncio.create_subprocess_exec(
         "promtool",
         "check",
@@ -180,57 +230,29 @@ async def test_prometheus_scrapes_gateway_and_evaluates_every_dashboard_query(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    lint_output, _ = await asyncio.wait_for(lint.communicate(exposition_text.encode()), 30)
-    assert lint.returncode == 0, lint_output.decode()
-    assert not lint_output.decode().strip(), lint_output.decode()
+    output, _ = await asyncio.wait_for(lint.communicate(exposition.encode()), 30)
+    text = output.decode().strip()
+    return text if lint.returncode == 0 else f"exit status {lint.returncode}\n{text}"
 
-    exposition = Exposition.parse(exposition_text)
-    prometheus = await Prometheus.start(tmp_path, gw.url.removeprefix("http://"))
+
+async def _evaluation_problems(
+    query: PanelQuery,
+    prometheus: Prometheus,
+    http: aiohttp.ClientSession,
+    exposition: Exposition,
+) -> list[str]:
+    """Prometheus must accept the expression, and return data when its metrics have samples."""
     try:
-
-        async def ready() -> bool:
-            assert prometheus.process.returncode is None, prometheus.log_tail()
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{prometheus.url}/-/ready") as response:
-                    return response.status == 200
-            return False
-
-        await _until(ready, READY_WITHIN, "prometheus ready")
-
-        async def scraped() -> float | None:
-            return await prometheus.scalar(http, "sum(gateway_requests_total)")
-
-        requests = await _until(scraped, SCRAPED_WITHIN, "gateway_requests_total scraped")
-        assert requests >= 3
-        assert await prometheus.scalar(http, 'up{job="sse-gateway"}') == 1
-
-        async def enough_scrapes() -> bool:  # rate() needs two samples in its window
-            count = await prometheus.scalar(http, 'count_over_time(up{job="sse-gateway"}[1m])')
-            return count is not None and count >= 3
-
-        await _until(enough_scrapes, SCRAPED_WITHIN, "three scrapes")
-
-        failures: list[str] = []
-        queries = dashboard_queries()
-        assert len(queries) >= 10
-        for query in queries:
-            failures.extend(_exposition_problems(query, exposition))
-            try:
-                expr = substitute(query.expr, VARIABLES)
-            except KeyError as exc:
-                failures.append(f"{query}: {exc.args[0]}")
-                continue
-            answer = await prometheus.query(http, expr)
-            names = metric_names(query.expr)
-            if answer.get("status") != "success":
-                failures.append(f"{query}: {answer.get('errorType')}: {answer.get('error')}")
-            elif (
-                all(exposition.has_samples(name) for name in names) and not answer["data"]["result"]
-            ):
-                failures.append(f"{query}: no data, though all its metrics have samples")
-        assert not failures, "\n".join([*failures, f"exposition:\n{exposition_text}"])
-    finally:
-        await prometheus.stop()
+        expr = substitute(query.expr, VARIABLES)
+    except KeyError as exc:
+        return [f"{query}: {exc.args[0]}"]
+    answer = await prometheus.query(http, expr)
+    if answer.get("status") != "success":
+        return [f"{query}: {answer.get('errorType')}: {answer.get('error')}"]
+    sampled = all(exposition.has_samples(name) for name in metric_names(query.expr))
+    if sampled and not answer["data"]["result"]:
+        return [f"{query}: no data, though all its metrics have samples"]
+    return []
 
 
 def _exposition_problems(query: PanelQuery, exposition: Exposition) -> list[str]:
