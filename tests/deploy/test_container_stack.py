@@ -16,8 +16,8 @@ What it does, on a machine that reaches no image registry (like CI):
    prometheus`, waits (bounded) until the gateway's HEALTHCHECK says healthy;
 5. streams completions through the container with `curl -N` and the `openai` SDK, checks the
    logs are JSON, the process is not root, Prometheus has scraped a non-zero
-   `gateway_requests_total`, and `docker-compose stop` (SIGTERM) ends the gateway promptly with
-   status 0.
+   `gateway_requests_total`, and `docker-compose stop` (SIGTERM) during a stream drains the
+   gateway: the stream ends with a `server_shutdown` event and the process exits 0.
 
 Grafana is not started: no Grafana image exists locally and none can be pulled or built from
 Debian's packages here. The dashboard is validated instead by test_prometheus_scrape.py (every
@@ -71,6 +71,7 @@ GATEWAY_IMAGE = "localhost/sse-gateway:ci"
 TOOLS = ("dockerd", "docker-compose", "debootstrap", "prometheus", "iptables", "ip", "curl", "tar")
 HEALTHY_WITHIN = 120.0
 SCRAPED_WITHIN = 90.0
+DRAIN = 2  # seconds of drain grace the gateway container gets (GATEWAY_DRAIN_GRACE)
 CHAT = {"model": "mock", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -92,16 +93,19 @@ class Stack:
     images: str
     timings: dict[str, float] = field(default_factory=dict)
 
+    def compose_argv(self, *args: str) -> list[str]:
+        return [
+            "docker-compose",
+            "-p",
+            PROJECT,
+            "-f",
+            str(self.project_dir / "docker-compose.yml"),
+            *args,
+        ]
+
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [
-                "docker-compose",
-                "-p",
-                PROJECT,
-                "-f",
-                str(self.project_dir / "docker-compose.yml"),
-                *args,
-            ],
+            self.compose_argv(*args),
             cwd=self.project_dir,
             env=self.env,
             capture_output=True,
@@ -289,6 +293,7 @@ def _start_stack(engine: DockerEngine, cache: Path, run_dir: Path, timings: Timi
         "PROMETHEUS_PORT": str(prometheus_port),
         "GRAFANA_PORT": str(_free_port()),
         "GATEWAY_CONFIG_FILE": "",
+        "GATEWAY_DRAIN_GRACE": str(DRAIN),
         "OPENAI_API_KEY": "",
     }
     stack = Stack(
@@ -449,13 +454,39 @@ def test_prometheus_scrapes_the_gateway_container(stack: Stack) -> None:
     assert value >= 1
 
 
-def test_sigterm_stops_the_gateway_promptly_and_cleanly(stack: Stack) -> None:
-    """Exec-form entrypoint: `docker stop` sends SIGTERM to the gateway itself (PID 1)."""
-    started = time.monotonic()
-    stack.compose("stop", "-t", "45", "gateway", timeout=120)
+def test_sigterm_drains_the_gateway_and_it_exits_cleanly(stack: Stack) -> None:
+    """Exec-form entrypoint: `docker stop` sends SIGTERM to the gateway itself (PID 1), which
+    drains: a stream still running after the grace period (2 s here) ends with one
+    `server_shutdown` error event, and the process exits 0 long before SIGKILL."""
+    slow = {**CHAT, "model": "mock-slow"}
+    request = urllib.request.Request(
+        f"{stack.gateway_url}/v1/chat/completions",
+        data=json.dumps(slow).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.readline().startswith(b"data: {")  # the stream is under way
+        started = time.monotonic()
+        stop = subprocess.Popen(
+            stack.compose_argv("stop", "-t", "45", "gateway"),
+            cwd=stack.project_dir,
+            env=stack.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            rest = response.read().decode()
+        finally:
+            _, stop_errors = stop.communicate(timeout=120)
     elapsed = time.monotonic() - started
     stack.timings["SIGTERM stop"] = elapsed
+    assert stop.returncode == 0, stop_errors.decode()
+    events = [block for block in rest.replace("\r\n", "\n").split("\n\n") if block.strip()]
+    assert events[-1].startswith("event: error\n"), events[-3:]
+    error = json.loads(events[-1].split("data: ", 1)[1])
+    assert error["error"]["code"] == "server_shutdown"
+    assert "data: [DONE]" not in rest
     assert stack.inspect("gateway", "{{.State.Status}}") == "exited"
     exit_code = stack.inspect("gateway", "{{.State.ExitCode}}")
     assert exit_code == "0", f"gateway exited {exit_code} after {elapsed:.1f} s (137: SIGKILL)"
-    assert elapsed < 40, f"SIGTERM took {elapsed:.1f} s to stop the gateway"
+    assert elapsed < 20, f"SIGTERM took {elapsed:.1f} s to stop the gateway (grace: {DRAIN} s)"

@@ -73,6 +73,11 @@ def test_compose_gateway_builds_from_an_overridable_base_and_stops_gracefully() 
     assert re.fullmatch(
         r"\$\{BASE_IMAGE:-python:3\.\d+-slim\}", gateway["build"]["args"]["BASE_IMAGE"]
     )
+    drain = re.fullmatch(
+        r"\$\{GATEWAY_DRAIN_GRACE:-(\d+(?:\.\d+)?)\}", gateway["environment"]["GATEWAY_DRAIN_GRACE"]
+    )
+    assert drain, "the drain grace is settable, with a default"
+    assert float(drain.group(1)) <= DRAIN_SECONDS
     assert _duration_seconds(gateway["stop_grace_period"]) > DRAIN_SECONDS
     test = gateway["healthcheck"]["test"]
     assert test[0] == "CMD"
@@ -298,6 +303,10 @@ def test_k8s_config_map_is_a_valid_gateway_config(
     config.write_text(_k8s_objects()["ConfigMap/sse-gateway-config"]["data"]["gateway.yaml"])
     settings = load_settings(config)
     assert {route.model for route in settings.routes} >= {"mock", "gpt-4o-mini"}
+    pod = _deployment()["spec"]["template"]["spec"]
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert pod["terminationGracePeriodSeconds"] > float(pre_stop[1]) + settings.drain_grace
     api_key = settings.upstreams["openai"].api_key
     assert api_key is not None
     assert api_key.get_secret_value() == "sk-from-the-secret"
