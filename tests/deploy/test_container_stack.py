@@ -72,6 +72,7 @@ TOOLS = ("dockerd", "docker-compose", "debootstrap", "prometheus", "iptables", "
 HEALTHY_WITHIN = 120.0
 SCRAPED_WITHIN = 90.0
 DRAIN = 2  # seconds of drain grace the gateway container gets (GATEWAY_DRAIN_GRACE)
+WORKERS = 2  # as in production: a supervisor (PID 1) and workers with shared metrics
 CHAT = {"model": "mock", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -294,6 +295,7 @@ def _start_stack(engine: DockerEngine, cache: Path, run_dir: Path, timings: Timi
         "GRAFANA_PORT": str(_free_port()),
         "GATEWAY_CONFIG_FILE": "",
         "GATEWAY_DRAIN_GRACE": str(DRAIN),
+        "GATEWAY_WORKERS": str(WORKERS),
         "OPENAI_API_KEY": "",
     }
     stack = Stack(
@@ -357,6 +359,13 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
 
 def test_gateway_container_is_healthy_and_runs_as_non_root(stack: Stack) -> None:
     assert stack.inspect("gateway", "{{.State.Health.Status}}") == "healthy"
+    assert stack.inspect("gateway", "{{.HostConfig.ReadonlyRootfs}}") == "true"
+    processes = stack.engine.docker("top", stack.container("gateway"), "-o", "pid,args").stdout
+    gateways = [line for line in processes.splitlines()[1:] if "gateway" in line]
+    assert len(gateways) == 1 + WORKERS, processes  # the supervisor and its workers
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"{stack.gateway_url}{path}", timeout=5) as response:
+            assert response.status == 200, path
     assert stack.inspect("gateway", "{{.Config.User}}") == "10001:10001"
     uid = stack.engine.docker("exec", stack.container("gateway"), "id", "-u").stdout.strip()
     assert uid == "10001"
@@ -433,25 +442,29 @@ def _prometheus_value(stack: Stack, query: str) -> float | None:
 
 
 def test_prometheus_scrapes_the_gateway_container(stack: Stack) -> None:
-    request = urllib.request.Request(
-        f"{stack.gateway_url}/v1/chat/completions",
-        data=json.dumps(CHAT).encode(),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.read().rstrip().endswith(b"data: [DONE]")
+    """Prometheus (in its container) scrapes gateway:8080; the count covers every worker."""
+    before = _prometheus_value(stack, 'sum(gateway_requests_total{outcome="completed"})') or 0
+    sent = 4
+    for _ in range(sent):
+        request = urllib.request.Request(
+            f"{stack.gateway_url}/v1/chat/completions",
+            data=json.dumps(CHAT).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.read().rstrip().endswith(b"data: [DONE]")
     started = time.monotonic()
     value: float | None = None
     while time.monotonic() - started < SCRAPED_WITHIN:
         value = _prometheus_value(stack, 'sum(gateway_requests_total{outcome="completed"})')
-        if value:
+        if value is not None and value >= before + sent:
             break
         time.sleep(1)
     stack.timings["scraped after"] = time.monotonic() - started
     up = _prometheus_value(stack, 'up{job="sse-gateway"}')
     assert up == 1, f"Prometheus cannot scrape gateway:8080/metrics (up={up})"
     assert value is not None, f"gateway_requests_total not scraped within {SCRAPED_WITHIN:.0f} s"
-    assert value >= 1
+    assert value >= before + sent
 
 
 def test_sigterm_drains_the_gateway_and_it_exits_cleanly(stack: Stack) -> None:
