@@ -85,6 +85,8 @@ def test_compose_gateway_builds_from_an_overridable_base_and_stops_gracefully() 
     assert "curl" not in " ".join(test)
     assert "wget" not in " ".join(test)
     assert gateway["environment"]["GATEWAY_LOG__FORMAT"] == "json"
+    assert gateway["read_only"] is True
+    assert "/tmp" in gateway["tmpfs"]
 
 
 def test_compose_images_are_overridable() -> None:
@@ -254,6 +256,7 @@ def test_k8s_probes_grace_period_and_security_context() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert "memory" in container["resources"]["limits"]
