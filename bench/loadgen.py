@@ -1,0 +1,355 @@
+"""The bench's load generator: a raw asyncio HTTP/1.1 streaming client (uvloop when installed).
+
+One `Connection` carries one request at a time (keep-alive between them). It writes the request
+and times, on CLOCK_MONOTONIC:
+
+- TTFB: request written -> first data event received (a complete `data:` event, not a byte);
+- total: request written -> `data: [DONE]` received;
+- per-event latency: receive time - the send stamp the upstream put in the chunk
+  (`bench.protocol.STAMP_SLICE`), for every event of the read, one clock read per read.
+
+A stream is an error unless it answered 200, carried exactly the data events asked for, no
+`event: error`, and ended with `data: [DONE]` and the end of the body - or unless the client
+aborted it on purpose (`abort_after` events, or `Connection.abort()`), which is recorded as the
+close time, not an error. Parsing is the least that check needs: status line, the framing
+headers, chunked decoding, `\\n\\n` splitting and one `int()` per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from bench.protocol import CHAT_PATH, DONE_EVENT, STAMP_SLICE, StreamShape, request_body
+
+__all__ = ["Address", "Connection", "EventLog", "StreamResult", "fetch_json"]
+
+_FETCH_TIMEOUT = 10.0  # seconds for a control or health request
+_HEAD, _SIZE, _DATA, _DATA_END, _TRAILER, _LENGTH, _UNTIL_CLOSE = range(7)
+
+
+@dataclass(slots=True)
+class EventLog:
+    """Every data event read: its send stamp and its latency (ns), in two parallel arrays."""
+
+    sent_ns: array[int] = field(default_factory=lambda: array("q"))
+    latency_ns: array[int] = field(default_factory=lambda: array("q"))
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """One streaming request as the client saw it; times are CLOCK_MONOTONIC ns."""
+
+    sent_ns: int = 0
+    status: int = 0
+    events: int = 0
+    first_event_ns: int | None = None
+    done_ns: int | None = None
+    aborted_ns: int | None = None
+    error: str | None = None
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        return None if self.first_event_ns is None else (self.first_event_ns - self.sent_ns) / 1e6
+
+    @property
+    def total_ms(self) -> float | None:
+        return None if self.done_ns is None else (self.done_ns - self.sent_ns) / 1e6
+
+
+class _ClientProtocol(asyncio.Protocol):
+    """Parses one response at a time; see the module docstring for what counts as an error."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self._state = _HEAD
+        self._raw = bytearray()
+        self._sse = bytearray()
+        self._remaining = 0
+        self._keep_alive = True
+        self._result: StreamResult | None = None
+        self._future: asyncio.Future[StreamResult] | None = None
+        self._log: EventLog | None = None
+        self._abort_after = 0
+        self._expect = 0
+        self._on_first: Callable[[], None] | None = None
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def begin(
+        self,
+        request: bytes,
+        expect_events: int,
+        log: EventLog | None,
+        abort_after: int,
+        on_first_event: Callable[[], None] | None,
+    ) -> asyncio.Future[StreamResult]:
+        assert self.transport is not None
+        assert self._future is None
+        self._future = asyncio.get_running_loop().create_future()
+        self._result = StreamResult()
+        self._state, self._done, self._keep_alive = _HEAD, False, True
+        self._raw.clear()
+        self._sse.clear()
+        self._expect, self._log = expect_events, log
+        self._abort_after, self._on_first = abort_after, on_first_event
+        self._result.sent_ns = time.monotonic_ns()
+        self.transport.write(request)
+        return self._future
+
+    def abort(self) -> None:
+        """Close the connection now, on purpose (the stream is not an error)."""
+        if self._result is not None and self._result.aborted_ns is None:
+            self._result.aborted_ns = time.monotonic_ns()
+        if self.transport is not None:
+            self.transport.abort()
+        self._resolve()
+
+    def data_received(self, data: bytes) -> None:
+        if self._result is None:
+            return
+        now = time.monotonic_ns()
+        if self._state == _HEAD:
+            self._raw += data
+            end = self._raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            data = bytes(self._raw[end + 4 :])
+            self._read_head(bytes(self._raw[:end]))
+            self._raw.clear()
+        if self._state == _LENGTH or self._state == _UNTIL_CLOSE:
+            self._body(data, now)
+        elif self._state != _HEAD:
+            self._dechunk(data, now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._result is not None and self._state == _UNTIL_CLOSE:
+            self._end_of_body()
+        elif self._result is not None and self._result.aborted_ns is None:
+            self._fail(f"connection lost ({type(exc).__name__ if exc else 'EOF'})")
+
+    def _read_head(self, head: bytes) -> None:
+        assert self._result is not None
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            self._result.status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            self._fail(f"bad status line {lines[0][:80]!r}")
+            return
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip().lower()
+        self._keep_alive = headers.get("connection") != "close"
+        if headers.get("transfer-encoding") == "chunked":
+            self._state = _SIZE
+        elif "content-length" in headers:
+            self._state, self._remaining = _LENGTH, int(headers["content-length"])
+            if self._remaining == 0:
+                self._end_of_body()
+        else:
+            self._state, self._keep_alive = _UNTIL_CLOSE, False
+
+    def _body(self, data: bytes, now: int) -> None:
+        if self._state == _LENGTH:
+            data = data[: self._remaining]
+            self._remaining -= len(data)
+        self._feed(data, now)
+        if self._state == _LENGTH and self._remaining == 0:
+            self._end_of_body()
+
+    def _dechunk(self, data: bytes, now: int) -> None:
+        raw = self._raw
+        raw += data
+        pos, parts = 0, []
+        while self._result is not None:
+            if self._state == _DATA:
+                take = min(self._remaining, len(raw) - pos)
+                if take:
+                    parts.append(raw[pos : pos + take])
+                    pos += take
+                    self._remaining -= take
+                if self._remaining:
+                    break
+                self._state = _DATA_END
+            if len(raw) - pos < 2:
+                break
+            if self._state == _DATA_END:
+                pos += 2
+                self._state = _SIZE
+                continue
+            line_end = raw.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            line = raw[pos:line_end]
+            pos = line_end + 2
+            if self._state == _TRAILER:
+                if not line:
+                    self._feed(b"".join(parts), now)
+                    parts = []
+                    self._end_of_body()
+                continue
+            size = int(line.split(b";", 1)[0], 16)
+            self._state, self._remaining = (_DATA, size) if size else (_TRAILER, 0)
+        del raw[:pos]
+        if parts:
+            self._feed(b"".join(parts), now)
+
+    def _feed(self, data: bytes, now: int) -> None:
+        result = self._result
+        if result is None or not data:
+            return
+        if result.status != 200:
+            self._sse += data
+            return
+        sse = self._sse
+        sse += data
+        end = sse.rfind(b"\n\n")
+        if end < 0:
+            return
+        block = bytes(sse[:end])
+        del sse[: end + 2]
+        log = self._log
+        for event in block.split(b"\n\n"):
+            if event.startswith(b"data: {"):
+                result.events += 1
+                if result.first_event_ns is None:
+                    result.first_event_ns = now
+                    if self._on_first is not None:
+                        self._on_first()
+                if log is not None:
+                    try:
+                        stamp = int(event[STAMP_SLICE])
+                        log.sent_ns.append(stamp)
+                        log.latency_ns.append(now - stamp)
+                    except ValueError:
+                        self._fail(f"unstamped event {event[:160]!r}")
+                        return
+                if result.events == self._abort_after:
+                    self.abort()
+                    return
+            elif event == DONE_EVENT:
+                result.done_ns = now
+                self._done = True
+            elif not event.startswith(b":"):
+                self._fail(f"unexpected event {event[:160]!r}")
+                return
+
+    def _end_of_body(self) -> None:
+        result = self._result
+        if result is None:
+            return
+        if result.status != 200:
+            self._fail(f"HTTP {result.status}: {bytes(self._sse[:160])!r}")
+        elif not self._done:
+            self._fail(f"no [DONE] after {result.events} events")
+        elif self._expect and result.events != self._expect:
+            self._fail(f"{result.events} events, expected {self._expect}")
+        else:
+            self._state = _HEAD
+            self._resolve()
+
+    def _fail(self, message: str) -> None:
+        if self._result is not None and self._result.error is None:
+            self._result.error = message
+        self._keep_alive = False
+        if self.transport is not None:
+            self.transport.abort()
+        self._resolve()
+
+    def _resolve(self) -> None:
+        future, result = self._future, self._result
+        self._future = self._result = None
+        if future is not None and result is not None and not future.done():
+            future.set_result(result)
+
+    @property
+    def reusable(self) -> bool:
+        return self._keep_alive and not self.lost and self._future is None
+
+
+class Connection:
+    """A client connection to a target; one request at a time, kept alive between them."""
+
+    def __init__(self, address: Address, protocol: _ClientProtocol) -> None:
+        self.address = address
+        self._protocol = protocol
+
+    @classmethod
+    async def open(cls, address: Address) -> Connection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(_ClientProtocol, address.host, address.port)
+        return cls(address, protocol)
+
+    @property
+    def reusable(self) -> bool:
+        return self._protocol.reusable
+
+    def start(
+        self,
+        shape: StreamShape,
+        *,
+        log: EventLog | None = None,
+        abort_after: int = 0,
+        on_first_event: Callable[[], None] | None = None,
+    ) -> asyncio.Future[StreamResult]:
+        """Send a streaming request for `shape`; the future resolves when it is over."""
+        body = request_body(shape)
+        request = (
+            f"POST {CHAT_PATH} HTTP/1.1\r\nHost: {self.address.host}:{self.address.port}\r\n"
+            f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        expect = 0 if abort_after else shape.chunks
+        return self._protocol.begin(request, expect, log, abort_after, on_first_event)
+
+    async def stream(self, shape: StreamShape, **options: Any) -> StreamResult:
+        return await self.start(shape, **options)
+
+    def abort(self) -> None:
+        self._protocol.abort()
+
+    def close(self) -> None:
+        if self._protocol.transport is not None:
+            self._protocol.transport.close()
+
+
+async def fetch_json(address: Address, path: str) -> Any:
+    """GET `path` on a fresh connection and parse the JSON body (control endpoints, health)."""
+    async with asyncio.timeout(_FETCH_TIMEOUT):
+        reader, writer = await asyncio.open_connection(address.host, address.port)
+        try:
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: {address.host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.decode("latin-1").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            body = await reader.readexactly(length) if length else await reader.read()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    if status != 200:
+        raise RuntimeError(f"GET {path}: HTTP {status}")
+    return json.loads(body)

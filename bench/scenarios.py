@@ -1,0 +1,417 @@
+"""The five scenarios of the benchmark (issue 6), each run against every target, interleaved.
+
+    a latency      1 stream of 20 chunks, no delay, a few hundred sequential requests
+    b realistic    200 concurrent streams x 100 chunks at 20 ms
+    c throughput   32 concurrent streams x 2000 chunks, no delay
+    d idle         2,000 and 10,000 open streams, one chunk every 5 s
+    e disconnect   the client aborts after 5 events of a slow stream
+
+Interleaving: scenario a alternates targets request by request, e try by try, b and c round by
+round (the order rotates each round); d gives each target a fresh process (memory figures need a
+clean baseline). Figures are reported next to `direct` from the same run: added time
+(target - direct) for latencies, target / direct for rates, and checked against the issue's
+targets for the single-worker `gateway`.
+
+Each scenario returns a JSON-able dict: `targets` (per-target figures), `vs_direct` (added
+times or ratios), `checks` (issue targets: value, limit, met) and, for the plots, `cdf` or
+`curve` data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.loadgen import Address, Connection, fetch_json
+from bench.protocol import CLOSES_PATH, StreamShape
+from bench.stats import median, percentiles, rounded
+from bench.system import ProcessTree
+from bench.trials import StreamsTrial, Target, run_idle, run_streams
+
+__all__ = ["FULL", "QUICK", "SCENARIOS", "Bench", "Params"]
+
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The size of every scenario; `QUICK` is the smoke-test version of `FULL`."""
+
+    latency_requests: int = 300
+    latency_chunks: int = 20
+    realistic_streams: int = 200
+    realistic_chunks: int = 100
+    realistic_delay: float = 0.02
+    throughput_streams: int = 32
+    throughput_chunks: int = 2000
+    rounds: int = 3
+    idle_sizes: tuple[int, ...] = (2000, 10000)
+    idle_delay: float = 5.0
+    idle_hold: float = 6.0
+    disconnect_tries: int = 100
+    disconnect_delay: float = 0.02
+    disconnect_after: int = 5
+
+
+FULL = Params()
+QUICK = Params(
+    latency_requests=40,
+    realistic_streams=50,
+    realistic_chunks=20,
+    throughput_streams=8,
+    throughput_chunks=500,
+    rounds=1,
+    idle_sizes=(200,),
+    idle_hold=1.0,
+    disconnect_tries=15,
+    disconnect_delay=0.01,
+)
+
+
+@dataclass(slots=True)
+class Bench:
+    """What a scenario works with: the targets, the upstream, the sizes."""
+
+    params: Params
+    targets: list[Target]
+    upstream: ProcessTree
+    control: Address
+    restart: Callable[[Target], Awaitable[Target]]
+    extra: dict[str, list[Target]] = field(default_factory=dict)  # scenario -> more targets
+    fd_limit: int = 1 << 20  # open files a process may have (a proxy needs 2 per stream)
+    _rids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def shape(self, chunks: int, delay: float) -> StreamShape:
+        return StreamShape(chunks, delay, next(self._rids))
+
+    def targets_for(self, scenario: str) -> list[Target]:
+        return [*self.targets, *self.extra.get(scenario, [])]
+
+    def rotation(self, scenario: str, index: int) -> list[Target]:
+        """The targets in the order of round `index` (rotated, so no target is always first)."""
+        targets = self.targets_for(scenario)
+        shift = index % len(targets)
+        return targets[shift:] + targets[:shift]
+
+
+def _check(
+    what: str, value: float | None, limit: float, unit: str, at_least: bool = False
+) -> Result:
+    met = None if value is None else (value >= limit if at_least else value <= limit)
+    sign = ">=" if at_least else "<="
+    return {"what": what, "value": rounded(value), "limit": f"{sign} {limit:g} {unit}", "met": met}
+
+
+def _cdf(values: list[float]) -> list[float]:
+    """The 1st..99th percentiles and the max, for plotting."""
+    ordered = sorted(values)
+    if not ordered:
+        return []
+    points = [ordered[min(len(ordered) - 1, len(ordered) * p // 100)] for p in range(1, 100)]
+    return [round(v, 4) for v in [*points, ordered[-1]]]
+
+
+def _added(stats: dict[str, Result], key: str, name: str, field_: str) -> float | None:
+    mine, direct = stats.get(name, {}).get(key, {}), stats.get("direct", {}).get(key, {})
+    if mine.get(field_) is None or direct.get(field_) is None:
+        return None
+    return float(mine[field_] - direct[field_])
+
+
+async def latency(bench: Bench) -> Result:
+    """a. Sequential requests on kept-alive connections, one target after the other."""
+    p = bench.params
+    targets = bench.targets_for("a")
+    connections = {t.name: await Connection.open(t.address) for t in targets}
+    ttfb: dict[str, list[float]] = defaultdict(list)
+    total: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, list[str]] = defaultdict(list)
+    warmup = min(20, p.latency_requests)
+    for index in range(warmup + p.latency_requests):
+        for target in bench.rotation("a", index):
+            connection = connections[target.name]
+            if not connection.reusable:
+                connection = connections[target.name] = await Connection.open(target.address)
+            result = await connection.stream(bench.shape(p.latency_chunks, 0))
+            if index < warmup:
+                continue
+            if result.error is not None:
+                errors[target.name].append(result.error)
+            elif result.ttfb_ms is not None and result.total_ms is not None:
+                ttfb[target.name].append(result.ttfb_ms)
+                total[target.name].append(result.total_ms)
+    for connection in connections.values():
+        connection.close()
+    stats = {
+        t.name: {
+            "ttfb_ms": percentiles(ttfb[t.name]),
+            "total_ms": percentiles(total[t.name]),
+            "errors": len(errors[t.name]),
+            "error_samples": errors[t.name][:3],
+        }
+        for t in targets
+    }
+    vs = {
+        t.name: {
+            f"added_{key}_{q}_ms": rounded(_added(stats, f"{key}_ms", t.name, q), 4)
+            for key in ("ttfb", "total")
+            for q in ("p50", "p99")
+        }
+        for t in targets
+        if t.name != "direct"
+    }
+    gateway = vs.get("gateway", {})
+    return {
+        "targets": stats,
+        "vs_direct": vs,
+        "cdf": {t.name: _cdf(ttfb[t.name]) for t in targets},
+        "checks": [
+            _check("added TTFB p50", gateway.get("added_ttfb_p50_ms"), 0.5, "ms"),
+            _check("added TTFB p99", gateway.get("added_ttfb_p99_ms"), 2.0, "ms"),
+        ],
+    }
+
+
+async def _rounds(
+    bench: Bench, scenario: str, make: Callable[[], list[StreamShape]], **options: Any
+) -> dict[str, list[StreamsTrial]]:
+    trials: dict[str, list[StreamsTrial]] = defaultdict(list)
+    for index in range(bench.params.rounds):
+        for target in bench.rotation(scenario, index):
+            trial = await run_streams(target, make(), bench.upstream, **options)
+            trials[target.name].append(trial)
+            await asyncio.sleep(0.3)  # let the last connections close before the next trial
+    return trials
+
+
+def _common(trials: list[StreamsTrial]) -> Result:
+    span = sum(t.span_s for t in trials)
+    cpu = [t.proxy_cpu_s for t in trials if t.proxy_cpu_s is not None]
+    errors = [e for t in trials for e in t.errors]
+    peaks = [t.rss_peak_kib for t in trials if t.rss_peak_kib is not None]
+    return {
+        "streams": sum(len(t.results) for t in trials),
+        "events": sum(t.events for t in trials),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "proxy_cpu_pct": rounded(sum(cpu) / span * 100, 1) if cpu and span else None,
+        "harness_cpu_pct": rounded(sum(t.harness_cpu_s for t in trials) / span * 100, 1),
+        "rss_peak_kib": max(peaks) if peaks else None,
+        "rss_base_kib": trials[0].rss_base_kib,
+    }
+
+
+async def realistic(bench: Bench) -> Result:
+    """b. Many concurrent streams at a model's pace: per-event latency, CPU, RSS."""
+    p = bench.params
+
+    def shapes() -> list[StreamShape]:
+        return [
+            bench.shape(p.realistic_chunks, p.realistic_delay) for _ in range(p.realistic_streams)
+        ]
+
+    trials = await _rounds(bench, "b", shapes, stagger=p.realistic_delay, with_latencies=True)
+    stats: dict[str, Result] = {}
+    samples: dict[str, list[float]] = {}
+    for name, runs in trials.items():
+        samples[name] = [ns / 1e6 for t in runs if t.log is not None for ns in t.log.latency_ns]
+        steady = [ns / 1e6 for t in runs for ns in t.steady_latencies_ns()]
+        ttfb = [r.ttfb_ms for t in runs for r in t.results if r.ttfb_ms is not None]
+        stats[name] = {
+            "event_latency_ms": percentiles(samples[name]),
+            "steady_event_latency_ms": percentiles(steady),
+            "ttfb_ms": percentiles(ttfb),
+            **_common(runs),
+        }
+    vs = {
+        name: {
+            f"added_{key}_{q}_ms": rounded(_added(stats, f"{key}_latency_ms", name, q), 4)
+            for key in ("event", "steady_event")
+            for q in ("p50", "p99")
+        }
+        for name in stats
+        if name != "direct"
+    }
+    gateway, gateway_vs = stats.get("gateway", {}), vs.get("gateway", {})
+    return {
+        "targets": stats,
+        "vs_direct": vs,
+        "cdf": {name: _cdf(values) for name, values in samples.items()},
+        "checks": [
+            _check("added per-event latency p99", gateway_vs.get("added_event_p99_ms"), 2.0, "ms"),
+            _check(
+                "added per-event latency p99, steady state (every stream started)",
+                gateway_vs.get("added_steady_event_p99_ms"),
+                2.0,
+                "ms",
+            ),
+            _check("errors", gateway.get("errors"), 0, "errors"),
+            _check("gateway CPU", gateway.get("proxy_cpu_pct"), 50, "% of a core"),
+        ],
+    }
+
+
+async def throughput(bench: Bench) -> Result:
+    """c. Streams with no delay: events relayed per second, CPU seconds per 100k events."""
+    p = bench.params
+
+    def shapes() -> list[StreamShape]:
+        return [bench.shape(p.throughput_chunks, 0) for _ in range(p.throughput_streams)]
+
+    trials = await _rounds(bench, "c", shapes)
+    stats: dict[str, Result] = {}
+    for name, runs in trials.items():
+        rates = [t.events / t.span_s for t in runs if t.span_s > 0]
+        per_100k = [
+            t.proxy_cpu_s / t.events * 1e5 for t in runs if t.proxy_cpu_s is not None and t.events
+        ]
+        wall = sum(t.wall_s for t in runs)
+        columns = itertools.zip_longest(*(t.proxy_cpu_split_s for t in runs), fillvalue=0.0)
+        split = [sum(column) for column in columns]
+        stats[name] = {
+            "events_per_s": rounded(median(rates), 0),
+            "cpu_pct_by_process": [round(s / wall * 100, 1) for s in split if s > 0.001 * wall],
+            "events_per_s_rounds": [round(r) for r in rates],
+            "cpu_s_per_100k_events": rounded(median(per_100k), 3),
+            **_common(runs),
+        }
+    vs = {}
+    for name, runs in trials.items():
+        if name == "direct" or "direct" not in trials:
+            continue
+        ratios = [
+            (mine.events / mine.span_s) / (direct.events / direct.span_s)
+            for mine, direct in zip(runs, trials["direct"], strict=True)
+        ]
+        vs[name] = {"events_per_s_ratio": rounded(median(ratios), 4)}
+    gateway, gateway_vs = stats.get("gateway", {}), vs.get("gateway", {})
+    multi = {name: s for name, s in stats.items() if name.startswith("gateway-w")}
+    for name, s in multi.items():
+        if gateway.get("events_per_s"):
+            vs[name]["vs_one_worker"] = rounded(s["events_per_s"] / gateway["events_per_s"], 3)
+    return {
+        "targets": stats,
+        "vs_direct": vs,
+        "checks": [
+            _check("events/s, one worker", gateway.get("events_per_s"), 150_000, "events/s", True),
+            _check("events/s vs direct", gateway_vs.get("events_per_s_ratio"), 0.15, "x", True),
+            _check("CPU per 100k events", gateway.get("cpu_s_per_100k_events"), 0.7, "s"),
+        ],
+    }
+
+
+async def _warm(target: Target, bench: Bench, requests: int = 20) -> None:
+    connection = await Connection.open(target.address)
+    for _ in range(requests):
+        await connection.stream(bench.shape(5, 0))
+    connection.close()
+
+
+async def idle(bench: Bench) -> Result:
+    """d. Many open, nearly silent streams: memory per open stream, on a fresh process.
+
+    A proxy holds two sockets per stream: a size the open-file limit cannot hold is cut to
+    what fits (and the result says so) rather than measured as a pile of EMFILE errors.
+    """
+    p = bench.params
+    fits = (bench.fd_limit - 200) // 2
+    sizes: dict[str, Result] = {}
+    for size in p.idle_sizes:
+        streams = min(size, fits)
+        per_target: Result = {}
+        for target in bench.rotation("d", p.idle_sizes.index(size)):
+            target = await bench.restart(target)
+            await _warm(target, bench)
+            await asyncio.sleep(0.5)
+            shapes = [bench.shape(1_000_000, p.idle_delay) for _ in range(streams)]
+            trial = await run_idle(target, shapes, p.idle_hold, bench.control)
+            per_target[target.name] = {
+                "streams": streams,
+                "kib_per_stream": rounded(trial.kib_per_stream, 2),
+                "rss_base_kib": trial.rss_base_kib,
+                "rss_open_kib": trial.rss_open_kib,
+                "ramp_s": rounded(trial.ramp_s, 2),
+                "idle_cpu_pct": rounded(trial.proxy_cpu_pct, 1),
+                "upstream_active": trial.upstream_active,
+                "errors": len(trial.errors),
+                "error_samples": trial.errors[:3],
+                "curve": trial.curve,
+            }
+        order = [t.name for t in bench.targets_for("d")]
+        sizes[str(size)] = {name: per_target[name] for name in order if name in per_target}
+    checks = []
+    for size in p.idle_sizes:
+        gateway = sizes[str(size)].get("gateway", {})
+        streams = gateway.get("streams", size)
+        cut = "" if streams == size else f" (cut from {size:,}: open-file limit {bench.fd_limit:,})"
+        what = f"RSS per open stream at {streams:,}{cut}"
+        checks.append(_check(what, gateway.get("kib_per_stream"), 20, "KiB"))
+        checks.append(_check(f"errors at {streams:,} streams", gateway.get("errors"), 0, "errors"))
+    return {"sizes": sizes, "checks": checks}
+
+
+async def disconnect(bench: Bench) -> Result:
+    """e. The client aborts after a few events: time until the upstream sees its close."""
+    p = bench.params
+    await fetch_json(bench.control, CLOSES_PATH)  # forget earlier closes
+    aborted: dict[int, tuple[str, int]] = {}
+    errors: dict[str, list[str]] = defaultdict(list)
+    for index in range(p.disconnect_tries):
+        for target in bench.rotation("e", index):
+            connection = await Connection.open(target.address)
+            shape = bench.shape(100_000, p.disconnect_delay)
+            result = await connection.stream(shape, abort_after=p.disconnect_after)
+            if result.aborted_ns is not None:
+                aborted[shape.rid] = (target.name, result.aborted_ns)
+            else:
+                errors[target.name].append(result.error or "not aborted")
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(1.0)
+    closes = (await fetch_json(bench.control, CLOSES_PATH))["closes"]
+    delays: dict[str, list[float]] = defaultdict(list)
+    for rid, (name, at) in aborted.items():
+        seen = closes.get(str(rid))
+        if seen is None:
+            errors[name].append("the upstream never saw the client's close")
+        else:
+            delays[name].append((seen - at) / 1e6)
+    targets = bench.targets_for("e")
+    stats: dict[str, Result] = {
+        t.name: {
+            "close_ms": percentiles(delays[t.name]),
+            "errors": len(errors[t.name]),
+            "error_samples": errors[t.name][:3],
+        }
+        for t in targets
+    }
+    vs = {
+        t.name: {
+            f"added_{q}_ms": rounded(_added(stats, "close_ms", t.name, q), 4)
+            for q in ("p50", "p99")
+        }
+        for t in targets
+        if t.name != "direct"
+    }
+    gateway = stats.get("gateway", {}).get("close_ms", {})
+    return {
+        "targets": stats,
+        "vs_direct": vs,
+        "cdf": {name: _cdf(values) for name, values in delays.items()},
+        "checks": [
+            _check("disconnect -> upstream closed p99", gateway.get("p99"), 2.0, "ms"),
+            _check("errors", stats.get("gateway", {}).get("errors"), 0, "errors"),
+        ],
+    }
+
+
+SCENARIOS: dict[str, tuple[str, Callable[[Bench], Awaitable[Result]]]] = {
+    "a": ("latency", latency),
+    "b": ("realistic", realistic),
+    "c": ("throughput", throughput),
+    "d": ("idle", idle),
+    "e": ("disconnect", disconnect),
+}

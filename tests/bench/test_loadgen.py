@@ -1,0 +1,90 @@
+"""The load generator reads what the proxies send, however the bytes are split.
+
+Its figures are only as good as its parser: a response fed to the client protocol in two
+pieces, cut at every byte offset, must give the same events, latencies and outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.loadgen import EventLog, _ClientProtocol
+from bench.protocol import DONE_EVENT, chunk_bytes, final_chunk_bytes, first_chunk_bytes
+
+STAMP = 10**15
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.aborted = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def close(self) -> None:
+        self.aborted = True
+
+
+def _events(count: int) -> list[bytes]:
+    middle = [chunk_bytes(STAMP + i) for i in range(1, count - 1)]
+    return [
+        first_chunk_bytes(STAMP),
+        *middle,
+        final_chunk_bytes(STAMP + count),
+        DONE_EVENT + b"\n\n",
+    ]
+
+
+def _chunked(parts: list[bytes]) -> bytes:
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+    return head + b"\r\n" + framed + b"0\r\n\r\n"
+
+
+async def _read(response: bytes, cut: int, expect: int) -> tuple[object, EventLog, bool]:
+    protocol = _ClientProtocol()
+    transport = _Transport()
+    protocol.connection_made(transport)
+    log = EventLog()
+    future = protocol.begin(b"GET / HTTP/1.1\r\n\r\n", expect, log, 0, None)
+    protocol.data_received(response[:cut])
+    protocol.data_received(response[cut:])
+    result = future.result()
+    return result, log, protocol.reusable
+
+
+@pytest.mark.parametrize("framing", ["one event a chunk", "all events in one chunk"])
+async def test_chunked_stream_gives_the_same_result_whatever_the_split(framing: str) -> None:
+    events = _events(4)
+    response = _chunked(events if framing == "one event a chunk" else [b"".join(events)])
+    for cut in range(len(response) + 1):
+        result, log, reusable = await _read(response, cut, expect=4)
+        assert result.error is None, (cut, result.error)
+        assert result.events == 4
+        assert result.done_ns is not None
+        assert list(log.sent_ns) == [STAMP, STAMP + 1, STAMP + 2, STAMP + 4]
+        assert len(log.latency_ns) == 4
+        assert reusable
+
+
+async def test_stream_without_done_is_an_error() -> None:
+    response = _chunked(_events(3)[:-1])
+    result, _, reusable = await _read(response, 10, expect=3)
+    assert result.error == "no [DONE] after 3 events"
+    assert not reusable
+
+
+async def test_error_status_is_an_error_with_its_body() -> None:
+    body = b'{"error": {"type": "network"}}'
+    response = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    result, _, _ = await _read(response, 5, expect=3)
+    assert result.error is not None
+    assert result.error.startswith("HTTP 502")
+    assert "network" in result.error
