@@ -53,6 +53,7 @@ from typing import Any
 
 import pytest
 from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.docker_engine import DockerEngine, docker_cli
 from tests.deploy.local_images import (
@@ -441,9 +442,19 @@ def _prometheus_value(stack: Stack, query: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def _completed_requests(exposition: str) -> float:
+    """The gateway's own count of completed requests (all workers), from its /metrics."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "gateway_requests_total" and sample.labels["outcome"] == "completed"
+    )
+
+
 def test_prometheus_scrapes_the_gateway_container(stack: Stack) -> None:
     """Prometheus (in its container) scrapes gateway:8080; the count covers every worker."""
-    before = _prometheus_value(stack, 'sum(gateway_requests_total{outcome="completed"})') or 0
+    before = _completed_requests(_http_get(f"{stack.gateway_url}/metrics").decode())
     sent = 4
     for _ in range(sent):
         request = urllib.request.Request(
