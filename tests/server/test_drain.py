@@ -108,11 +108,13 @@ async def test_sigterm_ends_a_stream_past_the_grace_with_one_shutdown_event(
 ) -> None:
     upstream.script("m", fake.stall_after(2, CHUNKS))
     process, url = await launch(grace=0.5, workers=workers)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{url}/v1/chat/completions", json=BODY) as response:
-            first = await response.content.readuntil(b"\n\n")
-            process.send_signal(signal.SIGTERM)
-            rest = await response.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1/chat/completions", json=BODY) as response,
+    ):
+        first = await response.content.readuntil(b"\n\n")
+        process.send_signal(signal.SIGTERM)
+        rest = await response.read()
     assert not await _reachable(url)  # the listener is gone: a new connection is refused
     body = first + rest
     assert body.startswith(CHUNKS[0] + CHUNKS[1])
