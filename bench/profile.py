@@ -3,7 +3,8 @@
     python -m bench.profile [--scenario c] [--seconds 20] [--rate 250] [--out bench/results]
 
 Starts the upstream and one gateway worker (pinned as in `bench.run`), keeps the scenario's
-load going (c: 32 streams x 2000 chunks, no delay; b: 200 streams x 100 chunks at 20 ms) and
+load going (a: sequential requests of 20 chunks; b: 200 streams x 100 chunks at 20 ms; c: 32
+streams x 2000 chunks, no delay) and
 attaches py-spy twice, `--seconds` each: once for a flame graph (`profile-<name>.svg`), once
 for the raw stacks that `profile-<name>.md` summarises - the functions with the most samples,
 on their own (self) and with what they call (inclusive). Needs py-spy (`pip install py-spy`)
@@ -27,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.eventloop import run
-from bench.loadgen import Address
+from bench.loadgen import Address, Connection
 from bench.processes import start_gateway, start_upstream
 from bench.protocol import StreamShape
 from bench.run import RESULTS
@@ -38,7 +39,7 @@ from bench.trials import Target, run_streams
 __all__ = ["main", "summarise"]
 
 _ROOT = Path(__file__).resolve().parent.parent
-_NAMES = {"b": "realistic", "c": "throughput"}
+_NAMES = {"a": "latency", "b": "realistic", "c": "throughput"}
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>.*?)(?::\d+)?\)$")
 
@@ -109,6 +110,14 @@ def _markdown(scenario: str, seconds: float, raw: str) -> str:
 async def _load(target: Target, scenario: str, upstream: ProcessTree, until: asyncio.Event) -> int:
     """Run the scenario's trials back to back until `until` is set; the events relayed."""
     p, rid, events = FULL, 10**9, 0
+    if scenario == "a":
+        connection = await Connection.open(target.address)
+        while not until.is_set():
+            rid += 1
+            result = await connection.stream(StreamShape(p.latency_chunks, 0.0, rid))
+            events += result.events
+        connection.close()
+        return events
     if scenario == "c":
         count, chunks, delay = p.throughput_streams, p.throughput_chunks, 0.0
     else:

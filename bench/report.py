@@ -67,11 +67,13 @@ def _latency(result: Summary) -> list[str]:
             name, s["ttfb_ms"]["p50"], s["ttfb_ms"]["p90"], s["ttfb_ms"]["p99"],
             s["total_ms"]["p50"], s["total_ms"]["p99"],
             added.get("added_ttfb_p50_ms"), added.get("added_ttfb_p99_ms"),
-            added.get("added_total_p50_ms"), added.get("added_total_p99_ms"), s["errors"],
+            added.get("added_total_p50_ms"), added.get("added_total_p99_ms"),
+            s.get("cpu_ms_per_request"), s["errors"],
         ])  # fmt: skip
     header = [
         "target", "TTFB p50 ms", "p90", "p99", "total p50 ms", "total p99",
-        "added TTFB p50", "added TTFB p99", "added total p50", "added total p99", "errors",
+        "added TTFB p50", "added TTFB p99", "added total p50", "added total p99",
+        "proxy CPU ms / request", "errors",
     ]  # fmt: skip
     return _table(header, rows) + _errors_note(stats)
 
@@ -93,9 +95,10 @@ def _realistic(result: Summary) -> list[str]:
         "errors",
     ]  # fmt: skip
     note = (
-        "Steady state: the events sent after every stream of the round had started. The other "
-        "columns also count the start, when every stream's request is set up within one chunk "
-        "interval and the events of the streams already running wait behind that work."
+        "Steady state: the events sent in the second half of the streams' life (and after every "
+        "stream had started). The other columns also count the start, when every stream's "
+        "request is set up within one chunk interval and the events of the streams already "
+        "running wait behind that work."
     )
     return [*_table(header, rows), note, "", *_errors_note(stats)]
 
@@ -216,6 +219,14 @@ def render_markdown(summary: Summary, plots: list[str]) -> str:
     for key, result in scenarios.items():
         intro, section = _SECTIONS[key]
         lines += [f"## {_TITLES[key]}", "", intro.format(**meta["params"]), ""]
+        noise = result.get("noise") or {}
+        if noise:
+            lines += [
+                f"Other work on the machine meanwhile: {noise['other_load_on_proxy_core_pct']}% "
+                f"of the proxy's core, {noise['other_load_on_harness_cores_pct']}% of the "
+                f"harness' core(s) ({result.get('seconds', 0):g} s).",
+                "",
+            ]
         lines += section(result)
         if _PLOTS[key] in plots:
             lines += [f"![{_TITLES[key]}]({_PLOTS[key]})", ""]

@@ -30,7 +30,7 @@ from bench.eventloop import run, uvloop_available
 from bench.loadgen import Address
 from bench.processes import Service, nginx_path, start_gateway, start_nginx, start_upstream
 from bench.report import write_results
-from bench.scenarios import FULL, QUICK, SCENARIOS, Bench
+from bench.scenarios import FULL, QUICK, SCENARIOS, Bench, NoiseMeter
 from bench.system import CpuPlan, machine_facts, plan_cpus, raise_fd_limit
 from bench.trials import Target
 
@@ -184,14 +184,23 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         lab.upstream_port = upstream.address.port
         targets, extra = await _start_targets(lab, args, notes)
         bench = Bench(
-            params, targets, upstream.tree(), upstream.address, lab.restart, {"c": extra}, fd_limit
+            params,
+            targets,
+            upstream.tree(),
+            upstream.address,
+            lab.restart,
+            {"c": extra},
+            fd_limit,
+            plan,
         )
         for key in args.scenarios:
             title, scenario = SCENARIOS[key]
             print(f"scenario {key} ({title}) ...", flush=True)
-            begun = time.monotonic()
+            begun, noise = time.monotonic(), NoiseMeter(bench)
             results[key] = await scenario(bench)
             results[key]["seconds"] = round(time.monotonic() - begun, 1)
+            if key != "d":  # d restarts the proxies: their CPU cannot be told from others'
+                results[key]["noise"] = noise.result()
         notes += [
             f"{s.name}: {s.log_lines()} log lines at warning or above"
             for s in lab.services

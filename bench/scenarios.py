@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,10 +30,10 @@ from typing import Any
 from bench.loadgen import Address, Connection, fetch_json
 from bench.protocol import CLOSES_PATH, StreamShape
 from bench.stats import median, percentiles, rounded
-from bench.system import ProcessTree
-from bench.trials import StreamsTrial, Target, run_idle, run_streams
+from bench.system import CpuPlan, ProcessTree, busy_seconds
+from bench.trials import StreamsTrial, Target, harness_cpu, run_idle, run_streams
 
-__all__ = ["FULL", "QUICK", "SCENARIOS", "Bench", "Params"]
+__all__ = ["FULL", "QUICK", "SCENARIOS", "Bench", "NoiseMeter", "Params"]
 
 Result = dict[str, Any]
 
@@ -83,6 +84,7 @@ class Bench:
     restart: Callable[[Target], Awaitable[Target]]
     extra: dict[str, list[Target]] = field(default_factory=dict)  # scenario -> more targets
     fd_limit: int = 1 << 20  # open files a process may have (a proxy needs 2 per stream)
+    cpus: CpuPlan = field(default_factory=lambda: CpuPlan(None, None))
     _rids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def shape(self, chunks: int, delay: float) -> StreamShape:
@@ -91,11 +93,44 @@ class Bench:
     def targets_for(self, scenario: str) -> list[Target]:
         return [*self.targets, *self.extra.get(scenario, [])]
 
+    def targets_for_all(self) -> list[Target]:
+        return [*self.targets, *(t for extra in self.extra.values() for t in extra)]
+
     def rotation(self, scenario: str, index: int) -> list[Target]:
         """The targets in the order of round `index` (rotated, so no target is always first)."""
         targets = self.targets_for(scenario)
         shift = index % len(targets)
         return targets[shift:] + targets[:shift]
+
+
+class NoiseMeter:
+    """How busy the machine was with other work while a scenario ran: the proxy's core minus
+    the proxies' own CPU, the harness' cores minus the harness' own CPU (% of one core)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float, float, float, float]:
+        plan, bench = self._bench.cpus, self._bench
+        proxies = sum(t.service.tree().cpu_seconds() for t in bench.targets_for_all() if t.service)
+        proxy_busy = busy_seconds(plan.proxy) if plan.proxy else 0.0
+        harness_busy = busy_seconds(plan.harness) if plan.harness else 0.0
+        return time.monotonic(), proxy_busy, proxies, harness_busy, harness_cpu(bench.upstream)
+
+    def result(self) -> Result:
+        if self._bench.cpus.proxy is None:
+            return {}
+        end = self._read()
+        wall, proxy_busy, proxies, harness_busy, harness = (
+            e - s for e, s in zip(end, self._start, strict=True)
+        )
+        return {
+            "other_load_on_proxy_core_pct": round(max(0.0, proxy_busy - proxies) / wall * 100, 1),
+            "other_load_on_harness_cores_pct": round(
+                max(0.0, harness_busy - harness) / wall * 100, 1
+            ),
+        }
 
 
 def _check(
@@ -131,7 +166,10 @@ async def latency(bench: Bench) -> Result:
     total: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
     warmup = min(20, p.latency_requests)
+    cpu: dict[str, float] = {}
     for index in range(warmup + p.latency_requests):
+        if index == warmup:
+            cpu = {t.name: t.service.tree().cpu_seconds() for t in targets if t.service}
         for target in bench.rotation("a", index):
             connection = connections[target.name]
             if not connection.reusable:
@@ -146,8 +184,13 @@ async def latency(bench: Bench) -> Result:
                 total[target.name].append(result.total_ms)
     for connection in connections.values():
         connection.close()
+    for t in targets:
+        if t.service is not None:
+            used = t.service.tree().cpu_seconds() - cpu[t.name]
+            cpu[t.name] = used / p.latency_requests * 1000
     stats = {
         t.name: {
+            "cpu_ms_per_request": rounded(cpu.get(t.name), 3),
             "ttfb_ms": percentiles(ttfb[t.name]),
             "total_ms": percentiles(total[t.name]),
             "errors": len(errors[t.name]),
@@ -219,7 +262,8 @@ async def realistic(bench: Bench) -> Result:
     samples: dict[str, list[float]] = {}
     for name, runs in trials.items():
         samples[name] = [ns / 1e6 for t in runs if t.log is not None for ns in t.log.latency_ns]
-        steady = [ns / 1e6 for t in runs for ns in t.steady_latencies_ns()]
+        half = p.realistic_chunks * p.realistic_delay / 2
+        steady = [ns / 1e6 for t in runs for ns in t.steady_latencies_ns(half)]
         ttfb = [r.ttfb_ms for t in runs for r in t.results if r.ttfb_ms is not None]
         stats[name] = {
             "event_latency_ms": percentiles(samples[name]),
@@ -244,7 +288,7 @@ async def realistic(bench: Bench) -> Result:
         "checks": [
             _check("added per-event latency p99", gateway_vs.get("added_event_p99_ms"), 2.0, "ms"),
             _check(
-                "added per-event latency p99, steady state (every stream started)",
+                "added per-event latency p99, steady state (second half of the streams)",
                 gateway_vs.get("added_steady_event_p99_ms"),
                 2.0,
                 "ms",
@@ -403,6 +447,12 @@ async def disconnect(bench: Bench) -> Result:
         "cdf": {name: _cdf(values) for name, values in delays.items()},
         "checks": [
             _check("disconnect -> upstream closed p99", gateway.get("p99"), 2.0, "ms"),
+            _check(
+                "the same, added to direct's p99 (same run)",
+                vs.get("gateway", {}).get("added_p99_ms"),
+                2.0,
+                "ms",
+            ),
             _check("errors", stats.get("gateway", {}).get("errors"), 0, "errors"),
         ],
     }

@@ -18,7 +18,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CpuPlan", "ProcessTree", "RssSampler", "machine_facts", "plan_cpus", "raise_fd_limit"]
+__all__ = [
+    "CpuPlan",
+    "ProcessTree",
+    "RssSampler",
+    "busy_seconds",
+    "machine_facts",
+    "plan_cpus",
+    "raise_fd_limit",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,6 +74,17 @@ def plan_cpus() -> CpuPlan:
     if len(cores) < 2:
         return CpuPlan(None, None)
     return CpuPlan(frozenset(cores[:1]), frozenset(cores[1:]))
+
+
+def busy_seconds(cores: frozenset[int]) -> float:
+    """Time `cores` spent busy so far, whoever ran (user, nice, system, irq, softirq, steal)."""
+    total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, _, rest = line.partition(" ")
+        if name[3:].isdigit() and name.startswith("cpu") and int(name[3:]) in cores:
+            values = [int(v) for v in rest.split()]
+            total += sum(values[i] for i in (0, 1, 2, 5, 6, 7))
+    return total / _TICKS
 
 
 def _stat_fields(pid: int) -> list[str]:

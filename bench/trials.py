@@ -67,14 +67,16 @@ class StreamsTrial:
     def errors(self) -> list[str]:
         return [r.error for r in self.results if r.error is not None]
 
-    def steady_latencies_ns(self) -> list[int]:
-        """Latencies of the events sent once every stream had started (first event read)."""
+    def steady_latencies_ns(self, after_s: float) -> list[int]:
+        """Latencies of the events sent `after_s` or later after the first request, and after
+        every stream had started (its first event read): the trial's steady state."""
         firsts = [r.first_event_ns for r in self.results if r.first_event_ns is not None]
-        if self.log is None or not firsts:
+        sent = [r.sent_ns for r in self.results if r.sent_ns]
+        if self.log is None or not firsts or not sent:
             return []
-        since = max(firsts)
+        since = max(max(firsts), min(sent) + int(after_s * 1e9))
         pairs = zip(self.log.sent_ns, self.log.latency_ns, strict=True)
-        return [latency for sent, latency in pairs if sent >= since]
+        return [latency for stamp, latency in pairs if stamp >= since]
 
     @property
     def span_s(self) -> float:
