@@ -118,22 +118,42 @@ async def run_worker(settings: GatewaySettings, listeners: Listeners) -> None:
             await web.SockSite(runner, sock).start()
         _log.info("worker_serving", pid=os.getpid())
         await signals.first.wait()
-        await _drain(app, runners, settings.drain_grace)
+        await _drain(app, runners, sockets, settings.drain_grace)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
 
 
-async def _drain(app: web.Application, runners: list[web.AppRunner], grace: float) -> None:
-    lifecycle = app[LIFECYCLE]
-    lifecycle.begin_drain()
-    # The listener stops accepting at once. Connections already open stay served: a request
-    # on one gets a retryable 503 with `Connection: close` (`drain_middleware`), never
-    # silence. (aiohttp's `pre_shutdown()` is not used: a request read just as it runs is
-    # neither answered nor closed until the end of the drain.)
+async def _stop_accepting(runners: list[web.AppRunner], sockets: list[socket.socket]) -> None:
+    """Stop accepting at once; connections already open stay served.
+
+    A request on an open connection gets a retryable 503 with `Connection: close`
+    (`drain_middleware`), never silence. The order matters on CPython 3.11: a connection that
+    was `accept()`ed gets its transport in a later loop turn, and if the server is closed in
+    between, `Server._attach` fails an assertion and the connection is left open unread. So:
+    no more `accept()` first, then two loop turns for the accepted ones, then close.
+    (aiohttp's `pre_shutdown()` is not used either: a request read just as it runs is neither
+    answered nor closed until the end of the drain.)
+    """
+    loop = asyncio.get_running_loop()
+    for sock in sockets:
+        loop.remove_reader(sock.fileno())
+    for _ in range(2):
+        await asyncio.sleep(0)
     for runner in runners:
         for site in list(runner.sites):
             await site.stop()
+
+
+async def _drain(
+    app: web.Application,
+    runners: list[web.AppRunner],
+    sockets: list[socket.socket],
+    grace: float,
+) -> None:
+    lifecycle = app[LIFECYCLE]
+    lifecycle.begin_drain()
+    await _stop_accepting(runners, sockets)
     _log.info("drain_started", in_flight=lifecycle.in_flight, grace=grace)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(grace):
