@@ -82,13 +82,18 @@ class MockSettings(_Model):
 class UpstreamSettings(_Model):
     """One upstream API endpoint. `kind` picks the provider module that speaks to it."""
 
-    kind: Literal["openai", "mock"] = Field(
+    kind: Literal["openai", "anthropic", "mock"] = Field(
         "openai",
         description="Provider: `openai` (any OpenAI-compatible API: OpenAI, vLLM, Ollama, "
-        "llama.cpp, LM Studio...) or `mock` (built-in).",
+        "llama.cpp, LM Studio...; serves `/v1/chat/completions`), `anthropic` (Anthropic's "
+        "Messages API or a compatible one; serves `/v1/messages`) or `mock` (built-in; "
+        "serves both).",
     )
     base_url: HttpUrl | None = Field(
-        None, description="API base URL, e.g. `https://api.openai.com/v1` (not for `mock`)."
+        None,
+        description="API base URL, as the provider's SDK takes it: e.g. "
+        "`https://api.openai.com/v1` (`openai`), `https://api.anthropic.com` (`anthropic`; "
+        "`/v1/messages` is appended). Not for `mock`.",
     )
     api_key: SecretStr | None = Field(
         None,
@@ -104,6 +109,17 @@ class UpstreamSettings(_Model):
         None,
         description="File holding the key, e.g. a Docker/k8s secret "
         "`/run/secrets/openai_api_key` (surrounding whitespace stripped).",
+    )
+    auth_scheme: Literal["bearer", "x-api-key"] | None = Field(
+        None,
+        description="How the key is sent: `bearer` (`Authorization: Bearer <key>`) or "
+        "`x-api-key`; unset: the kind's own (`openai`: bearer, `anthropic`: x-api-key).",
+    )
+    anthropic_version: str = Field(
+        "2023-06-01",
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="`anthropic-version` sent to an `anthropic` upstream when the client "
+        "sends none (a client's sane one is passed on).",
     )
     max_connections: PositiveInt = Field(1024, description="Pooled connections to this upstream.")
     mock: MockSettings = Field(MockSettings(), description="Pacing of kind `mock`.")

@@ -155,7 +155,11 @@ def test_unparsable_environment_variable_stops_start_up_without_traceback() -> N
 def test_check_config_accepts_the_example_config(tmp_path: Path) -> None:
     keys = tmp_path / "gateway_keys"
     keys.write_text("gw-dummy-key\n")
-    env = {"OPENAI_API_KEY": "sk-dummy-example", "GATEWAY_AUTH__KEYS_FILE": str(keys)}
+    env = {
+        "OPENAI_API_KEY": "sk-dummy-example",
+        "ANTHROPIC_API_KEY": "sk-ant-dummy-example",
+        "GATEWAY_AUTH__KEYS_FILE": str(keys),
+    }
 
     result = run_gateway("check-config", "config/gateway.example.yaml", env=env)
 
@@ -164,9 +168,11 @@ def test_check_config_accepts_the_example_config(tmp_path: Path) -> None:
     assert out.startswith("config/gateway.example.yaml: valid\n")
     assert "key set (env OPENAI_API_KEY)" in out
     assert f"1 gateway key(s), file {keys}" in out
-    for upstream in ("openai", "local-vllm", "mock"):
+    for upstream in ("openai", "local-vllm", "anthropic", "mock"):
         assert f"\n  {upstream} " in out
+    assert "key set (env ANTHROPIC_API_KEY)" in out
     assert "  local -> local-vllm (model meta-llama/Llama-3.1-8B-Instruct)\n" in out
+    assert "  claude-sonnet -> anthropic (model claude-sonnet-4-5)\n" in out
     assert "dummy" not in out
 
 

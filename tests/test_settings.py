@@ -228,21 +228,23 @@ def test_example_config_in_the_repository_is_valid(
     keys = tmp_path / "gateway_keys"
     keys.write_text("# rotated monthly\ngw-example-key-1\n")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-example-1234567890")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-example-1234567890")
     monkeypatch.setenv("GATEWAY_AUTH__KEYS_FILE", str(keys))  # the file names /run/secrets/...
 
     settings = load_settings(EXAMPLE)
 
-    assert {"openai", "local-vllm", "mock"} <= set(settings.upstreams)
+    assert {"openai", "local-vllm", "anthropic", "mock"} <= set(settings.upstreams)
     assert [key.get_secret_value() for key in settings.auth.keys] == ["gw-example-key-1"]
     for route in settings.routes:
         assert route.targets[0].upstream in settings.upstreams
-
-
-def test_example_config_keeps_the_anthropic_upstream_commented_out() -> None:
-    text = EXAMPLE.read_text()
-
-    assert "#   kind: anthropic" in text  # documented, waiting for the Anthropic endpoint
-    assert "anthropic" not in yaml.safe_load(text)["upstreams"]
+    anthropic = settings.upstreams["anthropic"]
+    assert anthropic.kind == "anthropic"
+    assert anthropic.api_key is not None
+    assert anthropic.api_key.get_secret_value() == "sk-ant-example-1234567890"
+    claude = [
+        route.targets[0].upstream for route in settings.routes if route.model.startswith("claude")
+    ]
+    assert claude == ["anthropic"]
 
 
 # --- secrets -----------------------------------------------------------------------------------

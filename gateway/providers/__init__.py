@@ -1,5 +1,6 @@
 """Upstream providers: one module per upstream API, plus the registry that builds them."""
 
+from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.mock import MockProvider
 from gateway.providers.openai import OpenAIProvider
 from gateway.providers.registry import PROVIDER_KINDS, build_providers
@@ -7,6 +8,7 @@ from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamRespon
 
 __all__ = [
     "PROVIDER_KINDS",
+    "AnthropicProvider",
     "MockProvider",
     "OpenAIProvider",
     "Provider",

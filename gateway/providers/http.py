@@ -1,5 +1,10 @@
-"""HTTP plumbing shared by the HTTP providers: pooled sessions, and the one translation of
-aiohttp's exceptions and of upstream error answers into the gateway's error tree.
+"""HTTP plumbing shared by the HTTP providers: `HTTPProvider` (one pooled session per upstream,
+the configured key, the call itself), and the one translation of aiohttp's exceptions and of
+upstream error answers into the gateway's error tree.
+
+`HTTPProvider` is what the `openai` and `anthropic` providers have in common; a subclass only
+says which dialect it speaks, how its API expects the key by default (`Authorization: Bearer`
+or `x-api-key`) and which headers the API wants besides (`anthropic-version`).
 
 `translate_errors()` is this boundary's `map_httpcore_exceptions`: every aiohttp or OS error
 raised while talking to an upstream passes through it and leaves as a `GatewayError` chained to
@@ -7,8 +12,10 @@ the original (`raise ... from exc`). Classification is by exception type and HTT
 
 `HTTPUpstreamResponse` wraps a 2xx `aiohttp.ClientResponse`; `raise_for_upstream_status` reads
 an error answer (bounded) and raises what it stands for, with a sanitised message for the
-statuses whose message is the client's business (400/422) and the gateway's own message
-otherwise (no upstream HTML, URLs or keys reach a client).
+statuses whose message is the client's business (400/422; OpenAI's `{"error": {"message",
+"code", "param"}}` and Anthropic's `{"type": "error", "error": {"type", "message"}}` are both
+understood) and the gateway's own message otherwise (no upstream HTML, URLs or keys reach a
+client). Anthropic's 529 (overloaded) is a server error like any 5xx, named as such.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 
@@ -36,10 +43,12 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamTruncated,
 )
-from gateway.providers.upstream import UpstreamResponse
-from gateway.streaming import as_gateway_error, error_for_status
+from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
+from gateway.settings import LimitSettings, UpstreamSettings
+from gateway.streaming import Context, Dialect, as_gateway_error, error_for_status
 
 __all__ = [
+    "HTTPProvider",
     "HTTPUpstreamResponse",
     "create_session",
     "raise_for_upstream_status",
@@ -56,6 +65,101 @@ _RETRY_AFTER = re.compile(
 )
 _MAX_MESSAGE = 500
 _MAX_RETRY_AFTER = 10_000_000  # seconds; the same 7 digits `_RETRY_AFTER` accepts
+#: The gateway's own message for statuses that say more than "server error".
+_STATUS_MESSAGES = {529: "the upstream is overloaded"}
+#: Content types that cannot carry an event stream (an upstream that ignored `stream: true`, or
+#: an error page with a 200). Anything else is given the benefit of the doubt and framed as SSE.
+_NOT_A_STREAM = frozenset({"application/json", "text/html"})
+
+AuthScheme = Literal["bearer", "x-api-key"]
+
+
+class HTTPProvider(Provider):
+    """An upstream API reached over HTTP(S) through one pooled `aiohttp.ClientSession`.
+
+    The body is sent as the endpoint built it, to `base_url + request.path`, authenticated with
+    the key from the settings only (never the client's). A subclass sets `default_auth_scheme`
+    and may add its API's own headers in `api_headers`.
+    """
+
+    #: How the key is sent when the upstream's `auth_scheme` is not set.
+    default_auth_scheme: ClassVar[AuthScheme] = "bearer"
+
+    def __init__(
+        self, name: str, settings: UpstreamSettings, limits: LimitSettings, dialect: Dialect
+    ) -> None:
+        super().__init__(name, dialect)
+        assert settings.base_url is not None  # enforced by UpstreamSettings
+        self._base_url = str(settings.base_url).rstrip("/")
+        self._max_connections = settings.max_connections
+        self._max_error_body = limits.max_error_body_bytes
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._auth = _auth_headers(key, settings.auth_scheme or self.default_auth_scheme)
+        self._secrets = (key,) if key else ()
+        self._session: aiohttp.ClientSession | None = None
+
+    def api_headers(self, request: UpstreamRequest) -> dict[str, str]:
+        """Headers this API wants on every call, before the client's forwarded ones."""
+        return {}
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = create_session(self._max_connections)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
+        await self.start()
+        assert self._session is not None
+        connect = request.timeouts.connect
+        with translate_errors(connect_limit=connect):
+            response = await self._session.post(
+                self._base_url + request.path,
+                data=request.body,
+                headers=self._headers(request),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=connect, sock_connect=connect, sock_read=None
+                ),
+                trace_request_ctx=request.on_sent,
+            )
+        try:
+            await raise_for_upstream_status(
+                response, max_body=self._max_error_body, secrets=self._secrets
+            )
+            if request.stream and response.content_type in _NOT_A_STREAM:
+                raise UpstreamProtocolError(
+                    f"the upstream answered a streaming request with {response.content_type}"
+                )
+        except BaseException:
+            response.close()
+            raise
+        return HTTPUpstreamResponse(response)
+
+    def _headers(self, request: UpstreamRequest) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if request.stream else "application/json",
+            # Compressed SSE would be buffered by the decompressor: ask for identity.
+            "Accept-Encoding": "identity" if request.stream else "gzip, deflate",
+            **self.api_headers(request),
+            **request.headers,
+            **self._auth,
+        }
+        if request.request_id:
+            headers["X-Request-Id"] = request.request_id
+        return headers
+
+
+def _auth_headers(key: str | None, scheme: AuthScheme) -> dict[str, str]:
+    if not key:
+        return {}
+    if scheme == "x-api-key":
+        return {"x-api-key": key}
+    return {"Authorization": f"Bearer {key}"}
 
 
 def create_session(max_connections: int) -> aiohttp.ClientSession:
@@ -185,7 +289,7 @@ async def raise_for_upstream_status(
             upstream_code=code,
             param=param,
         )
-    raise error_for_status(status, retry_after=retry_after)
+    raise error_for_status(status, _STATUS_MESSAGES.get(status), retry_after=retry_after)
 
 
 def _retry_after(headers: Any) -> str | None:

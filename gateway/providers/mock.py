@@ -1,7 +1,11 @@
-"""The built-in `mock` provider: a deterministic OpenAI-shaped upstream with no network.
+"""The built-in `mock` provider: a deterministic upstream with no network, in every dialect.
 
 It is what `gateway` serves with no configuration, so that every behaviour can be seen with
-`curl -N` and no API key. The model name picks the behaviour (`MOCK_MODELS` in settings):
+`curl -N` and no API key, on `/v1/chat/completions` (OpenAI chunks, `[DONE]`) and on
+`/v1/messages` (Anthropic events, `message_stop`) alike: the mock speaks each dialect, and the
+request's dialect picks the wire (`gateway.providers.mock_wire`). The model name picks the
+behaviour (`MOCK_MODELS` in settings); the table says it in OpenAI's terms (in Anthropic's:
+`message_delta` with `stop_reason` for `finish_reason`, `message_stop` for `[DONE]`):
 
 | model          | what the mock does                                     | client sees        |
 |----------------|--------------------------------------------------------|--------------------|
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,9 +40,10 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamServerError,
 )
+from gateway.providers.mock_wire import MOCK_WIRES, MockWire
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
 from gateway.settings import LimitSettings, UpstreamSettings
-from gateway.streaming import Context, OpenAIDialect
+from gateway.streaming import AnthropicDialect, Context, OpenAIDialect
 
 __all__ = ["MockProvider"]
 
@@ -51,7 +55,7 @@ class MockProvider(Provider):
     """Answers from memory; misbehaves on request (see the module docstring)."""
 
     def __init__(self, name: str, settings: UpstreamSettings, limits: LimitSettings) -> None:
-        super().__init__(name, OpenAIDialect())
+        super().__init__(name, OpenAIDialect(), AnthropicDialect())
         self._delay = settings.mock.chunk_delay
         self._slow_delay = settings.mock.slow_chunk_delay
         self._max_event_bytes = limits.max_event_bytes
@@ -75,15 +79,17 @@ class MockProvider(Provider):
         body: dict[str, Any] = json.loads(request.body)
         words = _answer(body).split(" ")
         delay = self._slow_delay if model == "mock-slow" else self._delay
+        wire = MOCK_WIRES[request.dialect](model)
         if request.stream:
-            return _MockResponse(self._stream(model, words, delay))
-        return _MockResponse(self._complete(model, words))
+            return _MockResponse(self._stream(wire, words, delay))
+        return _MockResponse(self._complete(wire, words))
 
-    async def _stream(self, model: str, words: list[str], delay: float) -> AsyncIterator[bytes]:
-        chunk = _ChunkFactory(model)
+    async def _stream(self, wire: MockWire, words: list[str], delay: float) -> AsyncIterator[bytes]:
+        model = wire.model
         if model == "mock-silent":
             await asyncio.Event().wait()
-        yield chunk.event({"role": "assistant", "content": ""})
+        for event in wire.opening():
+            yield event
         for index, word in enumerate(words):
             if index == _PREFIX_WORDS:
                 if model == "mock-cut":
@@ -93,59 +99,21 @@ class MockProvider(Provider):
                 if model == "mock-reset":
                     raise ConnectionReset()
                 if model == "mock-garbage":
-                    yield b"data: {this is not json\n\n"
+                    yield wire.garbage
                 if model == "mock-huge":
-                    yield chunk.event({"content": "x" * (self._max_event_bytes + 1)})
+                    yield wire.text("x" * (self._max_event_bytes + 1))
             await asyncio.sleep(delay)
-            yield chunk.event({"content": word if index == 0 else " " + word})
-        yield chunk.event({}, finish_reason="stop")
+            yield wire.text(word if index == 0 else " " + word)
+        for event in wire.closing():
+            yield event
         if model != "mock-no-done":
-            yield b"data: [DONE]\n\n"
+            yield wire.terminal
 
-    async def _complete(self, model: str, words: list[str]) -> AsyncIterator[bytes]:
-        if model in ("mock-silent", "mock-stall"):
+    async def _complete(self, wire: MockWire, words: list[str]) -> AsyncIterator[bytes]:
+        if wire.model in ("mock-silent", "mock-stall"):
             await asyncio.Event().wait()
         await asyncio.sleep(self._delay)
-        text = " ".join(words)
-        yield json.dumps(
-            {
-                "id": "chatcmpl-mock",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": 8,
-                    "completion_tokens": len(words),
-                    "total_tokens": 8 + len(words),
-                },
-            }
-        ).encode()
-
-
-class _ChunkFactory:
-    """Builds `chat.completion.chunk` events sharing one id and timestamp."""
-
-    def __init__(self, model: str) -> None:
-        self._head = {
-            "id": f"chatcmpl-mock-{time.monotonic_ns():x}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
-
-    def event(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
-        chunk = {
-            **self._head,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        }
-        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        yield wire.completion(" ".join(words))
 
 
 class _MockResponse(UpstreamResponse):
@@ -167,9 +135,17 @@ def _answer(body: dict[str, Any]) -> str:
     if isinstance(messages, list):
         for message in reversed(messages):
             if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                if isinstance(content, str):
-                    said = " ".join(content.split())[:_ECHO_CHARS]
+                said = " ".join(_text_of(message.get("content")).split())[:_ECHO_CHARS]
                 break
     answer = "Hello! This is the sse-gateway mock provider, streaming one word at a time."
     return f"{answer} You said: {said}" if said else answer
+
+
+def _text_of(content: object) -> str:
+    """The text of a message's content: a string, or a list of text blocks/parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    blocks = [block for block in content if isinstance(block, dict) and block.get("type") == "text"]
+    return " ".join(block["text"] for block in blocks if isinstance(block.get("text"), str))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.mock import MockProvider
 from gateway.providers.openai import OpenAIProvider
 from gateway.providers.upstream import Provider
@@ -18,6 +19,7 @@ ProviderFactory = Callable[[str, UpstreamSettings, LimitSettings], Provider]
 
 PROVIDER_KINDS: dict[str, ProviderFactory] = {
     "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
     "mock": MockProvider,
 }
 

@@ -3,7 +3,12 @@
 A `Provider` turns an `UpstreamRequest` into an `UpstreamResponse` whose status was 2xx; every
 other outcome is raised as a `GatewayError` (an error status is read, bounded, and translated
 before `open` returns). The response yields the body's bytes exactly as they arrived; framing
-and meaning belong to the streaming core and the provider's `Dialect`.
+and meaning belong to the streaming core and the request's `Dialect`.
+
+A provider speaks one or more dialects (`dialects`, by name): an HTTP provider speaks its API's
+one; the built-in mock speaks every dialect, so each endpoint works with no configuration. A
+request names its dialect; it is only ever sent to a provider that speaks it (the router holds
+that), so a provider with one dialect never has to look.
 
 Invariants every provider keeps:
 - `open` and `chunks` raise only `GatewayError`s (and `CancelledError`): foreign exceptions are
@@ -19,6 +24,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from gateway.streaming import Context, Dialect, Timeouts
 
@@ -35,6 +41,11 @@ class UpstreamRequest:
     stream: bool
     timeouts: Timeouts
     request_id: str = ""
+    #: The `Dialect.name` the body is written in and the answer must come in.
+    dialect: str = "openai"
+    #: Headers of the client's request to pass on (already filtered by the endpoint: never
+    #: credentials); the provider's own authentication always wins over them.
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: Called once the request has been written, to start the first-byte clock.
     on_sent: Callable[[], None] | None = field(default=None, compare=False)
 
@@ -57,9 +68,15 @@ class UpstreamResponse(abc.ABC):
 class Provider(abc.ABC):
     """An upstream API endpoint the gateway can call."""
 
-    def __init__(self, name: str, dialect: Dialect) -> None:
+    def __init__(self, name: str, dialect: Dialect, *more: Dialect) -> None:
         self.name = name
-        self.dialect = dialect
+        #: The dialects this provider speaks, by `Dialect.name`.
+        self.dialects: Mapping[str, Dialect] = MappingProxyType(
+            {each.name: each for each in (dialect, *more)}
+        )
+
+    def speaks(self, dialect: str) -> bool:
+        return dialect in self.dialects
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire long-lived resources (connection pools); called once at app start-up."""

@@ -3,6 +3,10 @@
 A `Route` is the resolved, immutable view of a `RouteSettings`: the targets (provider + model
 name to send), the route's default `Timeouts` and the ceilings per-request overrides are
 clamped to. The chain of targets is the shape failover will walk; today a route has one.
+
+A route serves the API its targets' providers speak: `resolve(model, dialect)` refuses (400, in
+the caller's dialect) a request sent to one API's endpoint for a model whose upstream speaks
+another - the gateway relays, it does not translate between APIs.
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.errors import UnknownModel
+from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
 from gateway.settings import GatewaySettings
-from gateway.streaming import Timeouts
+from gateway.streaming import Dialect, Timeouts
 
 __all__ = ["Route", "Router", "Target"]
 
@@ -59,15 +63,30 @@ class Router:
                 ceilings=route.max_timeouts.over(ceilings),
             )
 
-    def resolve(self, model: str) -> Route:
+    def resolve(self, model: str, dialect: Dialect | None = None) -> Route:
+        """The route of `model`; with `dialect`, only if every target speaks it."""
         route = self._routes.get(model)
         if route is None:
             raise UnknownModel(f"model {_quote(model)} is not routed by this gateway")
+        if dialect is not None:
+            _check_dialect(model, route, dialect)
         return route
 
     def models(self) -> list[str]:
         """The routable model names, in configuration order."""
         return list(self._routes)
+
+
+def _check_dialect(model: str, route: Route, dialect: Dialect) -> None:
+    strangers = [t.provider for t in route.targets if not t.provider.speaks(dialect.name)]
+    if not strangers:
+        return
+    spoken = strangers[0].dialects.values()
+    where = " or ".join(f"the {other.name} API ({other.endpoint})" for other in spoken)
+    raise InvalidRequest(
+        f"model {_quote(model)} is not served on {dialect.endpoint}: its upstream speaks "
+        f"{where}, and this gateway does not translate between APIs"
+    )
 
 
 def _quote(model: str, limit: int = 64) -> str:

@@ -19,10 +19,12 @@ from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.routing import Router
 from gateway.server.auth import GatewayKeys
+from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES
 from gateway.server.handlers import (
     chat_completions,
     healthz,
     list_models,
+    messages,
     metrics_handler,
     readyz,
     refuse_while_draining,
@@ -64,7 +66,8 @@ def create_app(
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
-    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post(CHAT_COMPLETIONS.path, chat_completions)
+    app.router.add_post(MESSAGES.path, messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,6 +1,9 @@
 """The client's chat request at the edge: body size, JSON, the fields the gateway relies on,
 and the per-request deadline headers. Everything here raises `RequestError`s (400/413) before
 anything is sent upstream; the rest of the body is forwarded as the client wrote it.
+
+`read_json_object` and `validated` are shared with the other endpoints' requests
+(`gateway.server.messages_request`).
 """
 
 from __future__ import annotations
@@ -8,14 +11,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from gateway.errors import InvalidRequest, RequestTooLarge
 
-__all__ = ["ChatRequest", "read_chat_request", "timeout_overrides"]
+__all__ = [
+    "ChatRequest",
+    "read_chat_request",
+    "read_json_object",
+    "timeout_overrides",
+    "validated",
+]
+
+Fields = TypeVar("Fields", bound=BaseModel)
 
 #: Per-request deadline headers (CONTRACT section 6) -> `Timeouts` field names.
 TIMEOUT_HEADERS = {
@@ -40,6 +51,12 @@ async def read_chat_request(
     request: web.Request, max_bytes: int
 ) -> tuple[ChatRequest, dict[str, Any]]:
     """The validated request and the raw JSON object it came from."""
+    body = await read_json_object(request, max_bytes)
+    return validated(ChatRequest, body), body
+
+
+async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """The request's body: at most `max_bytes` (else 413), a JSON object (else 400)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise RequestTooLarge(f"the request body exceeds {max_bytes} bytes")
     try:
@@ -52,13 +69,17 @@ async def read_chat_request(
         raise InvalidRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def validated(fields: type[Fields], body: dict[str, Any]) -> Fields:
+    """`body` validated as `fields`; the first problem, with its place, becomes a 400."""
     try:
-        chat = ChatRequest.model_validate(body)
+        return fields.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidRequest(f"invalid request: {where}: {first['msg']}") from None
-    return chat, body
 
 
 def timeout_overrides(headers: Mapping[str, str]) -> dict[str, float]:

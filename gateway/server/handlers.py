@@ -1,8 +1,10 @@
-"""HTTP handlers: the OpenAI endpoints, model listing and health.
+"""HTTP handlers: the relayed API endpoints, model listing and health.
 
-`chat_completions` validates the request at the edge, resolves its route, builds the upstream
-call and hands it to a `Relay`. Every request gets one `RequestRecord`, finished exactly once in
-this handler's `finally`, whatever path the request ended by.
+`chat_completions` (OpenAI) and `messages` (Anthropic) are one handler over two `Endpoint`
+values: it validates the request at the edge, resolves its route (which must speak the
+endpoint's dialect), builds the upstream call and hands it to a `Relay`. Every request gets one
+`RequestRecord`, finished exactly once in this handler's `finally`, whatever path the request
+ended by. Errors are answered in the endpoint's dialect.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from aiohttp import web
 from gateway.errors import GatewayError, ServerShutdown, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.providers import UpstreamRequest
-from gateway.server.chat_request import read_chat_request, timeout_overrides
+from gateway.server.chat_request import timeout_overrides
+from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES, Endpoint, dialect_for_path
 from gateway.server.keys import GATEWAY_KEYS, METRICS, ROUTER, SERVER_CONTEXT, SETTINGS
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
@@ -25,6 +28,7 @@ __all__ = [
     "chat_completions",
     "healthz",
     "list_models",
+    "messages",
     "metrics_handler",
     "readyz",
     "refuse_while_draining",
@@ -34,28 +38,40 @@ _OPENAI = OpenAIDialect()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/chat/completions`: OpenAI Chat Completions, streaming and not."""
+    return await _relay(request, CHAT_COMPLETIONS)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/messages`: Anthropic Messages, streaming and not."""
+    return await _relay(request, MESSAGES)
+
+
+async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     record = RequestRecord(
-        request_id=request[REQUEST_ID], endpoint="chat_completions", metrics=request.app[METRICS]
+        request_id=request[REQUEST_ID], endpoint=endpoint.name, metrics=request.app[METRICS]
     )
     try:
-        chat, body = await read_chat_request(request, settings.limits.max_request_bytes)
-        record.stream = chat.stream
-        record.model = chat.model
-        route = request.app[ROUTER].resolve(chat.model)
+        fields, body = await endpoint.read(request, settings.limits.max_request_bytes)
+        record.stream = fields.stream
+        record.model = fields.model
+        route = request.app[ROUTER].resolve(fields.model, endpoint.dialect)
         record.bind_route(route.name)
         timeouts = route.timeouts_for(timeout_overrides(request.headers))
         target = route.targets[0]
         record.upstream = target.provider.name
-        model = target.upstream_model(chat.model)
+        model = target.upstream_model(fields.model)
         body["model"] = model
         call = UpstreamRequest(
-            path="/chat/completions",
+            path=endpoint.upstream_path,
             body=json.dumps(body, ensure_ascii=False).encode(),
             model=model,
-            stream=chat.stream,
+            stream=fields.stream,
             timeouts=timeouts,
             request_id=record.request_id,
+            dialect=endpoint.dialect.name,
+            headers=endpoint.forwarded_headers(request),
         )
         limits = RelayLimits(
             heartbeat=settings.heartbeat,
@@ -63,10 +79,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             max_response_bytes=settings.limits.max_response_bytes,
         )
         relay = Relay(request, record, target.provider, call, limits, request.app[SERVER_CONTEXT])
-        return await (relay.stream() if chat.stream else relay.complete())
+        return await (relay.stream() if fields.stream else relay.complete())
     except GatewayError as exc:
         record.fail(exc)
-        response = error_response(_OPENAI, exc, record.request_id)
+        response = error_response(endpoint.dialect, exc, record.request_id)
         record.answered(response)
         return response
     finally:
@@ -106,8 +122,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def refuse_while_draining(request: web.Request) -> web.Response:
-    """A request that arrives while the gateway drains: retryable 503, connection closed."""
-    response = error_response(_OPENAI, ServerShutdown(), request[REQUEST_ID])
+    """A request that arrives while the gateway drains: retryable 503 in the path's dialect,
+    connection closed."""
+    dialect = dialect_for_path(request.path)
+    response = error_response(dialect, ServerShutdown(), request[REQUEST_ID])
     response.headers["Retry-After"] = "1"
     response.force_close()
     return response

@@ -2,8 +2,9 @@
 
 `request_id_middleware` takes the client's `x-request-id` if it is sane (else makes one),
 binds it into every log line of the request and echoes it on the response. aiohttp's own
-HTTP errors (unknown path, wrong method, oversized body) become JSON in the OpenAI shape, and
-a bug in a handler becomes a 500 with a generic message: no traceback reaches a client.
+HTTP errors (unknown path, wrong method, oversized body) become JSON in the dialect of the path
+(Anthropic's under `/v1/messages`, OpenAI's elsewhere), and a bug in a handler becomes a 500
+with a generic message: no traceback reaches a client.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import ErrorCategory
-from gateway.streaming import OpenAIDialect, StreamError
+from gateway.server.endpoints import dialect_for_path
+from gateway.streaming import Dialect, StreamError
 
 __all__ = ["REQUEST_ID", "request_id_middleware"]
 
 REQUEST_ID = web.RequestKey("request_id", str)
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _log = structlog.get_logger("gateway.server")
-_DIALECT = OpenAIDialect()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,19 +34,20 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     given = request.headers.get("x-request-id", "")
     request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    dialect = dialect_for_path(request.path)
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = _json_error(exc.status, exc.reason, _code(exc.status))
+            response = _json_error(dialect, exc.status, exc.reason, _code(exc.status))
             if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
                 response.headers["Allow"] = exc.headers["Allow"]
         except Exception:
             _log.exception("handler_failed", path=request.path)
             response = _json_error(
-                500, "the gateway failed to handle the request", "internal_error"
+                dialect, 500, "the gateway failed to handle the request", "internal_error"
             )
     if not response.prepared:
         response.headers["x-request-id"] = request_id
@@ -58,8 +60,8 @@ def _code(status: int) -> str:
     )
 
 
-def _json_error(status: int, message: str, code: str) -> web.Response:
+def _json_error(dialect: Dialect, status: int, message: str, code: str) -> web.Response:
     error = StreamError(type=ErrorCategory.API_ERROR, message=message, code=code)
     return web.Response(
-        status=status, body=_DIALECT.error_body(error), content_type="application/json"
+        status=status, body=dialect.error_body(error), content_type="application/json"
     )

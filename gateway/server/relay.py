@@ -82,7 +82,7 @@ class Relay:
         self._parent = parent
         self._record = record
         self._provider = provider
-        self._dialect: Dialect = provider.dialect
+        self._dialect: Dialect = provider.dialects[upstream_request.dialect]
         self._call = upstream_request
         self._limits = limits
         self._phase = "connecting"

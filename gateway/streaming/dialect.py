@@ -7,6 +7,7 @@ branches on a provider's name. It says:
   dialect promises, e.g. OpenAI `data:` that is not JSON), or end the stream after it (the
   terminal marker, or the upstream's own error payload); and whether the answer is complete
   (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
+- which endpoint clients send the API's requests to (`endpoint`, named in messages);
 - what to append when an upstream ended cleanly after a complete answer but forgot its marker;
 - how an error is written after the response is committed (`error_event`, CONTRACT section 5)
   and before (`error_body`, CONTRACT section 4).
@@ -63,6 +64,8 @@ class Dialect:
     """Conventions of one API family. Stateless; safe to share across streams."""
 
     name: ClassVar[str]
+    #: Where clients send this API's requests (the gateway serves the same path).
+    endpoint: ClassVar[str]
     #: Appended when the upstream ended cleanly after a complete answer without its marker.
     completion_trailer: ClassVar[bytes]
     heartbeat: ClassVar[bytes] = HEARTBEAT
@@ -122,6 +125,7 @@ class _OpenAITracker(StreamTracker):
 
 class OpenAIDialect(Dialect):
     name = "openai"
+    endpoint = "POST /v1/chat/completions"
     completion_trailer = b"data: [DONE]\n\n"
 
     def tracker(self) -> StreamTracker:
@@ -169,10 +173,17 @@ _ANTHROPIC_CODE_TYPES: dict[str, str] = {
     "model_not_found": "not_found_error",
     "request_too_large": "request_too_large",
     "unauthorized": "authentication_error",
+    # aiohttp's own rejections (gateway.server.middlewares)
+    "not_found": "not_found_error",
+    "method_not_allowed": "invalid_request_error",
 }
 
 
 class _AnthropicTracker(StreamTracker):
+    """Anthropic Messages: `event: message_stop` ends the stream, `event: error` is the
+    upstream's own terminal error, `ping` passes through as it is. The event's name is its
+    `event:` field, or the `type` of its JSON when an upstream leaves that field out."""
+
     __slots__ = ()
 
     def inspect(self, event: SSEEvent) -> Verdict:
@@ -180,30 +191,40 @@ class _AnthropicTracker(StreamTracker):
         if data is None:
             return Verdict.SKIP
         kind = event.event
+        payload = _loads_object(data)
+        if kind is None and payload is not None:
+            kind = payload.get("type")
         if kind == "message_stop":
             return Verdict.END
         if kind == "error":
             return Verdict.END_WITH_ERROR
         if kind == "ping":
             return Verdict.FORWARD
-        payload = _loads_object(data)
         if payload is None:
             self.skipped += 1
             return Verdict.SKIP
-        if kind == "message_delta":
+        if kind == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict):
+                self._add_usage(message.get("usage"))
+        elif kind == "message_delta":
             delta = payload.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):
                 self.complete = True
-        if kind in ("message_start", "message_delta"):
-            message = payload.get("message")
-            usage = (message if isinstance(message, dict) else payload).get("usage")
-            if isinstance(usage, dict):
-                self.usage = {**(self.usage or {}), **usage}
+            self._add_usage(payload.get("usage"))
         return Verdict.FORWARD
+
+    def _add_usage(self, usage: object) -> None:
+        """Merge a usage object: `message_delta`'s counts are cumulative and may leave the
+        input counts of `message_start` out or null, which must not erase them."""
+        if isinstance(usage, dict):
+            known = {key: value for key, value in usage.items() if value is not None}
+            self.usage = {**(self.usage or {}), **known}
 
 
 class AnthropicDialect(Dialect):
     name = "anthropic"
+    endpoint = "POST /v1/messages"
     completion_trailer = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     def tracker(self) -> StreamTracker:

@@ -134,11 +134,15 @@ def finished_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def assert_recorded_once(
-    gw: RunningGateway, logs: list[dict[str, Any]], outcome: str, code: str | None, route: str
+    gw: RunningGateway,
+    logs: list[dict[str, Any]],
+    outcome: str,
+    code: str | None,
+    route: str,
+    endpoint: str = "chat_completions",
 ) -> dict[str, Any]:
     """One request, one outcome, one log line - all saying the same thing. Returns the line."""
     assert total(gw, "gateway_requests_total") == 1
-    endpoint = "chat_completions"
     assert value(gw, "gateway_requests_total", endpoint=endpoint, route=route, outcome=outcome) == 1
     if code is None:
         assert total(gw, "gateway_errors_total") == 0
@@ -149,10 +153,11 @@ def assert_recorded_once(
     assert total(gw, "gateway_active_streams") == 0
     assert value(gw, "gateway_stream_duration_seconds_count", route=route) == 1
     [line] = finished_lines(logs)
-    assert (line["outcome"], line["code"], line["route"]) == (
+    assert (line["outcome"], line["code"], line["route"], line["endpoint"]) == (
         outcome,
         code,
         None if route == "none" else route,
+        endpoint,
     )
     assert not [x for x in logs if x["log_level"] in ("error", "critical") or "exception" in x]
     return line

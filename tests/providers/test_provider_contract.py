@@ -1,15 +1,18 @@
-"""The provider contract (gateway/providers/upstream.py), one suite run against every provider kind.
+"""The provider contract (gateway/providers/upstream.py), one suite run against every provider kind,
+in every dialect it speaks.
 
-Every kind in `PROVIDER_KINDS` gets a `Harness`: a started provider plus the model names that
-make it answer normally, answer an error status, stall or fail mid-stream (the fake upstream's
-scripts for `openai`, the built-in model names for `mock`). The tests below only use that
-interface and never branch on the kind; a new kind without a harness fails the suite.
+Every kind in `PROVIDER_KINDS` gets a `Harness` (tests/providers/harnesses.py): a started
+provider plus the model names that make it answer normally, answer an error status, stall or
+fail mid-stream, driven in one dialect's `Wire`. The tests below only use that interface and
+never branch on the kind or the dialect; a new kind without a harness fails the suite, and so
+does a kind that speaks a dialect its harness does not cover.
 
 What every provider promises:
-- a 2xx `open()` yields non-empty reads that make up a complete stream (or a JSON completion),
-  and `on_sent` is called exactly once per open, before the first read;
+- a 2xx `open()` yields non-empty reads that make up a complete stream (or a JSON answer) of the
+  request's dialect, and `on_sent` is called exactly once per open, before the first read;
 - error statuses arrive as the matching `GatewayError` (429 with its Retry-After, 400 with the
-  upstream's code), and nothing but `GatewayError`s and `CancelledError` ever escapes;
+  upstream's message, and its code where the dialect has one), and nothing but `GatewayError`s
+  and `CancelledError` ever escapes;
 - cancelling a task blocked in `open()` or in `chunks()` leaves nothing behind: the upstream
   connection is closed, no task of the provider survives, no ResourceWarning;
 - `aclose()` is idempotent and closes the connection of a body that was not read to its end.
@@ -21,7 +24,7 @@ import asyncio
 import gc
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import aiohttp
 import pytest
@@ -39,130 +42,42 @@ from gateway.providers import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from gateway.settings import LimitSettings, MockSettings, UpstreamSettings
-from gateway.streaming import Context, SSEDecoder, SSEEvent, Timeouts
+from gateway.settings import LimitSettings, UpstreamSettings
+from gateway.streaming import Context, Timeouts
 from tests.conftest import UPSTREAM_KEY, StartGateway
-from tests.support import fake_upstream as fake
-from tests.support.fake_upstream import FakeUpstream, UpstreamCall
+from tests.providers.harnesses import HARNESSES, MESSAGES, Harness
+from tests.support.fake_upstream import FakeUpstream
 
-MESSAGES = [{"role": "user", "content": "hi there"}]
-CONTEXT_LENGTH_ERROR = fake.openai_error(
-    "This model's maximum context length is 16 tokens.",
-    param="messages",
-    code="context_length_exceeded",
-)
+# --- harnesses ---------------------------------------------------------------------------------
 
-# --- harnesses: one per provider kind ----------------------------------------------------------
-
-
-class Harness(Protocol):
-    """A started provider and the model names that make it behave each way."""
-
-    provider: Provider
-    #: behaviour -> model name. Behaviours: "stream", "complete", "rate_limited",
-    #: "server_error", "auth_failed", "bad_request", "stall_before_headers",
-    #: "stall_mid_stream", "reset_mid_stream".
-    models: ClassVar[dict[str, str]]
-
-    async def request_arrived(self) -> None:
-        """Return once the upstream holds the last request (it has stopped the client's I/O)."""
-
-    async def connection_closed(self) -> None:
-        """Return once the upstream saw the connection of the last request closed by the peer."""
-
-
-class OpenAIHarness:
-    """The `openai` provider in front of the fake upstream."""
-
-    models: ClassVar[dict[str, str]] = {
-        "stream": "ok-stream",
-        "complete": "ok-json",
-        "rate_limited": "rate-limited",
-        "server_error": "server-error",
-        "auth_failed": "auth-failed",
-        "bad_request": "bad-request",
-        "stall_before_headers": "stall-before-headers",
-        "stall_mid_stream": "stall-mid-stream",
-        "reset_mid_stream": "reset-mid-stream",
-    }
-
-    def __init__(self, upstream: FakeUpstream) -> None:
-        self.upstream = upstream
-        self._last: UpstreamCall | None = None
-        scripts = {
-            "stream": fake.sse_stream(),
-            "complete": fake.json_completion(),
-            "rate_limited": fake.status(
-                429,
-                body=fake.openai_error("Rate limit reached", type="requests"),
-                headers={"Retry-After": "5"},
-            ),
-            "server_error": fake.status(500),
-            "auth_failed": fake.status(
-                401, body=fake.openai_error("Incorrect API key provided", code="invalid_api_key")
-            ),
-            "bad_request": fake.status(400, body=CONTEXT_LENGTH_ERROR),
-            "stall_before_headers": fake.stall_before_headers(),
-            "stall_mid_stream": fake.stall_after(1),
-            "reset_mid_stream": fake.cut_rst(1, chunked=True),
-        }
-        for behaviour, model in self.models.items():
-            upstream.script(model, scripts[behaviour])
-        settings = UpstreamSettings(kind="openai", base_url=upstream.base_url, api_key=UPSTREAM_KEY)
-        self.provider = PROVIDER_KINDS["openai"]("fake", settings, LimitSettings())
-
-    async def request_arrived(self) -> None:
-        self._last = await self.upstream.next_call()
-
-    async def connection_closed(self) -> None:
-        call = self._last if self._last is not None else self.upstream.requests[-1]
-        await call.wait_closed_by_peer()
-        await call.wait_finished()
-
-
-class MockHarness:
-    """The built-in `mock` provider, unpaced; it has no connection to close."""
-
-    models: ClassVar[dict[str, str]] = {
-        "stream": "mock",
-        "complete": "mock",
-        "rate_limited": "mock-429",
-        "server_error": "mock-500",
-        "auth_failed": "mock-401",
-        "bad_request": "mock-400",
-        "stall_before_headers": "mock-silent",
-        "stall_mid_stream": "mock-stall",
-        "reset_mid_stream": "mock-reset",
-    }
-
-    def __init__(self, upstream: FakeUpstream) -> None:
-        settings = UpstreamSettings(kind="mock", mock=MockSettings(chunk_delay=0))
-        self.provider = PROVIDER_KINDS["mock"]("mock", settings, LimitSettings())
-
-    async def request_arrived(self) -> None:
-        return None
-
-    async def connection_closed(self) -> None:
-        return None
-
-
-HARNESSES: dict[str, Callable[[FakeUpstream], Harness]] = {
-    "openai": OpenAIHarness,
-    "mock": MockHarness,
-}
+KIND_DIALECTS = [
+    pytest.param((kind, dialect), id=kind if len(dialects) == 1 else f"{kind}-{dialect}")
+    for kind, (_, dialects) in sorted(HARNESSES.items())
+    for dialect in dialects
+]
 
 
 def test_every_provider_kind_has_a_contract_harness() -> None:
     assert set(HARNESSES) == set(PROVIDER_KINDS)
 
 
-@pytest.fixture(params=sorted(PROVIDER_KINDS))
+async def test_every_dialect_a_kind_speaks_is_covered_by_its_harness(
+    upstream: FakeUpstream,
+) -> None:
+    for kind, (factory, dialects) in HARNESSES.items():
+        subject = factory(upstream, dialects[0])
+        assert set(subject.provider.dialects) == set(dialects), kind
+        assert all(subject.provider.speaks(dialect) for dialect in dialects)
+        assert not subject.provider.speaks("no-such-dialect")
+
+
+@pytest.fixture(params=KIND_DIALECTS)
 async def harness(request: pytest.FixtureRequest, upstream: FakeUpstream) -> AsyncIterator[Harness]:
-    kind: str = request.param
-    factory = HARNESSES.get(kind)
-    if factory is None:
+    kind, dialect = request.param
+    if kind not in HARNESSES:
         pytest.fail(f"provider kind {kind!r} has no contract harness: add one to HARNESSES")
-    subject = factory(upstream)
+    factory, _ = HARNESSES[kind]
+    subject = factory(upstream, dialect)
     await subject.provider.start()
     try:
         yield subject
@@ -187,13 +102,14 @@ def call(
     on_sent: Callable[[], None] | None = None,
 ) -> UpstreamRequest:
     model = harness.models[behaviour]
-    body = {"model": model, "messages": MESSAGES, "stream": stream}
+    wire = harness.wire
     return UpstreamRequest(
-        path="/chat/completions",
-        body=json.dumps(body).encode(),
+        path=wire.path,
+        body=json.dumps(wire.body(model, stream)).encode(),
         model=model,
         stream=stream,
         timeouts=Timeouts(),
+        dialect=wire.dialect,
         on_sent=on_sent,
     )
 
@@ -213,14 +129,6 @@ async def drain(response: UpstreamResponse, into: list[bytes]) -> None:
         into.append(chunk)
 
 
-def decode(body: bytes) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    events = decoder.feed(body)
-    events += decoder.finish()
-    assert not decoder.has_partial_event
-    return [event for event in events if event.data is not None]
-
-
 def new_tasks(before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
     """Tasks started since `before` that still run, except the fake upstream's own server tasks."""
     server = {"RequestHandler.start", "RequestHandler._handle_request"}
@@ -236,7 +144,9 @@ def new_tasks(before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
 # --- a normal answer ---------------------------------------------------------------------------
 
 
-async def test_stream_yields_a_complete_openai_event_stream(harness: Harness, ctx: Context) -> None:
+async def test_stream_yields_a_complete_event_stream_of_the_requests_dialect(
+    harness: Harness, ctx: Context
+) -> None:
     response = await harness.provider.open(ctx, call(harness, "stream"))
     try:
         assert 200 <= response.status < 300
@@ -248,20 +158,10 @@ async def test_stream_yields_a_complete_openai_event_stream(harness: Harness, ct
     assert chunks
     assert all(isinstance(chunk, bytes) for chunk in chunks)
     assert all(chunks)
-    body = b"".join(chunks)
-    assert body.endswith(b"data: [DONE]\n\n")
-    *answer, done = decode(body)
-    assert done.data == "[DONE]"
-    assert answer
-    payloads = [json.loads(event.data or "") for event in answer]
-    assert {payload["object"] for payload in payloads} == {"chat.completion.chunk"}
-    assert payloads[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
-    text = "".join(payload["choices"][0]["delta"].get("content", "") for payload in payloads)
-    assert text
+    assert harness.wire.stream_text(b"".join(chunks))
 
 
-async def test_non_streaming_request_returns_a_json_chat_completion(
+async def test_non_streaming_request_returns_the_dialects_json_answer(
     harness: Harness, ctx: Context
 ) -> None:
     response = await harness.provider.open(ctx, call(harness, "complete", stream=False))
@@ -272,11 +172,7 @@ async def test_non_streaming_request_returns_a_json_chat_completion(
         await response.aclose()
 
     assert all(chunks)
-    completion = json.loads(b"".join(chunks))
-    assert completion["object"] == "chat.completion"
-    assert completion["choices"][0]["message"]["role"] == "assistant"
-    assert completion["choices"][0]["message"]["content"]
-    assert completion["choices"][0]["finish_reason"] == "stop"
+    assert harness.wire.completion_text(b"".join(chunks))
 
 
 @pytest.mark.parametrize(("behaviour", "stream"), [("stream", True), ("complete", False)])
@@ -341,14 +237,15 @@ async def test_server_and_auth_errors_raise_with_the_gateways_own_message(
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "complete"])
-async def test_400_context_length_raises_bad_request_with_the_upstream_code(
+async def test_400_context_length_raises_bad_request_with_the_upstreams_message_and_code(
     harness: Harness, ctx: Context, stream: bool
 ) -> None:
     with pytest.raises(UpstreamBadRequest) as caught:
         await harness.provider.open(ctx, call(harness, "bad_request", stream=stream))
 
-    assert caught.value.upstream_code == "context_length_exceeded"
-    assert caught.value.param == "messages"
+    if harness.wire.reports_codes:  # OpenAI's error shape has a code and a param
+        assert caught.value.upstream_code == "context_length_exceeded"
+        assert caught.value.param == "messages"
     assert "maximum context length" in caught.value.message
     assert caught.value.http_status == 400
 
@@ -490,7 +387,7 @@ async def test_provider_is_reusable_after_an_error_and_a_cancel(
         body = b"".join(await read_all(response))
     finally:
         await response.aclose()
-    assert body.endswith(b"data: [DONE]\n\n")
+    assert body.endswith(harness.wire.terminal)
 
 
 # --- credentials (HTTP providers) --------------------------------------------------------------

@@ -218,6 +218,41 @@ def test_anthropic_usage_merges_message_start_and_message_delta():
     assert tracker.usage == {"input_tokens": 10, "output_tokens": 15}
 
 
+def test_anthropic_usage_keeps_message_start_counts_a_message_delta_leaves_null():
+    tracker = ANTHROPIC.tracker()
+    tracker.inspect(sse(json.dumps(MESSAGE_START), "message_start"))
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"input_tokens": None, "cache_read_input_tokens": None, "output_tokens": 15},
+    }
+    tracker.inspect(sse(json.dumps(delta), "message_delta"))
+    assert tracker.usage == {"input_tokens": 10, "output_tokens": 15}
+
+
+@pytest.mark.parametrize(
+    ("payload", "verdict"),
+    [
+        ({"type": "message_stop"}, Verdict.END),
+        ({"type": "error", "error": {"type": "api_error", "message": "x"}}, Verdict.END_WITH_ERROR),
+        ({"type": "ping"}, Verdict.FORWARD),
+        (BLOCK_DELTA, Verdict.FORWARD),
+    ],
+    ids=["message_stop", "error", "ping", "delta"],
+)
+def test_anthropic_event_without_an_event_field_is_judged_by_its_type(payload, verdict):
+    assert ANTHROPIC.tracker().inspect(sse(json.dumps(payload))) is verdict
+
+
+def test_anthropic_event_field_wins_over_the_data_type():
+    stop = sse(json.dumps({"type": "content_block_delta"}), "message_stop")
+    assert ANTHROPIC.tracker().inspect(stop) is Verdict.END
+
+
+def test_anthropic_error_event_whose_data_is_not_json_still_ends_the_stream():
+    assert ANTHROPIC.tracker().inspect(sse("Overloaded", "error")) is Verdict.END_WITH_ERROR
+
+
 def test_anthropic_message_stop_ends_the_stream():
     stop = sse(json.dumps({"type": "message_stop"}), "message_stop")
     assert ANTHROPIC.tracker().inspect(stop) is Verdict.END
@@ -261,6 +296,13 @@ def test_the_heartbeat_is_a_comment_that_no_tracker_forwards(dialect: Dialect) -
     assert event.data is None
     assert event.event is None
     assert dialect.tracker().inspect(event) is Verdict.SKIP
+
+
+def test_each_dialect_names_its_endpoint():
+    assert (OPENAI.endpoint, ANTHROPIC.endpoint) == (
+        "POST /v1/chat/completions",
+        "POST /v1/messages",
+    )
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
