@@ -28,7 +28,7 @@ from bench.system import ProcessTree
 
 __all__ = ["Service", "free_port", "nginx_path", "start_gateway", "start_nginx", "start_upstream"]
 
-_READY_TIMEOUT = 30.0
+_READY_TIMEOUT = 60.0  # a traced gateway (bench.memory) starts slowly
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -136,9 +136,18 @@ def _clean_env() -> dict[str, str]:
 
 
 async def start_gateway(
-    name: str, upstream: Address, workers: int, workdir: Path, cores: frozenset[int] | None
+    name: str,
+    upstream: Address,
+    workers: int,
+    workdir: Path,
+    cores: frozenset[int] | None,
+    *,
+    module: str = "gateway",
+    env: dict[str, str] | None = None,
 ) -> Service:
-    """`python -m gateway` with one route, model `m` -> the upstream; returns once healthy."""
+    """`python -m gateway` with one route, model `m` -> the upstream; returns once healthy.
+
+    `module` runs another entry point with the gateway's flags (`bench.traced_gateway`)."""
     config = workdir / f"{name}.yaml"
     config.write_text(
         "heartbeat: null\n"
@@ -149,9 +158,9 @@ async def start_gateway(
         "  - {model: m, targets: [{upstream: up}]}\n"
     )
     port = free_port()
-    argv = [sys.executable, "-m", "gateway", "--config", str(config), "--host", "127.0.0.1"]
+    argv = [sys.executable, "-m", module, "--config", str(config), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    process, log_path = _spawn(name, argv, workdir, cores, env=_clean_env())
+    process, log_path = _spawn(name, argv, workdir, cores, env={**_clean_env(), **(env or {})})
     service = Service(name, process, Address("127.0.0.1", port), log_path)
     await _wait_healthy(service)
     if workers > 1:  # all workers up: each answers once the kernel hands it a connection
