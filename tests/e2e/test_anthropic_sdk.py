@@ -21,7 +21,9 @@ from typing import Any
 import anthropic
 import pytest
 
+from gateway.server.lifecycle import LIFECYCLE
 from tests.conftest import UPSTREAM_KEY, RunningGateway, StartGateway
+from tests.observability.scrape import finished, value
 from tests.support import anthropic_wire as claude
 from tests.support import fake_upstream as fake
 from tests.support.anthropic_gateway import CLAUDE, GPT, MESSAGES, anthropic_routes
@@ -153,6 +155,32 @@ async def test_the_gateways_key_goes_upstream_never_the_clients(
     assert call.headers["anthropic-version"] != "2023-06-01"
 
 
+async def test_heartbeats_between_slow_events_do_not_disturb_the_sdk(
+    upstream: FakeUpstream, start_gateway: StartGateway
+) -> None:
+    events = claude.anthropic_events(WORDS)
+    upstream.script(CLAUDE, fake.sse_stream(events, delay=0.1, done=False))
+    gw = await start_gateway(None, **anthropic_routes(upstream), heartbeat=0.02)
+
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key=CLIENT_KEY, max_retries=0) as sdk:
+        stream = await sdk.messages.create(
+            model=CLAUDE, max_tokens=64, messages=MESSAGES, stream=True
+        )
+        async with stream:
+            raw = stream.response
+            received = [event async for event in stream]
+
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    texts = [e.delta.text for e in received if e.type == "content_block_delta"]
+    assert texts == WORDS
+    assert received[-1].type == "message_stop"
+    # The SDK did read heartbeats: the bytes written beyond the upstream's are `: ping`s.
+    await finished(gw)
+    extra = int(value(gw, "gateway_relayed_bytes_total", route=CLAUDE)) - len(b"".join(events))
+    assert extra > 0
+    assert extra % len(b": ping\n\n") == 0
+
+
 # --- the built-in mock, with no configuration at all -------------------------------------------
 
 
@@ -275,6 +303,18 @@ async def test_failure_before_the_first_event_raises_the_status_specific_error(
         assert caught.value.response.headers["retry-after"] == "5"
     if status == 400:
         assert error_of(caught)["message"] == "too long"
+
+
+async def test_a_draining_gateway_raises_service_unavailable_error(
+    gateway: RunningGateway, sdk: anthropic.AsyncAnthropic
+) -> None:
+    gateway.app[LIFECYCLE].begin_drain()
+
+    with pytest.raises(anthropic.ServiceUnavailableError) as caught:
+        await sdk.messages.create(model=CLAUDE, max_tokens=8, messages=MESSAGES)
+
+    assert caught.value.status_code == 503
+    assert error_of(caught)["type"] == "overloaded_error"
 
 
 async def test_unknown_model_raises_not_found_error(sdk: anthropic.AsyncAnthropic) -> None:
