@@ -63,8 +63,12 @@ class Listeners:
                 sock.close()
 
 
-def bind(listen: ListenSettings) -> socket.socket:
-    """A listening TCP socket on `listen` (IPv4 or IPv6, by the host's address family)."""
+def bind(listen: ListenSettings, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on `listen` (IPv4 or IPv6, by the host's address family).
+
+    `reuse_port`: several sockets may listen on the port (`SO_REUSEPORT`), and the kernel
+    spreads new connections over them.
+    """
     info = socket.getaddrinfo(
         listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
@@ -72,6 +76,8 @@ def bind(listen: ListenSettings) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(1024)
         sock.setblocking(False)
@@ -81,21 +87,50 @@ def bind(listen: ListenSettings) -> socket.socket:
     return sock
 
 
-def serve(settings: GatewaySettings) -> None:
-    """Serve until SIGTERM/SIGINT: in this process, or in `settings.workers` children."""
-    listeners = Listeners(
-        main=bind(settings.listen),
-        metrics=bind(settings.metrics.listen)
-        if settings.metrics.enabled and settings.metrics.listen
-        else None,
-    )
+def bind_group(listen: ListenSettings, count: int) -> list[socket.socket]:
+    """`count` sockets listening on one port with `SO_REUSEPORT` (port 0: the first's)."""
+    first = bind(listen, reuse_port=True)
+    sockets = [first]
     try:
-        if settings.workers == 1:
-            asyncio.run(run_worker(settings, listeners))
+        port = first.getsockname()[1]
+        for _ in range(count - 1):
+            sockets.append(bind(listen.model_copy(update={"port": port}), reuse_port=True))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def serve(settings: GatewaySettings) -> None:
+    """Serve until SIGTERM/SIGINT: in this process, or in `settings.workers` children.
+
+    Several workers get a listening socket each, all on one port (`SO_REUSEPORT`): the kernel
+    spreads connections evenly, where one shared socket would hand a burst of connections to
+    whichever worker wakes first.
+    """
+    count = settings.workers
+    metrics_listen = settings.metrics.listen if settings.metrics.enabled else None
+    mains = bind_group(settings.listen, count) if count > 1 else [bind(settings.listen)]
+    metrics: list[socket.socket | None] = [None] * count
+    try:
+        if metrics_listen is not None:
+            metrics = list(
+                bind_group(metrics_listen, count) if count > 1 else [bind(metrics_listen)]
+            )
+    except BaseException:
+        for sock in mains:
+            sock.close()
+        raise
+    listeners = [Listeners(main, extra) for main, extra in zip(mains, metrics, strict=True)]
+    try:
+        if count == 1:
+            asyncio.run(run_worker(settings, listeners[0]))
         else:
             asyncio.run(_Supervisor(settings, listeners).run())
     finally:
-        listeners.close()
+        for each in listeners:
+            each.close()
 
 
 async def run_worker(settings: GatewaySettings, listeners: Listeners) -> None:
@@ -190,9 +225,9 @@ class _Signals:
 class _Supervisor:
     """Starts the workers, replaces the ones that die, stops them all on a signal."""
 
-    def __init__(self, settings: GatewaySettings, listeners: Listeners) -> None:
+    def __init__(self, settings: GatewaySettings, listeners: list[Listeners]) -> None:
         self._settings = settings
-        self._listeners = listeners
+        self._listeners = listeners  # one per worker index
         self._stopping = False
         self._workers: dict[int, asyncio.subprocess.Process] = {}
 
@@ -214,7 +249,8 @@ class _Supervisor:
                 self._stopping = True
                 # Once the workers close theirs, the listener is gone: new connections are
                 # refused instead of waiting in a backlog nobody accepts from.
-                self._listeners.close()
+                for listeners in self._listeners:
+                    listeners.close()
                 self._signal_workers(signal.SIGTERM)
         finally:
             if own_dir:
@@ -233,8 +269,9 @@ class _Supervisor:
         # `load_settings` returns a subclass local to it; the workers get the plain class.
         fields = {name: getattr(self._settings, name) for name in GatewaySettings.model_fields}
         settings = GatewaySettings.model_construct(**fields)
-        fds = self._listeners.fds()
+        fds = self._listeners[index].fds()
         payload = pickle.dumps((settings, fds, index))
+        message = len(payload).to_bytes(8, "big") + payload
         while not self._stopping:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -248,11 +285,12 @@ class _Supervisor:
                 start_new_session=True,
             )
             self._workers[index] = process
+            # The pipe stays open: its end (this process gone, however) stops the worker.
             assert process.stdin is not None
-            process.stdin.write(payload)
-            process.stdin.close()
+            process.stdin.write(message)
             _log.info("worker_started", worker=index, pid=process.pid)
             code = await process.wait()
+            process.stdin.close()
             mark_process_dead(process.pid, directory)  # type: ignore[no-untyped-call]
             if self._stopped():
                 break

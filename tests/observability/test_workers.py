@@ -142,3 +142,26 @@ async def test_metrics_are_aggregated_across_workers_and_survive_a_worker_death(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.timeout(60)
+async def test_workers_stop_when_their_supervisor_is_killed(gateway: Gateway) -> None:
+    """However the supervisor ends (here SIGKILL, no chance to clean up), no worker outlives
+    it: each sees its pipe from the supervisor close, drains and exits."""
+    await wait_until(lambda: healthy(gateway.url), "the gateway to answer /healthz")
+    await wait_until(lambda: _true(len(gateway.workers()) == 2), "two workers")
+    pids = list(gateway.workers().values())
+    gateway.process.kill()
+    await gateway.process.wait()
+
+    async def all_gone() -> bool:
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            return False
+        return True
+
+    await wait_until(all_gone, "the orphaned workers to exit")
+    assert not await healthy(gateway.url)
