@@ -17,14 +17,20 @@ Invariants:
   says whether a tail was cut off;
 - the events, and each event's `raw`, are the same however the input is split into reads; their
   concatenation is the input minus the BOM and the blank lines outside events;
-- work is linear in the input however it is split (each byte is searched once), and an event
-  that grows past `max_event_bytes` raises `EventTooLarge` instead of growing memory (events
-  completed before it in the same read are returned first; the next call raises).
+- work is linear in the input however it is split (each byte is searched a bounded number of
+  times), and an event that grows past `max_event_bytes` raises `EventTooLarge` instead of
+  growing memory (events completed before it in the same read are returned first; the next
+  call raises).
+
+Speed: LF-framed blocks (what LLM APIs send) take a fast path that finds each block's end with
+one search and parses its lines only when there are several; anything else - a CR anywhere in
+the block, a partial line carried over - goes through the general line-by-line framer, which
+yields the same events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.errors import EventTooLarge
 
@@ -37,12 +43,13 @@ _LF = 0x0A
 _CR = 0x0D
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One complete event block: its original bytes and the fields the gateway needs.
 
     `data` is None when the block had no `data` line (a comment-only block, or a block of only
     `event:`/`id:`/`retry:` fields); WHATWG clients dispatch nothing for such a block.
+    (A named tuple: immutable, and several times cheaper to build than a frozen dataclass,
+    which matters once per relayed event.)
     """
 
     raw: bytes
@@ -93,6 +100,23 @@ class SSEDecoder:
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Add one read's bytes; return the events it completed, in order."""
         buf = self._buf
+        if self._stream_started and self._error is None:
+            head = self._block_end(data) if buf else 0
+            if head >= 0:
+                # Complete the carried-over block (general framer), then frame the read's
+                # LF-only blocks in place.
+                events: list[SSEEvent] = []
+                if head:
+                    buf += memoryview(data)[:head]
+                    events = self._run(final=False)
+                    if buf:  # not at a block boundary after all
+                        buf += memoryview(data)[head:]
+                        return self._then_run(events)
+                done = self._fast(data, head, events)
+                if done == len(data):
+                    return events
+                buf += memoryview(data)[done:]
+                return self._then_run(events)
         buf += data
         if not self._stream_started:
             if len(buf) < len(_BOM) and _BOM.startswith(bytes(buf)):
@@ -106,6 +130,17 @@ class SSEDecoder:
         """The stream ended: return what a trailing CR completed (see `has_partial_event`)."""
         self._stream_started = True
         return self._run(final=True)
+
+    def _then_run(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        """`events`, then those the general framer completes; an oversize event after them
+        fails the next call, as in `_run`."""
+        try:
+            more = self._run(final=False)
+        except EventTooLarge:
+            if events:
+                return events  # `_run` kept the error for the next call
+            raise
+        return events + more if events else more
 
     def _run(self, *, final: bool) -> list[SSEEvent]:
         if self._error is not None:
@@ -154,12 +189,63 @@ class SSEDecoder:
         if size - self._block_start > self._max_event_bytes:
             raise EventTooLarge(limit=self._max_event_bytes)
 
-    def _field(self, line: bytearray) -> None:
+    def _block_end(self, data: bytes) -> int:
+        """Where in `data` the carried-over block ends, if it is LF-framed: -1 otherwise.
+
+        Only searched when a read completes it, so a large event arriving in many small
+        reads is not rescanned per read (the CR check of the carried bytes runs once).
+        """
+        if self._buf[-1] == _LF and data[:1] == b"\n":
+            end = 1
+        else:
+            found = data.find(b"\n\n")
+            if found < 0:
+                return -1
+            end = found + 2
+        if data.find(b"\r", 0, end) >= 0 or b"\r" in self._buf:
+            return -1
+        return end
+
+    def _fast(self, data: bytes, start: int, events: list[SSEEvent]) -> int:
+        """Append the events of the LF-only blocks of `data` from `start`; return their end.
+
+        Called at a block boundary with nothing carried over. Stops at the first block that
+        is incomplete, holds a CR or is oversized: the general framer takes the rest and
+        yields the same events for it.
+        """
+        size = len(data)
+        limit = self._max_event_bytes
+        no_cr = b"\r" not in data
+        while start < size:
+            if data[start] == _LF:  # a blank line outside any event
+                start += 1
+                continue
+            end = data.find(b"\n\n", start)
+            if end < 0:
+                break
+            after = end + 2
+            if after - start > limit or not (no_cr or data.find(b"\r", start, after) < 0):
+                break
+            if data.startswith(b"data:", start) and data.find(b"\n", start, end) < 0:
+                # One `data:` line: the common event, no per-line work.
+                skip = 6 if data.startswith(b" ", start + 5) else 5
+                text = data[start + skip : end].decode("utf-8", "replace")
+                events.append(SSEEvent(data[start:after], text))
+            else:
+                for line in data[start:end].split(b"\n"):
+                    self._field(line)
+                self._emit(data[start:after], events)
+            start = after
+        return start
+
+    def _field(self, line: bytes | bytearray) -> None:
         if line[0] == 0x3A:  # ':' comment
             return
         colon = line.find(b":")
+        name: bytes | bytearray
+        value: bytes | bytearray
         if colon < 0:
-            name, value = line, bytearray()
+            name, value = line, b""
         else:
             name = line[:colon]
             value = line[colon + 2 :] if line[colon + 1 : colon + 2] == b" " else line[colon + 1 :]
@@ -181,19 +267,14 @@ class SSEDecoder:
             raise EventTooLarge(limit=self._max_event_bytes)
         if after - start <= 2 and not buf[start:after].strip(b"\r\n"):
             return  # a blank line outside any event
+        self._emit(bytes(buf[start:after]), events)
+
+    def _emit(self, raw: bytes, events: list[SSEEvent]) -> None:
+        """End the block `raw` whose fields were parsed: append its event (unless dropped)."""
         data = self._data
-        if data is None and not self._keep_dataless:
-            self._event = None
-            self._id = None
-            return
-        events.append(
-            SSEEvent(
-                raw=bytes(buf[start:after]),
-                data=None if data is None else "\n".join(data),
-                event=self._event,
-                id=self._id,
-            )
-        )
+        if data is not None or self._keep_dataless:
+            text = None if data is None else "\n".join(data)
+            events.append(SSEEvent(raw, text, self._event, self._id))
         self._data = None
         self._event = None
         self._id = None

@@ -460,3 +460,19 @@ def test_error_bodies_are_single_line_ascii_json_for_any_message(error, dialect)
     assert b"\r" not in body
     data = json.loads(body)
     assert data["error"]["message"] == error.message
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"choices":[],"big":123456789012345678901234567890}',
+        '{"choices":[],"x":NaN}',
+    ],
+    ids=["integer-beyond-64-bits", "nan"],
+)
+def test_json_that_the_fast_parser_refuses_is_still_forwarded(payload: str) -> None:
+    """orjson is stricter than json; an event json accepts must not be skipped."""
+    tracker = OpenAIDialect().tracker()
+    event = SSEEvent(raw=f"data: {payload}\n\n".encode(), data=payload)
+    assert tracker.inspect(event) is Verdict.FORWARD
+    assert tracker.skipped == 0

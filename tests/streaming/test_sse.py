@@ -346,3 +346,22 @@ def test_keep_dataless_false_drops_comment_and_field_only_blocks_in_the_decoder(
         (b"id: 8\ndata: b\n\n", "b", None, "8"),
     ]
     assert not decoder.has_partial_event
+
+
+def test_events_framed_in_place_before_an_oversize_one_are_returned_then_the_next_call_raises():
+    """The fast path (LF-only blocks framed in the read itself) keeps the size-limit contract:
+    the good events of the read come back, and the next call fails."""
+    decoder = SSEDecoder(max_event_bytes=64)
+    good = b"data: 1\n\ndata: 2\n\n"
+    events = decoder.feed(good + b"data: " + b"x" * 100 + b"\n\n")
+    assert [event.raw for event in events] == [b"data: 1\n\n", b"data: 2\n\n"]
+    with pytest.raises(EventTooLarge):
+        decoder.feed(b"data: 3\n\n")
+
+
+def test_a_carried_over_event_completed_by_a_read_is_followed_by_that_reads_other_events():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: a\ndata: {") == []
+    events = decoder.feed(b'"x":1}\n\ndata: 2\n\ndata: 3\n\ndata: par')
+    assert [(e.event, e.data) for e in events] == [("a", '{"x":1}'), (None, "2"), (None, "3")]
+    assert decoder.feed(b"tial\n\n") == [SSEEvent(b"data: partial\n\n", "partial")]
