@@ -161,24 +161,29 @@ class Relay:
         The per-read hot path: one verdict per event, one write per upstream read.
         """
         record = self._record
-        verdict = Verdict.FORWARD
+        inspect = tracker.inspect
+        forward, skip = Verdict.FORWARD, Verdict.SKIP
+        verdict = forward
         async for events in upstream:
             frames = []
+            append = frames.append
             for event in events:
-                verdict = tracker.inspect(event)
-                if verdict is Verdict.SKIP:
+                verdict = inspect(event)
+                if verdict is forward:
+                    append(event.raw)
+                    continue
+                if verdict is skip:
                     if tracker.skipped == 1:
                         _log.warning("upstream_event_skipped", reason="malformed_data")
                     continue
-                frames.append(event.raw)
-                if verdict >= Verdict.END:
-                    break
+                append(event.raw)  # END or END_WITH_ERROR: the terminal event
+                break
             if frames:
                 self._phase = "streaming"
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 record.relayed(len(frames), len(data))
                 await client.write(data)
-            if verdict >= Verdict.END:
+            if verdict is not forward and verdict is not skip:
                 break
         if verdict is Verdict.END_WITH_ERROR:
             record.fail(UpstreamErrorEvent())

@@ -39,6 +39,9 @@ __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
 DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
+_NO_END = -1
+_NEEDS_GENERAL = -2
+_new_event = tuple.__new__  # SSEEvent(...) without the named tuple's Python-level __new__
 _LF = 0x0A
 _CR = 0x0D
 
@@ -71,6 +74,7 @@ class SSEDecoder:
         "_keep_dataless",
         "_line_start",
         "_max_event_bytes",
+        "_raw",
         "_scan",
         "_stream_started",
     )
@@ -87,6 +91,9 @@ class SSEDecoder:
         self._line_start = 0  # where the current (unterminated) line begins
         self._scan = 0  # up to here the current line holds no line terminator
         self._stream_started = False  # past the optional BOM
+        # `_buf` holds an incomplete LF-only block not yet parsed (the fast path's carry-over;
+        # the general framer's indices are all 0 meanwhile).
+        self._raw = False
         self._error: EventTooLarge | None = None  # raised by the next call once set
         self._data: list[str] | None = None
         self._event: str | None = None
@@ -100,31 +107,78 @@ class SSEDecoder:
     def feed(self, data: bytes) -> list[SSEEvent]:
         """Add one read's bytes; return the events it completed, in order."""
         buf = self._buf
-        if self._stream_started and self._error is None:
-            head = self._block_end(data) if buf else 0
-            if head >= 0:
-                # Complete the carried-over block (general framer), then frame the read's
-                # LF-only blocks in place.
-                events: list[SSEEvent] = []
-                if head:
-                    buf += memoryview(data)[:head]
-                    events = self._run(final=False)
-                    if buf:  # not at a block boundary after all
-                        buf += memoryview(data)[head:]
-                        return self._then_run(events)
-                done = self._fast(data, head, events)
-                if done == len(data):
-                    return events
-                buf += memoryview(data)[done:]
-                return self._then_run(events)
-        buf += data
         if not self._stream_started:
+            buf += data
             if len(buf) < len(_BOM) and _BOM.startswith(bytes(buf)):
                 return []
             self._stream_started = True
             if buf.startswith(_BOM):
                 del buf[: len(_BOM)]
-        return self._run(final=False)
+            data = bytes(buf)
+            buf.clear()
+        if self._error is not None:
+            raise self._error
+        if self._raw or not buf:
+            return self._feed_fast(data)
+        # The general framer holds part of a block: let it finish that block (if this read
+        # ends it, LF-framed), then frame the rest of the read in place.
+        end = self._raw_block_end(data)
+        if end < 0:
+            buf += data
+            return self._run(final=False)
+        buf += memoryview(data)[:end]
+        events = self._run(final=False)
+        if buf:  # the general framer still holds bytes: it frames the rest too
+            buf += memoryview(data)[end:]
+            return self._then_run(events)
+        return events + self._feed_fast(data[end:])
+
+    def _feed_fast(self, data: bytes) -> list[SSEEvent]:
+        """`feed` at a block boundary, or with an LF-only partial block held raw (`_raw`)."""
+        events: list[SSEEvent] = []
+        start = 0
+        if self._raw:
+            end = self._raw_block_end(data)
+            if end == _NO_END:
+                self._buf += data
+                return self._hold_raw(events)
+            if end == _NEEDS_GENERAL:
+                self._raw = False
+                self._buf += data
+                return self._run(final=False)
+            block = bytes(self._buf) + data[:end]
+            self._buf.clear()
+            self._raw = False
+            if self._fast(block, 0, events) != len(block):  # oversize: the framer raises
+                self._buf += block
+                return self._then_run(events)
+            start = end
+        done = self._fast(data, start, events)
+        if done < len(data):
+            self._buf += memoryview(data)[done:]
+            return self._hold_raw(events)
+        return events
+
+    def _hold_raw(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        """Keep the incomplete block in `_buf` unparsed if it is LF-only and within the
+        limit (the next read completes it in `_feed_fast`); else the general framer."""
+        buf = self._buf
+        if len(buf) <= self._max_event_bytes and b"\r" not in buf:
+            self._raw = True
+            return events
+        self._raw = False
+        return self._then_run(events)
+
+    def _raw_block_end(self, data: bytes) -> int:
+        """Where in `data` the block held in `_buf` ends; `_NO_END` if it does not end in
+        `data`, `_NEEDS_GENERAL` if `data` holds a CR before its end (CR framing)."""
+        if self._buf[-1] == _LF and data[:1] == b"\n":
+            return 1
+        found = data.find(b"\n\n")
+        end = len(data) if found < 0 else found + 2
+        if data.find(b"\r", 0, end) >= 0:
+            return _NEEDS_GENERAL
+        return _NO_END if found < 0 else end
 
     def finish(self) -> list[SSEEvent]:
         """The stream ended: return what a trailing CR completed (see `has_partial_event`)."""
@@ -189,23 +243,6 @@ class SSEDecoder:
         if size - self._block_start > self._max_event_bytes:
             raise EventTooLarge(limit=self._max_event_bytes)
 
-    def _block_end(self, data: bytes) -> int:
-        """Where in `data` the carried-over block ends, if it is LF-framed: -1 otherwise.
-
-        Only searched when a read completes it, so a large event arriving in many small
-        reads is not rescanned per read (the CR check of the carried bytes runs once).
-        """
-        if self._buf[-1] == _LF and data[:1] == b"\n":
-            end = 1
-        else:
-            found = data.find(b"\n\n")
-            if found < 0:
-                return -1
-            end = found + 2
-        if data.find(b"\r", 0, end) >= 0 or b"\r" in self._buf:
-            return -1
-        return end
-
     def _fast(self, data: bytes, start: int, events: list[SSEEvent]) -> int:
         """Append the events of the LF-only blocks of `data` from `start`; return their end.
 
@@ -230,7 +267,7 @@ class SSEDecoder:
                 # One `data:` line: the common event, no per-line work.
                 skip = 6 if data.startswith(b" ", start + 5) else 5
                 text = data[start + skip : end].decode("utf-8", "replace")
-                events.append(SSEEvent(data[start:after], text))
+                events.append(_new_event(SSEEvent, (data[start:after], text, None, None)))
             else:
                 for line in data[start:end].split(b"\n"):
                     self._field(line)
