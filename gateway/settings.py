@@ -47,6 +47,7 @@ from gateway.settings_sections import (
     LogSettings,
     MetricsSettings,
     MockSettings,
+    PhaseTimeoutSettings,
     RouteSettings,
     TargetSettings,
     TimeoutSettings,
@@ -85,6 +86,7 @@ __all__ = [
     "LogSettings",
     "MetricsSettings",
     "MockSettings",
+    "PhaseTimeoutSettings",
     "RouteSettings",
     "SettingsSources",
     "TargetSettings",
@@ -219,6 +221,22 @@ class GatewaySettings(BaseSettings):
                         f"{target.upstream!r}, which is not among upstreams: "
                         f"{sorted(self.upstreams)}",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _check_chains(self) -> Self:
+        """A route serves one API: its targets' upstreams speak the same one (the mock speaks
+        both)."""
+        for index, route in enumerate(self.routes):
+            upstreams = (self.upstreams.get(target.upstream) for target in route.targets)
+            kinds = {upstream.kind for upstream in upstreams if upstream} - {"mock"}
+            if len(kinds) > 1:
+                raise invalid(
+                    ("routes", index, "targets"),
+                    f"routes[{index}] ({route.model!r}) chains upstreams of kinds "
+                    f"{' and '.join(sorted(kinds))}: a route serves one API, and the gateway "
+                    "does not translate between APIs",
+                )
         return self
 
     @model_validator(mode="after")

@@ -31,12 +31,14 @@ from gateway.settings_sources import invalid, read_secret_file
 from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 
 __all__ = [
+    "MAX_TARGETS",
     "AuthSettings",
     "LimitSettings",
     "ListenSettings",
     "LogSettings",
     "MetricsSettings",
     "MockSettings",
+    "PhaseTimeoutSettings",
     "RouteSettings",
     "TargetSettings",
     "TimeoutSettings",
@@ -48,8 +50,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-class TimeoutSettings(_Model):
-    """Per-phase limits in seconds (CONTRACT section 6); unset fields inherit."""
+class PhaseTimeoutSettings(_Model):
+    """The limits of one upstream call in seconds (CONTRACT section 6); unset fields inherit.
+
+    A target's own limits: the total deadline belongs to the request (every target it tries,
+    retries and backoff included), so it is set on the route, not here."""
 
     connect: PositiveFloat | None = Field(None, description="TCP+TLS connect to the upstream.")
     first_byte: PositiveFloat | None = Field(
@@ -58,7 +63,18 @@ class TimeoutSettings(_Model):
     idle: PositiveFloat | None = Field(
         None, description="Gap between two upstream events (the gateway's heartbeats don't count)."
     )
-    total: PositiveFloat | None = Field(None, description="The whole request.")
+
+    def overrides(self) -> dict[str, float]:
+        """The limits set here, by `Timeouts` field name."""
+        return self.model_dump(exclude_none=True)
+
+
+class TimeoutSettings(PhaseTimeoutSettings):
+    """Per-phase limits in seconds (CONTRACT section 6); unset fields inherit."""
+
+    total: PositiveFloat | None = Field(
+        None, description="The whole request, every attempt, retry and backoff included."
+    )
 
     def over(self, base: Timeouts) -> Timeouts:
         """`base` with the limits set here replacing its own."""
@@ -157,21 +173,47 @@ def _is_set(model: BaseModel, name: str) -> bool:
 
 
 class TargetSettings(_Model):
-    """Where a route sends a request: an upstream, and the model name to ask it for."""
+    """Where a route sends a request: an upstream, the model name to ask it for, and what this
+    target allows (its own limits, assistant prefill, concurrent streams)."""
 
     upstream: str = Field(description="Name of an entry of `upstreams`.")
     model: str | None = Field(
         None, description="Model name sent upstream (unset: the client's, unchanged)."
     )
+    timeouts: PhaseTimeoutSettings = Field(
+        PhaseTimeoutSettings(),
+        description="This target's `connect`, `first_byte` and `idle` limits (unset: the "
+        "route's); a request's `x-gateway-*-timeout` headers still win, up to the ceilings.",
+    )
+    prefill: bool = Field(
+        False,
+        description="The target continues a final assistant message (Anthropic; vLLM, "
+        "llama.cpp, Ollama): a stream cut after its first byte may be continued here.",
+    )
+    max_streams: PositiveInt | None = Field(
+        None,
+        description="Most requests (streaming or not) in flight to this target in this "
+        "process; when it is full, requests go to the next target (unset: no limit).",
+    )
+
+
+#: Most targets in one route's chain.
+MAX_TARGETS = 8
 
 
 class RouteSettings(_Model):
-    """A client-facing model name and the target that serves it."""
+    """A client-facing model name (or glob pattern) and the chain of targets that serves it."""
 
-    model: str = Field(min_length=1, description="Model name clients ask for.")
-    # A list so that failover chains fit the same shape; one target until failover exists.
+    model: str = Field(
+        min_length=1,
+        description="Model name clients ask for, or a glob (`gpt-4o*`, `claude-?-*`, `[ab]*`): "
+        "exact names win, then patterns in configuration order.",
+    )
     targets: list[TargetSettings] = Field(
-        min_length=1, max_length=1, description="Where requests go (one target for now)."
+        min_length=1,
+        max_length=MAX_TARGETS,
+        description=f"Where requests go, in order (at most {MAX_TARGETS}): the first target "
+        "serves them; the next ones take over when it fails before the first byte.",
     )
     timeouts: TimeoutSettings = Field(
         TimeoutSettings(), description="This route's limits (unset: the global `timeouts`)."

@@ -41,7 +41,10 @@ class RequestRecord:
     started: float = field(default_factory=time.monotonic)
     model: str | None = None  # as the client sent it: logged (escaped), never a label
     route: str | None = None
-    upstream: str | None = None
+    upstream: str | None = None  # the upstream of the latest attempt: the one that answered
+    upstream_model: str | None = None  # the model name that attempt asked it for
+    attempts: int = 0  # upstream calls made (retries, failovers and continuations included)
+    failovers: int = 0
     stream: bool = False
     outcome: str = "in_progress"
     error: GatewayError | None = None
@@ -92,9 +95,20 @@ class RequestRecord:
         self.status = response.status
         self.bytes = len(response.body) if isinstance(response.body, bytes) else 0
 
+    def answering(self, upstream: str, model: str) -> None:
+        """An upstream call to `upstream` asking for `model` begins."""
+        self.upstream = upstream
+        self.upstream_model = model
+        self.attempts += 1
+
     def attempt(self, upstream: str, result: str) -> None:
         """One upstream call ended its opening phase: `ok`, or the code of the error."""
         self.metrics.upstream_attempts.labels(upstream, result).inc()
+
+    def failed_over(self, reason: str) -> None:
+        """The request left a target for the route's next one; `reason` is an error code."""
+        self.failovers += 1
+        self.metrics.upstream_failovers.labels(self.route_metrics.name, reason).inc()
 
     def fail(self, error: GatewayError) -> None:
         """Record the error that ended the request (the first one wins)."""
@@ -120,6 +134,7 @@ class RequestRecord:
             "model": self.model,
             "route": self.route,
             "upstream": self.upstream,
+            "upstream_model": self.upstream_model,
             "stream": self.stream,
             "outcome": self.outcome,
             "category": error.category.value if error else None,
@@ -130,6 +145,10 @@ class RequestRecord:
             "events": self.events,
             "bytes": self.bytes,
         }
+        if self.attempts > 1:
+            fields["attempts"] = self.attempts
+        if self.failovers:
+            fields["failovers"] = self.failovers
         if tokens:
             fields["tokens"] = tokens
         if self.skipped_events:

@@ -1,5 +1,17 @@
-"""Routing: model name -> route -> chain of targets (retries and failover build on this)."""
+"""Routing: model name -> route -> chain of targets, walked until one of them answers."""
 
-from gateway.routing.router import Route, Router, Target
+from gateway.routing.chain import CallTemplate, Chain, ChainObserver, OpenStream
+from gateway.routing.router import Route, Router, Target, is_pattern
+from gateway.routing.slots import Slots
 
-__all__ = ["Route", "Router", "Target"]
+__all__ = [
+    "CallTemplate",
+    "Chain",
+    "ChainObserver",
+    "OpenStream",
+    "Route",
+    "Router",
+    "Slots",
+    "Target",
+    "is_pattern",
+]

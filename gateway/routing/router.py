@@ -1,33 +1,57 @@
-"""The router: a client's model name -> the route that serves it, with its limits.
+"""The router: a client's model name -> the route that serves it, with its chain and limits.
 
-A `Route` is the resolved, immutable view of a `RouteSettings`: the targets (provider + model
-name to send), the route's default `Timeouts` and the ceilings per-request overrides are
-clamped to. The chain of targets is the shape failover will walk; today a route has one.
+A `Route` is the resolved, immutable view of a `RouteSettings`: the ordered chain of targets
+(an upstream's provider, the model name to send it, the target's own limits and capabilities),
+the route's default `Timeouts` and the ceilings per-request overrides are clamped to. A route's
+`model` is a client-facing name or a glob pattern (`fnmatch` rules, case-sensitive): an exact
+name wins, then the patterns in configuration order. The route's name - the configured name or
+pattern, never what the client typed - is what metrics and logs use as its label.
 
 A route serves the API its targets' providers speak: `resolve(model, dialect)` refuses (400, in
-the caller's dialect) a request sent to one API's endpoint for a model whose upstream speaks
+the caller's dialect) a request sent to one API's endpoint for a model whose upstreams speak
 another - the gateway relays, it does not translate between APIs.
+
+Targets that name the same upstream and model share their state (in-flight `Slots`) across
+routes: it is one backend however many names route to it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
-from gateway.settings import GatewaySettings
+from gateway.routing.slots import Slots
+from gateway.settings import GatewaySettings, TargetSettings
 from gateway.streaming import Dialect, Timeouts
 
-__all__ = ["Route", "Router", "Target"]
+__all__ = ["Route", "Router", "Target", "is_pattern"]
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_pattern(model: str) -> bool:
+    """Whether a route's `model` is a glob pattern rather than one name."""
+    return not _GLOB_CHARS.isdisjoint(model)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One place a route can send a request."""
+    """One place a route can send a request, and what that place allows."""
 
     provider: Provider
     model: str | None  # None: the client's model name, unchanged
+    #: This target's own `connect` / `first_byte` / `idle` limits, over the route's.
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    prefill: bool = False  # continues a final assistant message
+    slots: Slots = field(default_factory=Slots, compare=False)
+
+    @property
+    def name(self) -> str:
+        """`upstream/model` as configured (`*`: the client's model name); a closed set."""
+        return f"{self.provider.name}/{self.model or '*'}"
 
     def upstream_model(self, requested: str) -> str:
         return self.model or requested
@@ -35,14 +59,20 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    name: str  # the client-facing model name; a closed set (from config), safe as a label
+    name: str  # the configured model name or pattern; a closed set, safe as a label
     targets: tuple[Target, ...]
     timeouts: Timeouts
     ceilings: Timeouts
 
-    def timeouts_for(self, overrides: Mapping[str, float]) -> Timeouts:
-        """The route's limits with a request's overrides applied, clamped to the ceilings."""
-        return self.timeouts.with_overrides(**overrides).clamped(self.ceilings)
+    def timeouts_for(
+        self, overrides: Mapping[str, float], target: Target | None = None
+    ) -> Timeouts:
+        """The limits of a call: the route's, then `target`'s own, then the request's
+        `overrides`, clamped to the route's ceilings."""
+        limits = self.timeouts
+        if target is not None:
+            limits = limits.with_overrides(**target.timeouts)
+        return limits.with_overrides(**overrides).clamped(self.ceilings)
 
 
 class Router:
@@ -51,21 +81,33 @@ class Router:
     def __init__(self, settings: GatewaySettings, providers: Mapping[str, Provider]) -> None:
         defaults = settings.default_timeouts()
         ceilings = settings.timeout_ceilings()
-        self._routes: dict[str, Route] = {}
-        for route in settings.routes:
-            self._routes[route.model] = Route(
-                name=route.model,
+        shared: dict[tuple[str, str | None], Slots] = {}
+        self._exact: dict[str, Route] = {}
+        self._patterns: list[Route] = []
+        for config in settings.routes:
+            route = Route(
+                name=config.model,
                 targets=tuple(
-                    Target(provider=providers[target.upstream], model=target.model)
-                    for target in route.targets
+                    _target(target, providers, shared) for target in config.targets
                 ),
-                timeouts=route.timeouts.over(defaults),
-                ceilings=route.max_timeouts.over(ceilings),
+                timeouts=config.timeouts.over(defaults),
+                ceilings=config.max_timeouts.over(ceilings),
             )
+            if is_pattern(config.model):
+                self._patterns.append(route)
+            else:
+                self._exact[config.model] = route
+
+    @property
+    def routes(self) -> list[Route]:
+        """Every route: exact names first, then patterns, each in configuration order."""
+        return [*self._exact.values(), *self._patterns]
 
     def resolve(self, model: str, dialect: Dialect | None = None) -> Route:
         """The route of `model`; with `dialect`, only if every target speaks it."""
-        route = self._routes.get(model)
+        route = self._exact.get(model)
+        if route is None:
+            route = next((r for r in self._patterns if fnmatch.fnmatchcase(model, r.name)), None)
         if route is None:
             raise UnknownModel(f"model {_quote(model)} is not routed by this gateway")
         if dialect is not None:
@@ -73,8 +115,33 @@ class Router:
         return route
 
     def models(self) -> list[str]:
-        """The routable model names, in configuration order."""
-        return list(self._routes)
+        """The routable model names, in configuration order (patterns are not names)."""
+        return list(self._exact)
+
+    def patterns(self) -> list[str]:
+        """The glob patterns routed, in configuration order."""
+        return [route.name for route in self._patterns]
+
+
+def _target(
+    config: TargetSettings,
+    providers: Mapping[str, Provider],
+    shared: dict[tuple[str, str | None], Slots],
+) -> Target:
+    key = (config.upstream, config.model)
+    slots = shared.get(key)
+    if slots is None:
+        slots = shared[key] = Slots(config.max_streams)
+    elif config.max_streams is not None and slots.limit != config.max_streams:
+        # The same backend named twice with different limits: the tighter one holds.
+        slots.limit = min(slots.limit or config.max_streams, config.max_streams)
+    return Target(
+        provider=providers[config.upstream],
+        model=config.model,
+        timeouts=config.timeouts.overrides(),
+        prefill=config.prefill,
+        slots=slots,
+    )
 
 
 def _check_dialect(model: str, route: Route, dialect: Dialect) -> None:
@@ -93,3 +160,4 @@ def _quote(model: str, limit: int = 64) -> str:
     """A client-supplied name made safe to echo in a message (JSON-encoded later)."""
     shown = "".join(ch if ch.isprintable() else "?" for ch in model[:limit])
     return repr(shown + ("..." if len(model) > limit else ""))
+

@@ -9,13 +9,11 @@ ended by. Errors are answered in the endpoint's dialect.
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from gateway.errors import GatewayError, ServerShutdown, Unauthorized
 from gateway.observability import RequestRecord
-from gateway.providers import UpstreamRequest
+from gateway.routing import CallTemplate
 from gateway.server.chat_request import timeout_overrides
 from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES, Endpoint, dialect_for_path
 from gateway.server.keys import GATEWAY_KEYS, METRICS, ROUTER, SERVER_CONTEXT, SETTINGS
@@ -58,27 +56,30 @@ async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         record.model = fields.model
         route = request.app[ROUTER].resolve(fields.model, endpoint.dialect)
         record.bind_route(route.name)
-        timeouts = route.timeouts_for(timeout_overrides(request.headers))
-        target = route.targets[0]
-        record.upstream = target.provider.name
-        model = target.upstream_model(fields.model)
-        body["model"] = model
-        call = UpstreamRequest(
+        template = CallTemplate(
             path=endpoint.upstream_path,
-            body=json.dumps(body, ensure_ascii=False).encode(),
-            model=model,
+            body=body,
+            model=fields.model,
             stream=fields.stream,
-            timeouts=timeouts,
-            request_id=record.request_id,
             dialect=endpoint.dialect.name,
+            request_id=record.request_id,
             headers=endpoint.forwarded_headers(request),
+            overrides=timeout_overrides(request.headers),
         )
         limits = RelayLimits(
             heartbeat=settings.heartbeat,
             max_event_bytes=settings.limits.max_event_bytes,
             max_response_bytes=settings.limits.max_response_bytes,
         )
-        relay = Relay(request, record, target.provider, call, limits, request.app[SERVER_CONTEXT])
+        relay = Relay(
+            request,
+            record,
+            route,
+            template,
+            endpoint.dialect,
+            limits,
+            request.app[SERVER_CONTEXT],
+        )
         return await (relay.stream() if fields.stream else relay.complete())
     except GatewayError as exc:
         record.fail(exc)

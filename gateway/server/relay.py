@@ -1,10 +1,13 @@
-"""The relay: one upstream call, bound to the request's context, delivered to the client.
+"""The relay: one client request, served by its route's chain of targets, bound to the
+request's context, delivered to the client.
 
-`Relay.stream()` serves `stream: true`: it opens the upstream inside a `ContextAwareStream`
-(total deadline on the request's `Context`; first-byte and idle limits on the stream), frames
-the body with `SSEDecoder`, lets the dialect's tracker judge each event, and writes the events
-of one upstream read to the client in one write, byte-exact. `Relay.complete()` serves
-`stream: false` under the same deadlines.
+`Relay.stream()` serves `stream: true`: the request's `Chain` opens each attempt's upstream
+inside a `ContextAwareStream` (total deadline on the request's `Context`; the target's
+first-byte and idle limits on the stream, `_open_stream`) until one yields its first event;
+the relay frames the body with `SSEDecoder`, lets the dialect's tracker judge each event, and
+writes the events of one upstream read to the client in one write, byte-exact.
+`Relay.complete()` serves `stream: false` under the same deadlines, one attempt reading one
+whole answer (`_read_answer`).
 
 The error channel is decided by whether headers were committed (CONTRACT sections 4-5): before,
 an error becomes a real status with the dialect's JSON body; after, exactly one error event and
@@ -39,6 +42,7 @@ from gateway.errors import (
 )
 from gateway.observability import RequestRecord
 from gateway.providers import Provider, UpstreamRequest
+from gateway.routing import CallTemplate, Chain, Route, Target
 from gateway.server.sse_response import SSEResponse
 from gateway.streaming import (
     Context,
@@ -65,14 +69,19 @@ class RelayLimits:
 
 
 class Relay:
-    """Runs one upstream call for one client request; use once."""
+    """Runs one client request over its route's chain of targets; use once.
+
+    The relay is the chain's `ChainObserver`: each attempt's target and result go to the
+    request's record. `_provider` and `_call` are those of the current attempt (one at a time).
+    """
 
     def __init__(
         self,
         request: web.Request,
         record: RequestRecord,
-        provider: Provider,
-        upstream_request: UpstreamRequest,
+        route: Route,
+        template: CallTemplate,
+        dialect: Dialect,
         limits: RelayLimits,
         parent: Context,
     ) -> None:
@@ -81,15 +90,17 @@ class Relay:
         self._request = request
         self._parent = parent
         self._record = record
-        self._provider = provider
-        self._dialect: Dialect = provider.dialects[upstream_request.dialect]
-        self._call = upstream_request
+        self._chain = Chain(route, template, self)
+        self._dialect = dialect
+        self._provider: Provider = route.targets[0].provider
+        self._call: UpstreamRequest | None = None
         self._limits = limits
         self._phase = "connecting"
-        self._attempt_settled = False
+        self._attempt_settled = True  # nothing to settle until an attempt starts
 
     def _settle_attempt(self, result: str) -> None:
-        """Record how the upstream call's opening phase ended (once): `ok` or an error code.
+        """Record how the current upstream call's opening phase ended (once): `ok` or an
+        error code.
 
         Called with the translated error, after the stream's scope turned an interrupt into
         its cause, so a deadline is counted as the timeout it was, not as a cancellation.
@@ -98,6 +109,22 @@ class Relay:
             self._attempt_settled = True
             self._record.attempt(self._provider.name, result)
 
+    # --- ChainObserver --------------------------------------------------------------------------
+
+    def attempt_started(self, target: Target) -> None:
+        self._provider = target.provider
+        self._attempt_settled = False
+        if self._phase != "streaming":
+            self._phase = "connecting"
+        model = target.upstream_model(self._chain.template.model)
+        self._record.answering(target.provider.name, model)
+
+    def attempt_failed(self, target: Target, error: GatewayError) -> None:
+        self._settle_attempt(error.code)
+
+    def failing_over(self, target: Target, reason: str) -> None:
+        self._record.failed_over(reason)
+
     # --- stream: true ---------------------------------------------------------------------------
 
     async def stream(self) -> web.StreamResponse:
@@ -105,12 +132,8 @@ class Relay:
         ctx = self._request_context()
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
-        decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes, keep_dataless=False)
         tracker = dialect.tracker()
-        upstream = ContextAwareStream(
-            ctx, self._events(ctx, decoder), self._call.timeouts, connecting=True
-        )
-        self._call = replace(self._call, on_sent=lambda: self._sent(upstream))
+        upstream = self._chain.stream(ctx, functools.partial(self._open_stream, ctx))
         client = SSEResponse(
             self._request,
             heartbeat=self._limits.heartbeat,
@@ -152,7 +175,7 @@ class Relay:
 
     async def _pump(
         self,
-        upstream: ContextAwareStream[list[SSEEvent]],
+        upstream: AsyncIterator[list[SSEEvent]],
         tracker: StreamTracker,
         client: SSEResponse,
     ) -> None:
@@ -165,7 +188,7 @@ class Relay:
         forward, skip = Verdict.FORWARD, Verdict.SKIP
         verdict = forward
         async for events in upstream:
-            frames = []
+            frames: list[bytes] = []
             append = frames.append
             for event in events:
                 verdict = inspect(event)
@@ -227,8 +250,22 @@ class Relay:
         finally:
             await body.aclose()
 
+    def _open_stream(
+        self, ctx: Context, target: Target, call: UpstreamRequest
+    ) -> ContextAwareStream[list[SSEEvent]]:
+        """One attempt's event stream (not yet read): its own decoder and phase limits."""
+        # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
+        # they are not relayed and do not reset the first-byte or idle clocks.
+        decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes, keep_dataless=False)
+        upstream = ContextAwareStream(
+            ctx, self._events(ctx, decoder), call.timeouts, connecting=True
+        )
+        self._call = replace(call, on_sent=lambda: self._sent(upstream))
+        return upstream
+
     def _sent(self, upstream: ContextAwareStream[Any]) -> None:
-        self._phase = "waiting_first_byte"
+        if self._phase != "streaming":
+            self._phase = "waiting_first_byte"
         upstream.restart_first_byte_clock()
 
     # --- stream: false --------------------------------------------------------------------------
@@ -236,24 +273,10 @@ class Relay:
     async def complete(self) -> web.StreamResponse:
         record = self._record
         ctx = self._request_context()
-        upstream = ContextAwareStream(ctx, self._body(ctx), self._call.timeouts, connecting=True)
-        self._call = replace(self._call, on_sent=lambda: self._sent(upstream))
-        body = bytearray()
         try:
-            async for chunk in upstream:
-                if record.first_event_at is None:
-                    record.first_event_at = time.monotonic()
-                    self._phase = "reading_body"
-                body += chunk
-                if len(body) > self._limits.max_response_bytes:
-                    raise UpstreamProtocolError("the upstream's answer exceeded the size limit")
-            try:
-                answer = json.loads(body)
-            except ValueError:
-                raise UpstreamProtocolError("the upstream's answer was not valid JSON") from None
-            usage = answer.get("usage") if isinstance(answer, dict) else None
-            if isinstance(usage, dict):
-                record.usage = usage
+            _, (body, first_at, answer) = await self._chain.run(
+                ctx, functools.partial(self._read_answer, ctx)
+            )
         except GatewayError as exc:
             record.fail(exc)
             self._settle_attempt(exc.code)
@@ -262,18 +285,48 @@ class Relay:
             self._cancelled()
             raise
         finally:
-            await upstream.aclose()
             ctx.close()
+        record.first_event_at = first_at
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        if isinstance(usage, dict):
+            record.usage = usage
         record.bytes = len(body)
         record.status = 200
         return web.Response(
-            body=bytes(body),
+            body=body,
             content_type="application/json",
             headers={"x-request-id": record.request_id},
         )
 
+    async def _read_answer(
+        self, ctx: Context, target: Target, call: UpstreamRequest
+    ) -> tuple[bytes, float, Any]:
+        """One attempt of `stream: false`: the whole answer (bytes, when its first byte came,
+        its JSON), or the error that ended the attempt."""
+        upstream = ContextAwareStream(ctx, self._body(ctx), call.timeouts, connecting=True)
+        self._call = replace(call, on_sent=lambda: self._sent(upstream))
+        body = bytearray()
+        first_at = 0.0
+        try:
+            async for chunk in upstream:
+                if not body:
+                    first_at = time.monotonic()
+                    self._phase = "reading_body"
+                body += chunk
+                if len(body) > self._limits.max_response_bytes:
+                    raise UpstreamProtocolError("the upstream's answer exceeded the size limit")
+        finally:
+            await upstream.aclose()
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise UpstreamProtocolError("the upstream's answer was not valid JSON") from None
+        return bytes(body), first_at or time.monotonic(), answer
+
     async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
-        """The upstream body's reads; the response is released however iteration ends."""
+        """The current attempt's body reads; the response is released however iteration
+        ends."""
+        assert self._call is not None
         response = await self._provider.open(ctx, self._call)
         self._settle_attempt("ok")
         chunks = response.chunks()
@@ -287,7 +340,7 @@ class Relay:
             await response.aclose()
 
     def _request_context(self) -> Context:
-        total = self._call.timeouts.total
+        total = self._chain.route.timeouts_for(self._chain.template.overrides).total
         return self._parent.child(
             total, deadline_error=functools.partial(DeadlineExceeded, limit=total)
         )

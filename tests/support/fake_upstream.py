@@ -7,7 +7,9 @@ answers every method on every path under ``/v1/`` and picks a *behaviour* by the
 Invariants:
 
 - Every request whose body was received is recorded as one `UpstreamCall`, in arrival order, in
-  `FakeUpstream.requests` and (once each) through `FakeUpstream.next_call`.
+  `FakeUpstream.requests` and (once each) through `FakeUpstream.next_call`, with the loop time
+  it arrived at (``call.arrived``): `calls_for(model)` and `gaps(calls)` give a test the attempts
+  one target saw and their spacing.
 - ``call.closed_by_peer`` is set only when the *peer* went away while the handler was running
   (aiohttp handler cancellation, or a write on a closed connection). The fake's own cuts set
   ``call.cut_by_upstream`` instead, and `FakeUpstream.close` cancelling a stalled handler sets
@@ -21,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import struct
@@ -52,6 +55,7 @@ __all__ = [
     "cut_fin",
     "cut_rst",
     "end_clean_without_done",
+    "gaps",
     "html",
     "huge_event",
     "invalid_json_event",
@@ -60,6 +64,7 @@ __all__ = [
     "json_stall_before_headers",
     "openai_chunks",
     "openai_error",
+    "reset_before_headers",
     "sequence",
     "sse_stream",
     "stall_after",
@@ -79,6 +84,7 @@ class UpstreamCall:
     the body is not a JSON object); ``raw_body`` is the bytes as received. ``headers`` are the
     request headers as received (case-insensitive).
 
+    ``arrived`` is the loop time the request's body had been read at (the attempt's timestamp).
     ``started``/``finished`` bracket the behaviour. ``closed_by_peer`` (with ``close_time``, the
     loop time it was seen) means the peer left while the handler ran. ``cut_by_upstream`` means
     the fake closed the connection itself (a cut, or the end of a close-delimited body).
@@ -95,6 +101,7 @@ class UpstreamCall:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     close_time: float | None = None
     cut_by_upstream: bool = False
+    arrived: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     async def wait_closed_by_peer(self, timeout: float = 10) -> None:  # noqa: ASYNC109 - a hang guard
         """Wait until the peer closed the connection mid-handler; the timeout only catches hangs."""
@@ -160,6 +167,10 @@ class FakeUpstream:
     def script(self, model: str, behaviour: Behaviour) -> None:
         """Answer requests whose ``body["model"] == model`` with ``behaviour`` (replaces)."""
         self._scripts[model] = behaviour
+
+    def calls_for(self, model: str) -> list[UpstreamCall]:
+        """The calls received for ``model``, in arrival order."""
+        return [call for call in self.requests if call.model == model]
 
     async def next_call(self, timeout: float = 10) -> UpstreamCall:  # noqa: ASYNC109 - a hang guard
         """Return the oldest call not yet returned here, waiting for one if needed."""
@@ -347,6 +358,11 @@ async def _wait_forever() -> NoReturn:
     raise AssertionError("a never-resolved future resolved")
 
 
+def gaps(calls: list[UpstreamCall]) -> list[float]:
+    """Seconds between the arrivals of consecutive ``calls``."""
+    return [later.arrived - earlier.arrived for earlier, later in itertools.pairwise(calls)]
+
+
 def sequence(*behaviours: Behaviour) -> Behaviour:
     """Use the behaviours in turn, one per call; the last one answers all later calls.
 
@@ -433,6 +449,19 @@ def stall_before_headers() -> Behaviour:
 
 
 json_stall_before_headers = stall_before_headers
+
+
+def reset_before_headers() -> Behaviour:
+    """Read the request, then abort the connection with a TCP RST before any response byte.
+
+    An aiohttp client gets ``ServerDisconnectedError`` or ``ClientOSError`` (ECONNRESET) while
+    waiting for the status line: the reset-before-headers a retry policy must cover.
+    """
+
+    async def behave(request: web.Request, call: UpstreamCall) -> web.StreamResponse:
+        return _cut(request, call, rst=True)
+
+    return behave
 
 
 def stall_before_first_event() -> Behaviour:
