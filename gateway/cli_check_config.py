@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, TextIO
 
+from gateway.routing import RetryPolicy, is_pattern
 from gateway.settings import (
     ConfigError,
     Flag,
@@ -24,6 +25,7 @@ from gateway.settings import (
     LoadedSettings,
     RouteSettings,
     SettingsSources,
+    TargetSettings,
     UpstreamSettings,
     load_settings_with_sources,
 )
@@ -122,13 +124,31 @@ def _route(route: RouteSettings, settings: GatewaySettings) -> dict[str, Any]:
     timeouts = route.timeouts.over(settings.default_timeouts()).clamped(ceilings)
     return {
         "model": route.model,
-        "targets": [
-            {"upstream": target.upstream, "model": target.model or route.model}
-            for target in route.targets
-        ],
+        "targets": [_target(target, route) for target in route.targets],
         "timeouts": asdict(timeouts),
         "max_timeouts": asdict(ceilings),
+        "retry": {
+            **asdict(RetryPolicy()),
+            **settings.retry.overrides(),
+            **route.retry.overrides(),
+        },
+        "failover_on": list(route.failover_on),
+        "propagate": list(route.propagate),
     }
+
+
+def _target(target: TargetSettings, route: RouteSettings) -> dict[str, Any]:
+    """A target as configured, its options only when set. Its model is the client's when it
+    names none: the route's name, or, for a pattern, whatever matched (`null`)."""
+    model = target.model or (None if is_pattern(route.model) else route.model)
+    shown: dict[str, Any] = {"upstream": target.upstream, "model": model}
+    if target.timeouts.overrides():
+        shown["timeouts"] = target.timeouts.overrides()
+    if target.prefill:
+        shown["prefill"] = True
+    if target.max_streams is not None:
+        shown["max_streams"] = target.max_streams
+    return shown
 
 
 def render_summary(summary: dict[str, Any]) -> str:
@@ -162,10 +182,34 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append("  " + "  ".join([*cells, row[3]]))
     lines += ["", "routes (limits in seconds; header ceilings in brackets)"]
     for route in summary["routes"]:
-        targets = ", ".join(f"{t['upstream']} (model {t['model']})" for t in route["targets"])
+        targets = ", ".join(_target_text(target) for target in route["targets"])
         lines.append(f"  {route['model']} -> {targets}")
         lines.append(f"      {_limits(route['timeouts'], route['max_timeouts'])}")
+        lines.append(f"      {_retry_text(route)}")
     return "\n".join(lines) + "\n"
+
+
+def _target_text(target: dict[str, Any]) -> str:
+    notes = [f"model {target['model']}" if target["model"] else "the client's model"]
+    notes += [f"{name} {value:g}" for name, value in target.get("timeouts", {}).items()]
+    if target.get("prefill"):
+        notes.append("prefill")
+    if "max_streams" in target:
+        notes.append(f"max_streams {target['max_streams']}")
+    return f"{target['upstream']} ({', '.join(notes)})"
+
+
+def _retry_text(route: dict[str, Any]) -> str:
+    retry = route["retry"]
+    text = (
+        f"retry: {retry['attempts']:g} call(s) per target, backoff "
+        f"{retry['backoff_initial']:g}-{retry['backoff_max']:g} s, hints up to "
+        f"{retry['retry_after_max']:g} s"
+    )
+    for name in ("failover_on", "propagate"):
+        if route[name]:
+            text += f"; {name} {', '.join(route[name])}"
+    return text
 
 
 def _key_text(key: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │   ├── UpstreamAuthFailed                      upstream_auth_failed, 502
     │   ├── UpstreamBadRequest                      upstream_bad_request, 400
     │   ├── UpstreamRejected                        upstream_status_4xx, 502
+    │   ├── UpstreamRetryableStatus                 upstream_status_retryable, 502 (408, 409)
     │   ├── UpstreamErrorEvent                      upstream_error_event, 502
     │   └── RequestError (the client's request)     400
     │       ├── InvalidRequest                      invalid_request, 400
@@ -76,6 +77,7 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamRateLimited",
     "UpstreamRejected",
+    "UpstreamRetryableStatus",
     "UpstreamServerError",
     "UpstreamTruncated",
 ]
@@ -105,6 +107,9 @@ class GatewayError(Exception):
     http_status: ClassVar[int] = 500
     retryable: ClassVar[bool] = False
     default_message: ClassVar[str] = "the gateway failed to complete the request"
+    #: Seconds the upstream asked to wait before trying again (`Retry-After`, `retry-after-ms`),
+    #: when its answer said; set on the instance by the provider that read the answer.
+    retry_delay: float | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -273,6 +278,14 @@ class UpstreamRejected(APIError):
 
     code = "upstream_status_4xx"
     default_message = "the upstream rejected the request"
+
+
+class UpstreamRetryableStatus(APIError):
+    """408 (request timeout) or 409 (conflict, e.g. a lock): the same request may succeed."""
+
+    code = "upstream_status_retryable"
+    retryable = True
+    default_message = "the upstream could not take the request this time"
 
 
 class UpstreamErrorEvent(APIError):

@@ -48,6 +48,7 @@ from gateway.settings_sections import (
     MetricsSettings,
     MockSettings,
     PhaseTimeoutSettings,
+    RetrySettings,
     RouteSettings,
     TargetSettings,
     TimeoutSettings,
@@ -87,6 +88,7 @@ __all__ = [
     "MetricsSettings",
     "MockSettings",
     "PhaseTimeoutSettings",
+    "RetrySettings",
     "RouteSettings",
     "SettingsSources",
     "TargetSettings",
@@ -153,8 +155,11 @@ def _default_upstreams() -> dict[str, UpstreamSettings]:
 
 
 def _default_routes() -> list[RouteSettings]:
+    # One attempt each: every mock-* model shows its fault as it is, at once.
+    once = RetrySettings(attempts=1)
     return [
-        RouteSettings(model=name, targets=[TargetSettings(upstream="mock")]) for name in MOCK_MODELS
+        RouteSettings(model=name, targets=[TargetSettings(upstream="mock")], retry=once)
+        for name in MOCK_MODELS
     ]
 
 
@@ -186,6 +191,11 @@ class GatewaySettings(BaseSettings):
         TimeoutSettings(),
         description="Ceilings for per-request `x-gateway-*-timeout` headers, seconds "
         f"(unset: {_seconds(DEFAULT_CEILINGS)}).",
+    )
+    retry: RetrySettings = Field(
+        RetrySettings(),
+        description="Retries of the same target before the first byte, for every route "
+        "(unset: attempts 3, backoff_initial 0.5, backoff_max 8, retry_after_max 20).",
     )
     heartbeat: PositiveFloat | None = Field(
         15.0, description="Seconds without a write before a `: ping` comment (null: never)."

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     HttpUrl,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    StringConstraints,
     model_validator,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "MetricsSettings",
     "MockSettings",
     "PhaseTimeoutSettings",
+    "RetrySettings",
     "RouteSettings",
     "TargetSettings",
     "TimeoutSettings",
@@ -172,6 +175,39 @@ def _is_set(model: BaseModel, name: str) -> bool:
     return getattr(model, name) is not None and name in model.model_fields_set
 
 
+class RetrySettings(_Model):
+    """Retries of the same target before the first byte; unset fields inherit (the route's
+    from the global `retry`, that one from the built-in policy)."""
+
+    attempts: PositiveInt | None = Field(
+        None,
+        description="Calls per target, the first included (unset: 3); 1 never retries. Then "
+        "the request fails over to the next target.",
+    )
+    backoff_initial: PositiveFloat | None = Field(
+        None,
+        description="Seconds: the first retry waits up to this, the next up to twice as long... "
+        "(full jitter: a uniform draw below the bound; unset: 0.5).",
+    )
+    backoff_max: PositiveFloat | None = Field(
+        None, description="Seconds: the bound of the backoff never grows past this (unset: 8)."
+    )
+    retry_after_max: NonNegativeFloat | None = Field(
+        None,
+        description="Seconds: an upstream's `Retry-After` / `retry-after-ms` up to this is "
+        "waited for as given; a longer one is not waited for: the next target is tried, or "
+        "the client gets the upstream's answer with its hint (unset: 20).",
+    )
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields set here, by `RetryPolicy` field name."""
+        return self.model_dump(exclude_none=True)
+
+
+#: An upstream error code as a route's lists name it (the provider's own, or the gateway's).
+ErrorCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
 class TargetSettings(_Model):
     """Where a route sends a request: an upstream, the model name to ask it for, and what this
     target allows (its own limits, assistant prefill, concurrent streams)."""
@@ -221,6 +257,19 @@ class RouteSettings(_Model):
     max_timeouts: TimeoutSettings = Field(
         TimeoutSettings(),
         description="This route's ceilings for request headers (unset: global `max_timeouts`).",
+    )
+    retry: RetrySettings = Field(
+        RetrySettings(), description="This route's retries (unset fields: the global `retry`)."
+    )
+    failover_on: list[ErrorCode] = Field(
+        default_factory=list,
+        description="Upstream error codes that move the request to the next target at once, "
+        "instead of ending it (e.g. `context_length_exceeded`, for a larger-context target).",
+    )
+    propagate: list[ErrorCode] = Field(
+        default_factory=list,
+        description="Upstream error codes passed to the client as they are: no retry, no "
+        "failover (e.g. `content_policy_violation`); wins over every other rule.",
     )
 
 

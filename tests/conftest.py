@@ -4,6 +4,10 @@
 upstream of kind `openai` pointing at the `upstream` fixture, and one route per model name
 given), starts the app on 127.0.0.1 with handler cancellation on - exactly as `gateway` runs
 it - and stops it at the end of the test.
+
+Unless a test sets `retry`, its gateway calls each target once (`retry: {attempts: 1}`): a
+test of what one upstream fault becomes sees that fault once, at once. The retry policy itself
+(and its defaults) is tested where it is the subject (`tests/e2e/test_retries.py`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def gateway_settings(
         values["routes"] = [
             {"model": model, "targets": [{"upstream": "fake"}]} for model in models
         ]
+    values["retry"] = {"attempts": 1}
     values.update(overrides)
     return GatewaySettings(**values)
 

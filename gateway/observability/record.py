@@ -105,6 +105,10 @@ class RequestRecord:
         """One upstream call ended its opening phase: `ok`, or the code of the error."""
         self.metrics.upstream_attempts.labels(upstream, result).inc()
 
+    def retried(self, upstream: str, reason: str) -> None:
+        """`upstream` is called again for this request; `reason` is an error code."""
+        self.metrics.upstream_retries.labels(upstream, reason).inc()
+
     def failed_over(self, reason: str) -> None:
         """The request left a target for the route's next one; `reason` is an error code."""
         self.failovers += 1

@@ -20,10 +20,12 @@ client). Anthropic's 529 (overloaded) is a server error like any 5xx, named as s
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -289,7 +291,33 @@ async def raise_for_upstream_status(
             upstream_code=code,
             param=param,
         )
-    raise error_for_status(status, _STATUS_MESSAGES.get(status), retry_after=retry_after)
+    error = error_for_status(status, _STATUS_MESSAGES.get(status), retry_after=retry_after)
+    error.retry_delay = _retry_delay(response.headers)
+    raise error
+
+
+def _retry_delay(headers: Any) -> float | None:
+    """The upstream's retry hint in seconds, as precise as it gave it: `retry-after-ms` first
+    (OpenAI's), else `Retry-After` in seconds or as an HTTP date. None if neither is sane."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            seconds = float(millis) / 1000
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds) and 0 <= seconds < _MAX_RETRY_AFTER:
+            return seconds
+    value = headers.get("Retry-After")
+    if value is None or not _RETRY_AFTER.match(value):
+        return None
+    text = str(value).strip()
+    if text[0].isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _retry_after(headers: Any) -> str | None:

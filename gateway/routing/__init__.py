@@ -1,6 +1,8 @@
 """Routing: model name -> route -> chain of targets, walked until one of them answers."""
 
+from gateway.routing.backoff import RetryPolicy
 from gateway.routing.chain import CallTemplate, Chain, ChainObserver, OpenStream
+from gateway.routing.policy import Decision, FailurePolicy
 from gateway.routing.router import Route, Router, Target, is_pattern
 from gateway.routing.slots import Slots
 
@@ -8,7 +10,10 @@ __all__ = [
     "CallTemplate",
     "Chain",
     "ChainObserver",
+    "Decision",
+    "FailurePolicy",
     "OpenStream",
+    "RetryPolicy",
     "Route",
     "Router",
     "Slots",

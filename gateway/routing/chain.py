@@ -21,14 +21,18 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import itertools
 import json
+import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import GatewayError, GatewayOverloaded, UpstreamTruncated
 from gateway.providers import UpstreamRequest
+from gateway.routing.policy import Decision
 from gateway.routing.router import Route, Target
 from gateway.streaming import Context, ContextAwareStream, SSEEvent
 
@@ -85,6 +89,9 @@ class ChainObserver(Protocol):
     def attempt_failed(self, target: Target, error: GatewayError) -> None:
         """The call to `target` failed before it answered."""
 
+    def retrying(self, target: Target, error: GatewayError, delay: float) -> None:
+        """`target` is tried again after `delay` seconds, because of `error`."""
+
     def failing_over(self, target: Target, reason: str) -> None:
         """The request leaves `target` for the next one; `reason` is an error code."""
 
@@ -92,42 +99,98 @@ class ChainObserver(Protocol):
 class Chain:
     """Runs one request over one route's targets; use once."""
 
-    def __init__(self, route: Route, template: CallTemplate, observer: ChainObserver) -> None:
+    def __init__(
+        self,
+        route: Route,
+        template: CallTemplate,
+        observer: ChainObserver,
+        rng: random.Random | None = None,
+    ) -> None:
         self.route = route
         self.template = template
         self._observer = observer
+        self._rng = rng or random.Random()
 
     async def run(self, ctx: Context, attempt: Attempt[T], *, keep: bool = False) -> tuple[
         Target, T
     ]:
         """The first answer of the route's targets, with the target that gave it.
 
-        With `keep`, the answering target's slot stays taken: the caller gives it back
+        Each target is tried as the route's `FailurePolicy` says: again after a wait, or the
+        next one at once, or not at all (the error is raised). When every target failed, the
+        last error of a call is raised (or, if no call could be made, why not). With `keep`,
+        the answering target's slot stays taken: the caller gives it back
         (`target.slots.release()`) when its use of the answer is over.
         """
         targets = self.route.targets
+        failure: GatewayError | None = None  # of the latest call made
+        refusal: GatewayError | None = None  # of the latest target skipped without a call
         for index, target in enumerate(targets):
-            last = index == len(targets) - 1
-            if not target.slots.acquire():
-                if not last:
-                    self._observer.failing_over(target, GatewayOverloaded.code)
-                continue
             try:
-                self._observer.attempt_started(target)
-                value = await attempt(target, self.template.for_target(self.route, target))
+                return target, await self._on_target(ctx, target, attempt, keep)
+            except _Skipped as skipped:
+                refusal, reason = skipped.error, skipped.error.code
+            except _Exhausted as exhausted:
+                failure, reason = exhausted.error, type(exhausted.error).code
+            if index + 1 < len(targets):
+                self._observer.failing_over(target, reason)
+        error = failure or refusal
+        assert error is not None  # a route has at least one target
+        raise error
+
+    async def _on_target(self, ctx: Context, target: Target, attempt: Attempt[T], keep: bool) -> T:
+        """`target`'s answer, after as many attempts as the policy allows.
+
+        Raises `_Skipped` (no call made), `_Exhausted` (the request should fail over), or the
+        error itself when the policy says to stop.
+        """
+        policy = self.route.policy
+        for number in itertools.count(1):
+            if not target.slots.acquire():
+                raise _Skipped(GatewayOverloaded(_ALL_BUSY, retry_after="1"))
+            try:
+                value = await self._call(target, attempt, keep)
             except GatewayError as error:
-                target.slots.release()
-                self._observer.attempt_failed(target, error)
-                raise
-            except BaseException:
-                target.slots.release()
-                raise
-            if not keep:
-                target.slots.release()
-            return target, value
-        raise GatewayOverloaded(
-            "every target of this model is at its limit of concurrent requests", retry_after="1"
-        )
+                decision = policy.decide(error)
+                if decision is Decision.STOP:
+                    raise
+                retrying = decision is Decision.RETRY
+                delay = self._retry_delay(ctx, error, number) if retrying else None
+                if delay is None:
+                    raise _Exhausted(error) from None
+                self._observer.retrying(target, error, delay)
+                await _pause(ctx, delay)
+                continue
+            return value
+        raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
+
+    async def _call(self, target: Target, attempt: Attempt[T], keep: bool) -> T:
+        """One call to `target` with its slot taken; the slot is given back unless kept."""
+        try:
+            self._observer.attempt_started(target)
+            value = await attempt(target, self.template.for_target(self.route, target))
+        except GatewayError as error:
+            target.slots.release()
+            self._observer.attempt_failed(target, error)
+            raise
+        except BaseException:
+            target.slots.release()
+            raise
+        if not keep:
+            target.slots.release()
+        return value
+
+    def _retry_delay(self, ctx: Context, error: GatewayError, number: int) -> float | None:
+        """The wait before call `number + 1` to the same target, or None: no retry (attempts
+        spent, a hint too long, or a wait that would outlast the request's deadline)."""
+        retry = self.route.policy.retry
+        if number >= retry.attempts:
+            return None
+        delay = retry.delay(error, number, self._rng)
+        remaining = ctx.remaining()
+        if delay is None or (remaining is not None and delay >= remaining):
+            return None
+        return delay
 
     async def stream(
         self, ctx: Context, open_stream: OpenStream
@@ -143,6 +206,32 @@ class Chain:
         finally:
             await upstream.aclose()
             target.slots.release()
+
+
+class _Skipped(Exception):
+    """A target was passed over without a call (it is full)."""
+
+    def __init__(self, error: GatewayError) -> None:
+        self.error = error
+
+
+class _Exhausted(Exception):
+    """A target's calls are over and the request should fail over; `error` ended the last."""
+
+    def __init__(self, error: GatewayError) -> None:
+        self.error = error
+
+
+_ALL_BUSY = "every target of this model is at its limit of concurrent requests"
+
+
+async def _pause(ctx: Context, delay: float) -> None:
+    """Wait `delay` seconds, or until the request's context ends (its cause is raised).
+
+    The client leaving cancels the task: that `CancelledError` passes through untouched.
+    """
+    with ctx.scope():
+        await asyncio.sleep(delay)
 
 
 async def _first_events(

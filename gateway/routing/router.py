@@ -2,7 +2,8 @@
 
 A `Route` is the resolved, immutable view of a `RouteSettings`: the ordered chain of targets
 (an upstream's provider, the model name to send it, the target's own limits and capabilities),
-the route's default `Timeouts` and the ceilings per-request overrides are clamped to. A route's
+the route's default `Timeouts`, the ceilings per-request overrides are clamped to, and its
+`FailurePolicy` (retries, and the error codes it fails over on or passes on). A route's
 `model` is a client-facing name or a glob pattern (`fnmatch` rules, case-sensitive): an exact
 name wins, then the patterns in configuration order. The route's name - the configured name or
 pattern, never what the client typed - is what metrics and logs use as its label.
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
+from gateway.routing.backoff import RetryPolicy
+from gateway.routing.policy import FailurePolicy
 from gateway.routing.slots import Slots
 from gateway.settings import GatewaySettings, TargetSettings
 from gateway.streaming import Dialect, Timeouts
@@ -63,6 +66,7 @@ class Route:
     targets: tuple[Target, ...]
     timeouts: Timeouts
     ceilings: Timeouts
+    policy: FailurePolicy = field(default_factory=FailurePolicy)
 
     def timeouts_for(
         self, overrides: Mapping[str, float], target: Target | None = None
@@ -81,6 +85,7 @@ class Router:
     def __init__(self, settings: GatewaySettings, providers: Mapping[str, Provider]) -> None:
         defaults = settings.default_timeouts()
         ceilings = settings.timeout_ceilings()
+        retry = settings.retry.overrides()
         shared: dict[tuple[str, str | None], Slots] = {}
         self._exact: dict[str, Route] = {}
         self._patterns: list[Route] = []
@@ -92,6 +97,11 @@ class Router:
                 ),
                 timeouts=config.timeouts.over(defaults),
                 ceilings=config.max_timeouts.over(ceilings),
+                policy=FailurePolicy(
+                    retry=RetryPolicy(**{**retry, **config.retry.overrides()}),
+                    failover_on=frozenset(config.failover_on),
+                    propagate=frozenset(config.propagate),
+                ),
             )
             if is_pattern(config.model):
                 self._patterns.append(route)

@@ -122,8 +122,20 @@ class Relay:
     def attempt_failed(self, target: Target, error: GatewayError) -> None:
         self._settle_attempt(error.code)
 
+    def retrying(self, target: Target, error: GatewayError, delay: float) -> None:
+        if self._phase != "streaming":
+            self._phase = "backoff"
+        self._record.retried(target.provider.name, type(error).code)
+        _log.info(
+            "upstream_retry",
+            upstream=target.provider.name,
+            code=error.code,
+            delay_ms=round(delay * 1000, 1),
+        )
+
     def failing_over(self, target: Target, reason: str) -> None:
         self._record.failed_over(reason)
+        _log.info("upstream_failover", upstream=target.provider.name, code=reason)
 
     # --- stream: true ---------------------------------------------------------------------------
 

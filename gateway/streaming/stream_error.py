@@ -30,6 +30,7 @@ from gateway.errors import (
     UpstreamBadRequest,
     UpstreamRateLimited,
     UpstreamRejected,
+    UpstreamRetryableStatus,
     UpstreamServerError,
 )
 
@@ -101,6 +102,8 @@ def error_for_status(
         return UpstreamAuthFailed()
     if status in (400, 422):
         return UpstreamBadRequest(message)
+    if status in (408, 409):
+        return UpstreamRetryableStatus(message)
     if status >= 500:
         return UpstreamServerError(message)
     if status >= 400:

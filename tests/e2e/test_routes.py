@@ -16,9 +16,10 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import UPSTREAM_KEY, RunningGateway, StartGateway
+from tests.conftest import RunningGateway, StartGateway
 from tests.observability.scrape import finished, value
 from tests.support import fake_upstream as fake
+from tests.support.chain_gateway import chain
 from tests.support.fake_upstream import DONE, FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -26,17 +27,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def chunks(model: str) -> list[bytes]:
     return fake.openai_chunks(["Hel", "lo"], model=model)
-
-
-def chain(upstream: FakeUpstream, *routes: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """`start_gateway(None, **chain(...))` overrides: one `fake` upstream, the given routes."""
-    return {
-        "upstreams": {
-            "fake": {"kind": "openai", "base_url": upstream.base_url, "api_key": UPSTREAM_KEY}
-        },
-        "routes": list(routes),
-        **overrides,
-    }
 
 
 @pytest.fixture

@@ -126,6 +126,7 @@ async def scripted_gateway(provider: Provider) -> AsyncIterator[str]:
     config = GatewaySettings(
         upstreams={"scripted": {"kind": "mock"}},  # any valid kind: `provider` replaces it
         routes=[{"model": MODEL, "targets": [{"upstream": "scripted"}]}],
+        retry={"attempts": 1},  # the relay's invariants for one upstream call
     )
     app = create_app(config, providers={"scripted": provider})
     runner, port = await start_server(app, "127.0.0.1", 0)
