@@ -25,13 +25,13 @@ from typing import Any, ClassVar
 
 from gateway.errors import ErrorCategory
 from gateway.streaming.sse import SSEEvent
+from gateway.streaming.stream_error import StreamError
 
 _fast_loads: Callable[[str], Any]
 try:  # optional: the core stays pure stdlib (see `_loads_object`)
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is a dependency of the gateway
     _fast_loads = json.loads
-from gateway.streaming.stream_error import StreamError
 
 __all__ = [
     "AnthropicDialect",
