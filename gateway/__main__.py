@@ -3,16 +3,21 @@
     gateway [--config FILE] [--host HOST] [--port PORT] [--workers N] [--heartbeat SECONDS]
             [--metrics-host HOST] [--metrics-port PORT] [--log-level L] [--log-format F]
     gateway [flags] check-config FILE [--json]
+    gateway hash-key < key-file
 
 Flags win over the environment, which wins over the config file. An invalid configuration
 stops start-up with a message naming each bad field and where its value came from, and exit
 status 2. `check-config` validates FILE as `gateway --config FILE` would load it and prints the
-effective configuration (`gateway.cli_check_config`).
+effective configuration (`gateway.cli_check_config`). `hash-key` reads a gateway key on
+standard input (prompting for it on a terminal, never from the command line, where it would
+show in `ps` and shell history) and prints the form the configuration may hold,
+`sha256:<hex digest>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 import typing
 from typing import Any
@@ -24,6 +29,7 @@ from gateway.cli_check_config import check_config
 from gateway.observability import configure_logging
 from gateway.server import serve
 from gateway.settings import FLAGS, ConfigError, Flag, load_settings
+from gateway.settings_auth import hash_key
 from gateway.settings_reference import field_at
 
 __all__ = ["main"]
@@ -46,7 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", metavar="FILE", help="YAML config file")
     check.add_argument("--json", action="store_true", help="print JSON")
+    commands.add_parser(
+        "hash-key",
+        help="read a gateway key on stdin, print its sha256:<hex> form for auth settings",
+        description="Read a gateway key on standard input (a prompt on a terminal) and print "
+        "sha256:<hex digest>, the form auth.keys, auth.keys_file and auth.clients[].key_hash "
+        "accept: the configuration then holds no secret.",
+    )
     return parser
+
+
+def _hash_key(err: typing.TextIO) -> int:
+    key = getpass.getpass("gateway key: ") if sys.stdin.isatty() else sys.stdin.readline()
+    key = key.strip()
+    if not key or any(char.isspace() or not char.isprintable() for char in key):
+        print("gateway: hash-key: the key is empty or holds spaces", file=err)
+        return 2
+    print(hash_key(key))
+    return 0
 
 
 _METAVARS = {"heartbeat": "SECONDS", "workers": "N"}
@@ -73,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     given = vars(args)
     flags = [Flag(option, field, given[field]) for option, field in FLAGS.items()]
     flags = [flag for flag in flags if flag.value is not None]
+    if args.command == "hash-key":
+        return _hash_key(sys.stderr)
     if args.command == "check-config":
         if args.config:
             parser.error("check-config reads FILE: leave out --config")

@@ -70,7 +70,11 @@ def summarize(loaded: LoadedSettings, path: str) -> dict[str, Any]:
             else None,
             "require_key": metrics.require_key,
         },
-        "auth": {"keys": len(settings.auth.keys), "source": _keys_source(settings, sources)},
+        "auth": {
+            "keys": len(settings.auth.keys),
+            "source": _keys_source(settings, sources),
+            "clients": [client.name for client in settings.auth.clients],
+        },
         "upstreams": {
             name: _upstream(name, upstream, sources)
             for name, upstream in settings.upstreams.items()
@@ -111,6 +115,13 @@ def _keys_source(settings: GatewaySettings, sources: SettingsSources) -> str | N
     if settings.auth.keys_file is not None:
         return f"file {settings.auth.keys_file}"
     return _origin(sources, ("auth", "keys"))
+
+
+def _auth_line(auth: dict[str, Any]) -> str:
+    parts = [f"{auth['keys']} gateway key(s), {auth['source']}"] if auth["keys"] else []
+    if auth["clients"]:
+        parts.append("named clients " + ", ".join(auth["clients"]))
+    return "; ".join(parts) or "off"
 
 
 def _origin(sources: SettingsSources, loc: tuple[str, ...]) -> str:
@@ -162,8 +173,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"listen     {summary['listen']}, {workers} worker{'s' if workers > 1 else ''}, "
         + (f"heartbeat every {heartbeat:g} s" if heartbeat else "no heartbeat"),
         f"metrics    {_metrics_line(metrics)}",
-        "auth       "
-        + (f"{auth['keys']} gateway key(s), {auth['source']}" if auth["keys"] else "off"),
+        "auth       " + _auth_line(auth),
         "",
         "upstreams",
     ]

@@ -20,7 +20,10 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │   └── ConnectionReset                         connection_reset
     ├── RateLimited                                 category rate_limit
     │   ├── UpstreamRateLimited                     upstream_rate_limited, 429 (+ Retry-After)
-    │   └── GatewayOverloaded                       gateway_overloaded, 503 (+ Retry-After)
+    │   ├── GatewayOverloaded                       gateway_overloaded, 503 (+ Retry-After)
+    │   └── KeyLimited                              429 (+ Retry-After): a gateway key's limits
+    │       ├── KeyConcurrencyLimited               key_concurrency_limited
+    │       └── KeyRateLimited                      key_rate_limited
     ├── APIError                                    category api_error
     │   ├── UpstreamServerError                     upstream_status_5xx, 502
     │   ├── UpstreamAuthFailed                      upstream_auth_failed, 502
@@ -32,7 +35,9 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │       ├── InvalidRequest                      invalid_request, 400
     │       ├── UnknownModel                        model_not_found, 404
     │       ├── Unauthorized                        unauthorized, 401 (no or wrong gateway key)
-    │       └── RequestTooLarge                     request_too_large, 413
+    │       ├── RequestTimeout                      request_timeout, 408 (body too slow)
+    │       ├── RequestTooLarge                     request_too_large, 413
+    │       └── RequestHeadTooLarge                 request_head_too_large, 431
     └── StreamInterrupted                           category stream_interrupted, 502
         ├── UpstreamTruncated                       upstream_truncated
         ├── UpstreamProtocolError                   upstream_protocol_error
@@ -63,9 +68,14 @@ __all__ = [
     "GatewayTimeout",
     "IdleTimeout",
     "InvalidRequest",
+    "KeyConcurrencyLimited",
+    "KeyLimited",
+    "KeyRateLimited",
     "NetworkError",
     "RateLimited",
     "RequestError",
+    "RequestHeadTooLarge",
+    "RequestTimeout",
     "RequestTooLarge",
     "ServerShutdown",
     "StreamInterrupted",
@@ -226,9 +236,28 @@ class UpstreamRateLimited(RateLimited):
 
 
 class GatewayOverloaded(RateLimited):
+    """The gateway (or its connection pool to an upstream) is full: retry shortly."""
+
     code = "gateway_overloaded"
     http_status = 503
     default_message = "the gateway is at capacity"
+
+
+class KeyLimited(RateLimited):
+    """The client's gateway key is over one of its own limits (`auth` settings)."""
+
+    code = "key_limited"
+    http_status = 429
+
+
+class KeyConcurrencyLimited(KeyLimited):
+    code = "key_concurrency_limited"
+    default_message = "too many requests in flight for this gateway key"
+
+
+class KeyRateLimited(KeyLimited):
+    code = "key_rate_limited"
+    default_message = "too many requests per minute for this gateway key"
 
 
 # --- api_error ---------------------------------------------------------------------------------
@@ -319,10 +348,26 @@ class Unauthorized(RequestError):
     default_message = "a valid gateway key is required (Authorization: Bearer or x-api-key)"
 
 
+class RequestTimeout(RequestError):
+    """The client did not send its whole request body within `limits.body_timeout`."""
+
+    code = "request_timeout"
+    http_status = 408
+    default_message = "the request body was not received in time"
+
+
 class RequestTooLarge(RequestError):
     code = "request_too_large"
     http_status = 413
     default_message = "the request body is too large"
+
+
+class RequestHeadTooLarge(RequestError):
+    """A request line or header field longer than the limit (`limits.max_header_line_bytes`)."""
+
+    code = "request_head_too_large"
+    http_status = 431
+    default_message = "a request header field is too large"
 
 
 # --- stream_interrupted ------------------------------------------------------------------------

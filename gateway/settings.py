@@ -252,7 +252,7 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _check_metrics(self) -> Self:
         metrics, main = self.metrics, self.listen
-        if metrics.require_key and not self.auth.keys:
+        if metrics.require_key and not self.auth.required:
             raise invalid(
                 ("metrics", "require_key"), "metrics.require_key is set, but no gateway key"
             )

@@ -6,8 +6,9 @@ README's settings reference is generated from them (`gateway.settings_reference`
 
 Two sections resolve secrets while they are validated, so that after validation the secret
 fields hold the key whatever its source: `UpstreamSettings.api_key` (from `api_key_env` or
-`api_key_file`, exactly one source) and `AuthSettings.keys` (from `keys_file`). A validation
-error names the path of a secret file, never its content.
+`api_key_file`, exactly one source) and `AuthSettings.keys` (from `keys_file`; the `auth`
+section lives in `gateway.settings_auth`). A validation error names the path of a secret
+file, never its content.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.settings_auth import AuthSettings
 from gateway.settings_sources import invalid, read_secret_file
 from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 
@@ -274,6 +276,9 @@ class RouteSettings(_Model):
 
 
 class LimitSettings(_Model):
+    """What one client request may take: sizes, how long it may take to arrive, and how many
+    may be in flight (CONTRACT section 4: 408, 413, 431, 503)."""
+
     max_event_bytes: PositiveInt = Field(
         DEFAULT_MAX_EVENT_BYTES,
         description="Largest SSE event; a larger one ends the stream (`event_too_large`).",
@@ -286,6 +291,30 @@ class LimitSettings(_Model):
     )
     max_error_body_bytes: PositiveInt = Field(
         64 * 1024, description="Bytes read of an upstream error body."
+    )
+    head_timeout: PositiveFloat = Field(
+        15.0,
+        description="Seconds a connection has to deliver a whole request head (request line and "
+        "headers), from its opening or from the end of its previous response; then it is "
+        "closed. Also how long an idle keep-alive connection is kept.",
+    )
+    body_timeout: PositiveFloat = Field(
+        60.0,
+        description="Seconds to receive a whole request body once it is being read; then 408 "
+        "and the connection is closed.",
+    )
+    max_header_line_bytes: PositiveInt = Field(
+        8190,
+        description="Longest request line or header field; a longer one is answered 431 and "
+        "the connection closed.",
+    )
+    max_headers: PositiveInt = Field(
+        128, description="Most header fields in a request (400 beyond)."
+    )
+    max_streams: PositiveInt = Field(
+        10_000,
+        description="Requests (streaming or not) relayed at once by this process; beyond it an "
+        "immediate 503 `gateway_overloaded` with `Retry-After`.",
     )
 
 
@@ -309,48 +338,3 @@ class MetricsSettings(_Model):
     require_key: bool = Field(
         False, description="Ask for a gateway key (see `auth`) on `/metrics`."
     )
-
-
-class AuthSettings(_Model):
-    """Gateway keys: what clients present to the gateway (never sent upstream)."""
-
-    keys: list[SecretStr] = Field(
-        default_factory=list,
-        description="Keys clients must present (`Authorization: Bearer`); none: no key needed. "
-        "Never in the config file: from the environment (a JSON list) or `keys_file`.",
-    )
-    keys_file: Path | None = Field(
-        None,
-        description="File with one gateway key per line (blank lines, `#` comments ignored).",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.keys_file is not None:
-            if "keys" in self.model_fields_set:
-                raise invalid((), "the gateway keys are given 2 ways (keys, keys_file): give one")
-            object.__setattr__(self, "keys", _read_keys_file(self.keys_file))
-            return self
-        for index, key in enumerate(self.keys):
-            if not _usable_key(key.get_secret_value()):
-                raise invalid(("keys", index), f"keys[{index}] is empty or holds spaces")
-        return self
-
-
-def _read_keys_file(path: Path) -> list[SecretStr]:
-    keys = []
-    for number, line in enumerate(read_secret_file(path, ("keys_file",)).splitlines(), 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if not _usable_key(text):
-            raise invalid(("keys_file",), f"keys_file {path} line {number} holds spaces")
-        keys.append(SecretStr(text))
-    if not keys:
-        raise invalid(("keys_file",), f"keys_file {path} holds no key")
-    return keys
-
-
-def _usable_key(text: str) -> bool:
-    """Non-empty, without whitespace or control characters (it travels in a header)."""
-    return bool(text) and all(char.isprintable() and not char.isspace() for char in text)

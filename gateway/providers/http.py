@@ -10,6 +10,12 @@ or `x-api-key`) and which headers the API wants besides (`anthropic-version`).
 raised while talking to an upstream passes through it and leaves as a `GatewayError` chained to
 the original (`raise ... from exc`). Classification is by exception type and HTTP status only.
 
+Connections to an upstream are bounded by its `max_connections`: a call takes one of them
+before it connects and gives it back when its response is closed. When they are all in use, the
+call waits for one at most its `connect` deadline (the time it may take to get connected at
+all), then fails with a retryable 503 `gateway_overloaded`, never hanging: aiohttp's own pool
+would wait for ever, or give the wait a `ConnectTimeout` as if the upstream were unreachable.
+
 `HTTPUpstreamResponse` wraps a 2xx `aiohttp.ClientResponse`; `raise_for_upstream_status` reads
 an error answer (bounded) and raises what it stands for, with a sanitised message for the
 statuses whose message is the client's business (400/422; OpenAI's `{"error": {"message",
@@ -20,6 +26,7 @@ client). Anthropic's 529 (overloaded) is a server error like any 5xx, named as s
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import errno
 import json
@@ -39,6 +46,7 @@ from gateway.errors import (
     ConnectTimeout,
     DeadlineExceeded,
     GatewayError,
+    GatewayOverloaded,
     NetworkError,
     RequestTooLarge,
     UpstreamBadRequest,
@@ -94,6 +102,7 @@ class HTTPProvider(Provider):
         assert settings.base_url is not None  # enforced by UpstreamSettings
         self._base_url = str(settings.base_url).rstrip("/")
         self._max_connections = settings.max_connections
+        self._connections = asyncio.Semaphore(settings.max_connections)
         self._max_error_body = limits.max_error_body_bytes
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self._auth = _auth_headers(key, settings.auth_scheme or self.default_auth_scheme)
@@ -116,18 +125,22 @@ class HTTPProvider(Provider):
     async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
         await self.start()
         assert self._session is not None
-        connect = request.timeouts.connect
-        with translate_errors(connect_limit=connect):
-            response = await self._session.post(
-                self._base_url + request.path,
-                data=request.body,
-                headers=self._headers(request),
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=connect, sock_connect=connect, sock_read=None
-                ),
-                trace_request_ctx=request.on_sent,
-            )
+        connect = await self._take_connection(request.timeouts.connect)
+        try:
+            with translate_errors(connect_limit=request.timeouts.connect):
+                response = await self._session.post(
+                    self._base_url + request.path,
+                    data=request.body,
+                    headers=self._headers(request),
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, connect=connect, sock_connect=connect, sock_read=None
+                    ),
+                    trace_request_ctx=request.on_sent,
+                )
+        except BaseException:
+            self._connections.release()
+            raise
         try:
             await raise_for_upstream_status(
                 response, max_body=self._max_error_body, secrets=self._secrets
@@ -138,8 +151,30 @@ class HTTPProvider(Provider):
                 )
         except BaseException:
             response.close()
+            self._connections.release()
             raise
-        return HTTPUpstreamResponse(response)
+        return HTTPUpstreamResponse(response, on_close=self._connections.release)
+
+    async def _take_connection(self, connect: float | None) -> float | None:
+        """Take one of the upstream's `max_connections`, waiting at most `connect` seconds;
+        returns what is left of `connect` to get connected."""
+        if not self._connections.locked():
+            await self._connections.acquire()  # free: returns at once
+            return connect
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(connect):
+                await self._connections.acquire()
+        except TimeoutError:
+            raise GatewayOverloaded(
+                f"all {self._max_connections} connections to the upstream stayed in use for "
+                f"{connect:g}s",
+                retry_after="1",
+            ) from None
+        if connect is None:
+            return None
+        return max(connect - (loop.time() - started), 0.001)
 
     def _headers(self, request: UpstreamRequest) -> dict[str, str]:
         headers = {
@@ -233,8 +268,11 @@ def translate_errors(*, connect_limit: float | None = None) -> Iterator[None]:
 class HTTPUpstreamResponse(UpstreamResponse):
     """A 2xx aiohttp response; closes its connection unless the body was read to the end."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, *, on_close: Callable[[], None] | None = None
+    ) -> None:
         self._response = response
+        self._on_close = on_close
         self.status = response.status
         self.headers = response.headers
         self._closed = False
@@ -252,10 +290,14 @@ class HTTPUpstreamResponse(UpstreamResponse):
         if self._closed:
             return
         self._closed = True
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        try:
+            if self._response.content.at_eof():
+                self._response.release()
+            else:
+                self._response.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:

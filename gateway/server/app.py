@@ -2,10 +2,12 @@
 
 `create_app(settings)` builds everything a gateway needs (providers, router, routes) with no
 module-level state, so tests build as many independent apps as they like, each with its own
-settings and providers. Apps are served with handler cancellation on (`RUNNER_OPTIONS`): a
-client that disconnects cancels its handler, which is how a vanished client closes its upstream
-at once. `/metrics` is served by the main app, or by `create_metrics_app()` on a listener of
-its own (`metrics.listen`).
+settings and providers. Apps are served by a `GatewayRunner` (`gateway.server.connection`: the
+request-head deadline and limits, set per app in its `handler_args`) with handler cancellation
+on (`RUNNER_OPTIONS`): a client that disconnects cancels its handler, which is how a vanished
+client closes its upstream at once. Every `/v1/*` request passes `admission_middleware` (gateway
+keys, capacity) before its handler reads a byte of its body. `/metrics` is served by the main
+app, or by `create_metrics_app()` on a listener of its own (`metrics.listen`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from aiohttp import web
 from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.routing import Router
+from gateway.server.admission import admission_middleware
 from gateway.server.auth import GatewayKeys
+from gateway.server.capacity import Capacity
+from gateway.server.connection import GatewayRunner, handler_options
 from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES
 from gateway.server.handlers import (
     chat_completions,
@@ -29,13 +34,22 @@ from gateway.server.handlers import (
     readyz,
     refuse_while_draining,
 )
-from gateway.server.keys import GATEWAY_KEYS, METRICS, PROVIDERS, ROUTER, SERVER_CONTEXT, SETTINGS
+from gateway.server.keys import (
+    CAPACITY,
+    GATEWAY_KEYS,
+    METRICS,
+    PROVIDERS,
+    ROUTER,
+    SERVER_CONTEXT,
+    SETTINGS,
+)
 from gateway.server.lifecycle import LIFECYCLE, Lifecycle, drain_middleware
 from gateway.server.middlewares import request_id_middleware
+from gateway.server.request_body import defer_continue
 from gateway.settings import GatewaySettings
 from gateway.streaming import Context
 
-__all__ = ["RUNNER_OPTIONS", "create_app", "create_metrics_app", "start_server"]
+__all__ = ["RUNNER_OPTIONS", "GatewayRunner", "create_app", "create_metrics_app", "start_server"]
 
 
 #: How every gateway app is served: a client that disconnects cancels its handler.
@@ -54,20 +68,26 @@ def create_app(
 ) -> web.Application:
     """A gateway application; `providers` replaces the ones built from settings (tests)."""
     app = web.Application(
-        middlewares=[request_id_middleware, drain_middleware(refuse_while_draining)],
+        middlewares=[
+            request_id_middleware,
+            drain_middleware(refuse_while_draining),
+            admission_middleware,
+        ],
         client_max_size=settings.limits.max_request_bytes,
+        handler_args=handler_options(settings.limits),
     )
     providers = dict(providers) if providers is not None else build_providers(settings)
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[ROUTER] = Router(settings, providers)
     app[METRICS] = metrics or Metrics()
-    app[GATEWAY_KEYS] = GatewayKeys(settings.auth.keys)
+    app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)
+    app[CAPACITY] = Capacity(settings.limits.max_streams)
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
-    app.router.add_post(CHAT_COMPLETIONS.path, chat_completions)
-    app.router.add_post(MESSAGES.path, messages)
+    app.router.add_post(CHAT_COMPLETIONS.path, chat_completions, expect_handler=defer_continue)
+    app.router.add_post(MESSAGES.path, messages, expect_handler=defer_continue)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -78,7 +98,10 @@ def create_app(
 
 def create_metrics_app(app: web.Application) -> web.Application:
     """The app of the separate metrics listener: `/metrics` of `app`, nothing else."""
-    metrics_app = web.Application(middlewares=[request_id_middleware])
+    metrics_app = web.Application(
+        middlewares=[request_id_middleware],
+        handler_args=handler_options(app[SETTINGS].limits),
+    )
     metrics_app[SETTINGS] = app[SETTINGS]
     metrics_app[METRICS] = app[METRICS]
     metrics_app[GATEWAY_KEYS] = app[GATEWAY_KEYS]
@@ -103,7 +126,7 @@ async def _provider_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start serving `app`; returns the runner (to `cleanup()`) and the bound port."""
-    runner = web.AppRunner(app, **RUNNER_OPTIONS)
+    runner = GatewayRunner(app, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

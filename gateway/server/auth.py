@@ -1,54 +1,89 @@
-"""`GatewayKeys`: checking the key a client presents to the gateway.
+"""`GatewayKeys`: who a client is, by the gateway key it presents.
 
 A client presents its key as `Authorization: Bearer <key>` (the OpenAI SDKs) or `x-api-key`
-(the Anthropic SDK). Only SHA-256 digests of the configured keys are kept in memory, and a
-presented key is compared with every one of them with `hmac.compare_digest`, without stopping
-at a match, so neither the comparison nor the position of the matching key shows in the timing.
-The presented key is never logged or echoed.
+(the Anthropic SDK). Only SHA-256 digests of the configured keys are kept in memory (a key may
+be configured as its digest in the first place, `sha256:<hex>`), and the digest of a presented
+key is compared with every one of them with `hmac.compare_digest`, without stopping at a match,
+so neither the comparison nor the position of the matching key shows in the timing.
+
+A key's holder is a `Client`: a name for logs - the configured name, or `key-` and 8 hex digits
+of the key's digest - and the limits that apply to it. The presented key itself is never
+logged, echoed or kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from aiohttp import web
-from pydantic import SecretStr
 
-__all__ = ["GatewayKeys"]
+from gateway.settings_auth import AuthSettings, key_digest, key_id
+
+__all__ = ["Client", "GatewayKeys", "presented_key"]
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+@dataclass(frozen=True, slots=True)
+class Client:
+    """The holder of one gateway key: its name in logs, and its limits (None: none)."""
+
+    name: str
+    max_streams: int | None = None
+    requests_per_minute: int | None = None
 
 
 class GatewayKeys:
-    """The configured gateway keys, as digests."""
+    """The configured gateway keys, as digests, each with the client it identifies."""
 
-    def __init__(self, keys: Iterable[SecretStr]) -> None:
-        self._digests = tuple(_digest(key.get_secret_value()) for key in keys)
+    def __init__(self, entries: Iterable[tuple[bytes, Client]] = ()) -> None:
+        self._entries = tuple(entries)
+
+    @classmethod
+    def from_settings(cls, auth: AuthSettings) -> GatewayKeys:
+        entries = []
+        for key in auth.keys:
+            digest = key_digest(key.get_secret_value())
+            client = Client(
+                key_id(digest), auth.max_streams_per_key, auth.requests_per_minute_per_key
+            )
+            entries.append((digest, client))
+        for named in auth.clients:
+            client = Client(
+                named.name,
+                named.max_streams or auth.max_streams_per_key,
+                named.requests_per_minute or auth.requests_per_minute_per_key,
+            )
+            entries.append((key_digest(named.key_hash), client))
+        return cls(entries)
 
     def __bool__(self) -> bool:
-        return bool(self._digests)
+        return bool(self._entries)
+
+    def identify(self, headers: Mapping[str, str]) -> Client | None:
+        """The client whose key `headers` carry, or None (no key, or not one of ours)."""
+        presented = presented_key(headers)
+        if presented is None:
+            return None
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        found: Client | None = None
+        for known, client in self._entries:
+            if hmac.compare_digest(digest, known):
+                found = client
+        return found
 
     def accepts(self, request: web.Request) -> bool:
         """Whether `request` carries one of the keys."""
-        presented = _presented_key(request)
-        if presented is None:
-            return False
-        digest = _digest(presented)
-        found = False
-        for known in self._digests:
-            found |= hmac.compare_digest(digest, known)
-        return found
+        return self.identify(request.headers) is not None
 
 
-def _presented_key(request: web.Request) -> str | None:
-    authorization = request.headers.get("Authorization")
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`."""
+    authorization = headers.get("Authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
         return None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None

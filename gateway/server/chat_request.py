@@ -1,6 +1,7 @@
-"""The client's chat request at the edge: body size, JSON, the fields the gateway relies on,
-and the per-request deadline headers. Everything here raises `RequestError`s (400/413) before
-anything is sent upstream; the rest of the body is forwarded as the client wrote it.
+"""The client's chat request at the edge: the body (read by `gateway.server.request_body`:
+size, deadline, strict JSON), the fields the gateway relies on, and the per-request deadline
+headers. Everything here raises `RequestError`s (400/408/413) before anything is sent upstream;
+the rest of the body is forwarded as the client wrote it.
 
 `read_json_object` and `validated` are shared with the other endpoints' requests
 (`gateway.server.messages_request`).
@@ -8,7 +9,6 @@ anything is sent upstream; the rest of the body is forwarded as the client wrote
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from gateway.errors import InvalidRequest, RequestTooLarge
+from gateway.errors import InvalidRequest
+from gateway.server.request_body import read_json_object
 
 __all__ = [
     "ChatRequest",
@@ -53,23 +54,6 @@ async def read_chat_request(
     """The validated request and the raw JSON object it came from."""
     body = await read_json_object(request, max_bytes)
     return validated(ChatRequest, body), body
-
-
-async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """The request's body: at most `max_bytes` (else 413), a JSON object (else 400)."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise RequestTooLarge(f"the request body exceeds {max_bytes} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLarge(f"the request body exceeds {max_bytes} bytes") from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidRequest("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return body
 
 
 def validated(fields: type[Fields], body: dict[str, Any]) -> Fields:

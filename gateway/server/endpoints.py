@@ -23,7 +23,14 @@ from gateway.server.chat_request import read_chat_request
 from gateway.server.messages_request import forwarded_anthropic_headers, read_messages_request
 from gateway.streaming import AnthropicDialect, Dialect, OpenAIDialect
 
-__all__ = ["CHAT_COMPLETIONS", "MESSAGES", "Endpoint", "dialect_for_path"]
+__all__ = [
+    "CHAT_COMPLETIONS",
+    "ENDPOINTS",
+    "MESSAGES",
+    "Endpoint",
+    "dialect_for_path",
+    "endpoint_at",
+]
 
 
 class EdgeFields(Protocol):
@@ -65,6 +72,18 @@ MESSAGES = Endpoint(
     read=read_messages_request,
     forwarded_headers=forwarded_anthropic_headers,
 )
+
+
+#: Every relayed endpoint.
+ENDPOINTS = (CHAT_COMPLETIONS, MESSAGES)
+
+
+def endpoint_at(path: str) -> Endpoint | None:
+    """The relayed endpoint served at `path`, if any."""
+    for endpoint in ENDPOINTS:
+        if endpoint.path == path:
+            return endpoint
+    return None
 
 
 def dialect_for_path(path: str) -> Dialect:

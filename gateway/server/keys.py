@@ -10,10 +10,19 @@ from gateway.observability import Metrics
 from gateway.providers import Provider
 from gateway.routing import Router
 from gateway.server.auth import GatewayKeys
+from gateway.server.capacity import Capacity
 from gateway.settings import GatewaySettings
 from gateway.streaming import Context
 
-__all__ = ["GATEWAY_KEYS", "METRICS", "PROVIDERS", "ROUTER", "SERVER_CONTEXT", "SETTINGS"]
+__all__ = [
+    "CAPACITY",
+    "GATEWAY_KEYS",
+    "METRICS",
+    "PROVIDERS",
+    "ROUTER",
+    "SERVER_CONTEXT",
+    "SETTINGS",
+]
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PROVIDERS = web.AppKey("providers", Mapping[str, Provider])
@@ -23,5 +32,7 @@ ROUTER = web.AppKey("router", Router)
 SERVER_CONTEXT = web.AppKey("server_context", Context)
 #: The gateway keys clients must present (empty: no key needed).
 GATEWAY_KEYS = web.AppKey("gateway_keys", GatewayKeys)
+#: Relayed requests in flight, overall and per gateway key (`gateway.server.admission`).
+CAPACITY = web.AppKey("capacity", Capacity)
 #: The app's Prometheus metrics (one registry per app).
 METRICS = web.AppKey("metrics", Metrics)

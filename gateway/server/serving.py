@@ -34,7 +34,7 @@ from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.errors import ServerShutdown
-from gateway.server.app import RUNNER_OPTIONS, create_app, create_metrics_app
+from gateway.server.app import RUNNER_OPTIONS, GatewayRunner, create_app, create_metrics_app
 from gateway.server.keys import SERVER_CONTEXT
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.settings import GatewaySettings, ListenSettings
@@ -141,10 +141,10 @@ async def run_worker(settings: GatewaySettings, listeners: Listeners) -> None:
     signal ends the process at once.
     """
     app = create_app(settings)
-    runners = [web.AppRunner(app, **RUNNER_OPTIONS)]
+    runners: list[web.AppRunner] = [GatewayRunner(app, **RUNNER_OPTIONS)]
     sockets = [listeners.main]
     if listeners.metrics is not None:
-        runners.append(web.AppRunner(create_metrics_app(app), **RUNNER_OPTIONS))
+        runners.append(GatewayRunner(create_metrics_app(app), **RUNNER_OPTIONS))
         sockets.append(listeners.metrics)
     signals = _Signals()
     try:

@@ -33,6 +33,7 @@ from gateway.errors import (
     ConnectTimeout,
     DeadlineExceeded,
     GatewayError,
+    GatewayOverloaded,
     NetworkError,
     RequestTooLarge,
     StreamInterrupted,
@@ -321,7 +322,7 @@ async def test_connection_refused_raises_connect_failed() -> None:
     assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
 
 
-async def test_waiting_for_a_pooled_connection_past_the_connect_limit_raises_connect_timeout(
+async def test_a_full_pool_waits_at_most_the_connect_limit_then_is_a_503_overloaded(
     upstream: FakeUpstream,
 ) -> None:
     upstream.script("stall", fake.stall_before_first_event())
@@ -331,14 +332,49 @@ async def test_waiting_for_a_pooled_connection_past_the_connect_limit_raises_con
     try:
         holder = await subject.open(ctx, request("stall"))
         try:
-            with pytest.raises(ConnectTimeout):
+            with pytest.raises(GatewayOverloaded) as raised:
                 await subject.open(ctx, request("m", timeouts=Timeouts(connect=0.05)))
         finally:
             await holder.aclose()
     finally:
         ctx.close()
         await subject.aclose()
+    assert raised.value.http_status == 503
+    assert raised.value.retryable
+    assert raised.value.retry_after == "1"
+    assert "0.05s" in raised.value.message
     assert len(upstream.requests) == 1
+
+
+async def test_a_connection_freed_within_the_connect_limit_is_taken_by_the_waiting_call(
+    upstream: FakeUpstream,
+) -> None:
+    upstream.script("stall", fake.stall_before_first_event())
+    subject = openai_provider(upstream, max_connections=1)
+    await subject.start()
+    ctx = Context.with_timeout(10)
+    try:
+        holder = await subject.open(ctx, request("stall"))
+        waiting = asyncio.create_task(fetch(subject, "ok", timeouts=Timeouts(connect=5)))
+        await asyncio.sleep(0)  # the call is waiting for the connection
+        assert not waiting.done()
+        await holder.aclose()
+        body = await waiting
+    finally:
+        ctx.close()
+        await subject.aclose()
+    assert body.endswith(fake.DONE)
+
+
+async def test_failed_calls_give_their_connection_back(upstream: FakeUpstream) -> None:
+    upstream.script("m", fake.status(500))
+    subject = openai_provider(upstream, max_connections=1)
+    await subject.start()
+    try:
+        errors = [await error_of(subject, "m") for _ in range(3)]
+    finally:
+        await subject.aclose()
+    assert [type(error) for error in errors] == [UpstreamServerError] * 3
 
 
 # --- Retry-After -------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""Admission: who may call `/v1/*`, and whether there is room - decided from the head alone.
+
+`admission_middleware` runs before any handler, so before any request body is read (and
+before `100 Continue` is sent, see `gateway.server.request_body`). For a `/v1/*` request
+(`/healthz`, `/readyz` and `/metrics` are not its business):
+
+1. with gateway keys configured, the request must present one (`Authorization: Bearer` or
+   `x-api-key`, `gateway.server.auth`): else 401 in the path's dialect (Anthropic's
+   `authentication_error` on `/v1/messages`) with `WWW-Authenticate`;
+2. a relayed request (a POST to an API endpoint) must get a `Lease` of the app's `Capacity`:
+   else 429 (the key's own limits) or 503 (the gateway's `limits.max_streams`), both with
+   `Retry-After`, at once. The lease is released when the handler returns, that is when the
+   response has been relayed.
+
+A refused request is recorded like any other (one `request_finished` line, the metrics: outcome
+`api_error` or `rate_limit`, route `none`). The client's name - never its key - is bound into
+every log line of its request as `client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.errors import GatewayError, Unauthorized
+from gateway.observability import RequestRecord
+from gateway.server.auth import Client
+from gateway.server.capacity import Lease
+from gateway.server.endpoints import Endpoint, dialect_for_path, endpoint_at
+from gateway.server.keys import CAPACITY, GATEWAY_KEYS, METRICS
+from gateway.server.middlewares import REQUEST_ID
+from gateway.server.relay import error_response
+
+__all__ = ["OTHER_ENDPOINT", "admission_middleware"]
+
+#: The `endpoint` label of a refused `/v1/*` request that is not a relayed endpoint's.
+OTHER_ENDPOINT = "other"
+_CHALLENGE = 'Bearer realm="sse-gateway"'
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    endpoint = endpoint_at(request.path) if request.method == "POST" else None
+    keys = request.app[GATEWAY_KEYS]
+    client: Client | None = None
+    lease: Lease | None = None
+    try:
+        if keys:
+            client = keys.identify(request.headers)
+            if client is None:
+                raise Unauthorized()
+        if endpoint is not None:
+            lease = request.app[CAPACITY].admit(client)
+    except GatewayError as exc:
+        return _refuse(request, endpoint, exc, client)
+    bound = {"client": client.name} if client is not None else {}
+    with structlog.contextvars.bound_contextvars(**bound):
+        try:
+            return await handler(request)
+        finally:
+            if lease is not None:
+                lease.release()
+
+
+def _refuse(
+    request: web.Request, endpoint: Endpoint | None, error: GatewayError, client: Client | None
+) -> web.Response:
+    """Answer a refused request in its path's dialect, recorded like any finished request."""
+    dialect = endpoint.dialect if endpoint is not None else dialect_for_path(request.path)
+    record = RequestRecord(
+        request_id=request[REQUEST_ID],
+        endpoint=endpoint.name if endpoint is not None else OTHER_ENDPOINT,
+        metrics=request.app[METRICS],
+    )
+    response = error_response(dialect, error, record.request_id)
+    if isinstance(error, Unauthorized):
+        response.headers["WWW-Authenticate"] = _CHALLENGE
+    record.fail(error)
+    record.answered(response)
+    bound = {"client": client.name} if client is not None else {}
+    with structlog.contextvars.bound_contextvars(**bound):
+        record.finish()
+    return response
