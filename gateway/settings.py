@@ -200,7 +200,11 @@ class GatewaySettings(BaseSettings):
     heartbeat: PositiveFloat | None = Field(
         15.0, description="Seconds without a write before a `: ping` comment (null: never)."
     )
-    limits: LimitSettings = Field(LimitSettings(), description="Size limits, bytes.")
+    limits: LimitSettings = Field(
+        LimitSettings(),
+        description="What a client request may take: sizes (bytes), deadlines (seconds), "
+        "requests in flight.",
+    )
     log: LogSettings = Field(LogSettings(), description="Logging (structlog).")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus metrics.")
     auth: AuthSettings = Field(AuthSettings(), description="Gateway keys clients present.")
