@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     HttpUrl,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -37,6 +38,7 @@ from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 __all__ = [
     "MAX_TARGETS",
     "AuthSettings",
+    "CircuitSettings",
     "LimitSettings",
     "ListenSettings",
     "LogSettings",
@@ -204,6 +206,23 @@ class RetrySettings(_Model):
     def overrides(self) -> dict[str, Any]:
         """The fields set here, by `RetryPolicy` field name."""
         return self.model_dump(exclude_none=True)
+
+
+class CircuitSettings(_Model):
+    """Circuit breaking per target, in this process: a target that keeps failing is skipped
+    (requests go to the next target at once) until one probe finds it healthy again."""
+
+    failures: NonNegativeInt = Field(
+        5,
+        description="Consecutive failures of a target that open its circuit (its own faults: "
+        "connect failures, resets, timeouts, 5xx, 429, cut streams; not the request's 4xx); "
+        "0: never open.",
+    )
+    cooldown: PositiveFloat = Field(
+        10.0,
+        description="Seconds an open circuit skips its target; then one request probes it: "
+        "success closes the circuit, failure opens it for another cooldown.",
+    )
 
 
 #: An upstream error code as a route's lists name it (the provider's own, or the gateway's).

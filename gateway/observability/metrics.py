@@ -130,6 +130,14 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "gateway_circuit_state",
+            "Each target's circuit: 0 closed, 1 half-open (probing), 2 open (skipped); "
+            "the worst of the workers.",
+            ["target"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.client_disconnects = Counter(
             "gateway_client_disconnects",
             "Clients that went away before their response ended, by phase.",

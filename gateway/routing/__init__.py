@@ -2,6 +2,7 @@
 
 from gateway.routing.backoff import RetryPolicy
 from gateway.routing.chain import CallTemplate, Chain, ChainObserver, OpenStream
+from gateway.routing.circuit import Circuit, CircuitPolicy, CircuitState
 from gateway.routing.policy import Decision, FailurePolicy
 from gateway.routing.router import Route, Router, Target, is_pattern
 from gateway.routing.slots import Slots
@@ -10,6 +11,9 @@ __all__ = [
     "CallTemplate",
     "Chain",
     "ChainObserver",
+    "Circuit",
+    "CircuitPolicy",
+    "CircuitState",
     "Decision",
     "FailurePolicy",
     "OpenStream",

@@ -11,8 +11,13 @@ CONTRACT section 2), so any target may still be tried. After that the events of 
 upstream are yielded as they come.
 
 Invariants:
-- a target whose `Slots` are full is skipped, never waited for; every slot taken is given back
-  when its call is over (a failed attempt at once; the answering one when the caller is done);
+- a target whose circuit is open (`Circuit.admit()`) or whose `Slots` are full is skipped,
+  never waited for; every slot taken is given back when its call is over (a failed attempt at
+  once; the answering one when the caller is done);
+- every call is reported to its target's circuit: a success when it answered (its first
+  event, for a stream), a failure when it failed by the target's fault (before its first event,
+  or later: a cut, a stall), else released; a breaker only reorders the chain, it never turns
+  a request away by itself;
 - the `ChainObserver` hears of every attempt (its target when it starts, its error if it
   fails), so the request's record knows which upstream answered;
 - cancellation (the client left) is never caught: it propagates through `run()` and `stream()`
@@ -22,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -32,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from gateway.errors import GatewayError, GatewayOverloaded, UpstreamTruncated
 from gateway.providers import UpstreamRequest
-from gateway.routing.policy import Decision
+from gateway.routing.policy import Decision, hurts_target
 from gateway.routing.router import Route, Target
 from gateway.streaming import Context, ContextAwareStream, SSEEvent
 
@@ -110,6 +116,20 @@ class Chain:
         self.template = template
         self._observer = observer
         self._rng = rng or random.Random()
+        #: The target whose answer is being read (`run(keep=True)`), until `finish()`.
+        self.answering: Target | None = None
+
+    def finish(self, error: GatewayError | None) -> None:
+        """How the answer being read ended: well (None), or with `error` (a cut, a stall...),
+        which counts against its target when it is the target's fault. Once; not at all when
+        the request ended for its own reasons (the client left)."""
+        target, self.answering = self.answering, None
+        if target is None:
+            return
+        if error is None:
+            target.circuit.succeeded()
+        elif hurts_target(error):
+            target.circuit.failed()
 
     async def run(self, ctx: Context, attempt: Attempt[T], *, keep: bool = False) -> tuple[
         Target, T
@@ -117,43 +137,51 @@ class Chain:
         """The first answer of the route's targets, with the target that gave it.
 
         Each target is tried as the route's `FailurePolicy` says: again after a wait, or the
-        next one at once, or not at all (the error is raised). When every target failed, the
-        last error of a call is raised (or, if no call could be made, why not). With `keep`,
-        the answering target's slot stays taken: the caller gives it back
+        next one at once, or not at all (the error is raised). A target whose circuit is open
+        is skipped; if that leaves no call to make, those targets are called anyway, in order:
+        a breaker decides where a request goes, it never turns one away by itself. When every
+        target failed, the last error of a call is raised (or, if no call could be made, why
+        not). With `keep`, the answering target's slot stays taken: the caller gives it back
         (`target.slots.release()`) when its use of the answer is over.
         """
+        walk = _Walk()
         targets = self.route.targets
-        failure: GatewayError | None = None  # of the latest call made
-        refusal: GatewayError | None = None  # of the latest target skipped without a call
         for index, target in enumerate(targets):
             try:
-                return target, await self._on_target(ctx, target, attempt, keep)
+                return target, await self._on_target(ctx, target, attempt, keep, walk)
             except _Skipped as skipped:
-                refusal, reason = skipped.error, skipped.error.code
+                reason = skipped.reason
             except _Exhausted as exhausted:
-                failure, reason = exhausted.error, type(exhausted.error).code
+                reason = type(exhausted.error).code
             if index + 1 < len(targets):
                 self._observer.failing_over(target, reason)
-        error = failure or refusal
+        if walk.failure is None:
+            walk.last_resort = True
+            for target in walk.open_circuits:
+                with contextlib.suppress(_Skipped, _Exhausted):
+                    return target, await self._on_target(ctx, target, attempt, keep, walk)
+        error = walk.failure or walk.refusal
         assert error is not None  # a route has at least one target
         raise error
 
-    async def _on_target(self, ctx: Context, target: Target, attempt: Attempt[T], keep: bool) -> T:
+    async def _on_target(
+        self, ctx: Context, target: Target, attempt: Attempt[T], keep: bool, walk: _Walk
+    ) -> T:
         """`target`'s answer, after as many attempts as the policy allows.
 
         Raises `_Skipped` (no call made), `_Exhausted` (the request should fail over), or the
-        error itself when the policy says to stop.
+        error itself when the policy says to stop; `walk` keeps what the caller needs to know.
         """
         policy = self.route.policy
         for number in itertools.count(1):
-            if not target.slots.acquire():
-                raise _Skipped(GatewayOverloaded(_ALL_BUSY, retry_after="1"))
+            walk.admit(target)
             try:
                 value = await self._call(target, attempt, keep)
             except GatewayError as error:
                 decision = policy.decide(error)
                 if decision is Decision.STOP:
                     raise
+                walk.failure = error
                 retrying = decision is Decision.RETRY
                 delay = self._retry_delay(ctx, error, number) if retrying else None
                 if delay is None:
@@ -165,18 +193,28 @@ class Chain:
         raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
     async def _call(self, target: Target, attempt: Attempt[T], keep: bool) -> T:
-        """One call to `target` with its slot taken; the slot is given back unless kept."""
+        """One call to `target`, admitted by its circuit and with its slot taken. The circuit
+        hears how it went; the slot is given back unless kept."""
         try:
             self._observer.attempt_started(target)
             value = await attempt(target, self.template.for_target(self.route, target))
         except GatewayError as error:
             target.slots.release()
+            if hurts_target(error):
+                target.circuit.failed()
+            else:
+                target.circuit.released()
             self._observer.attempt_failed(target, error)
             raise
         except BaseException:
             target.slots.release()
+            target.circuit.released()
             raise
-        if not keep:
+        if keep:
+            target.circuit.answered()  # how the answer ends is reported by `finish()`
+            self.answering = target
+        else:
+            target.circuit.succeeded()
             target.slots.release()
         return value
 
@@ -209,10 +247,10 @@ class Chain:
 
 
 class _Skipped(Exception):
-    """A target was passed over without a call (it is full)."""
+    """A target was passed over without a call; `reason` is a failover reason."""
 
-    def __init__(self, error: GatewayError) -> None:
-        self.error = error
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class _Exhausted(Exception):
@@ -222,6 +260,31 @@ class _Exhausted(Exception):
         self.error = error
 
 
+@dataclass(slots=True)
+class _Walk:
+    """One walk down a chain: the last error of a call, why targets were skipped."""
+
+    failure: GatewayError | None = None  # of the latest call made
+    refusal: GatewayError | None = None  # of the latest target skipped for being full
+    open_circuits: list[Target] = field(default_factory=list)
+    last_resort: bool = False  # calling targets whose circuit is open: no call was possible
+
+    def admit(self, target: Target) -> None:
+        """Take `target`'s circuit permission and a slot, or raise `_Skipped` with neither."""
+        circuit = target.circuit
+        admitted = circuit.admit()
+        if not (admitted or self.last_resort):
+            if target not in self.open_circuits:
+                self.open_circuits.append(target)
+            raise _Skipped(_CIRCUIT_OPEN)
+        if not target.slots.acquire():
+            if admitted:
+                circuit.released()
+            self.refusal = GatewayOverloaded(_ALL_BUSY, retry_after="1")
+            raise _Skipped(GatewayOverloaded.code)
+
+
+_CIRCUIT_OPEN = "circuit_open"
 _ALL_BUSY = "every target of this model is at its limit of concurrent requests"
 
 

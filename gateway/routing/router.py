@@ -12,8 +12,8 @@ A route serves the API its targets' providers speak: `resolve(model, dialect)` r
 the caller's dialect) a request sent to one API's endpoint for a model whose upstreams speak
 another - the gateway relays, it does not translate between APIs.
 
-Targets that name the same upstream and model share their state (in-flight `Slots`) across
-routes: it is one backend however many names route to it.
+Targets that name the same upstream and model share their state (in-flight `Slots`, health
+`Circuit`) across routes: it is one backend however many names route to it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
 from gateway.routing.backoff import RetryPolicy
+from gateway.routing.circuit import Circuit, CircuitPolicy
 from gateway.routing.policy import FailurePolicy
 from gateway.routing.slots import Slots
 from gateway.settings import GatewaySettings, TargetSettings
@@ -50,6 +51,9 @@ class Target:
     timeouts: Mapping[str, float] = field(default_factory=dict)
     prefill: bool = False  # continues a final assistant message
     slots: Slots = field(default_factory=Slots, compare=False)
+    circuit: Circuit = field(
+        default_factory=lambda: Circuit("", CircuitPolicy(failures=0)), compare=False
+    )
 
     @property
     def name(self) -> str:
@@ -86,14 +90,15 @@ class Router:
         defaults = settings.default_timeouts()
         ceilings = settings.timeout_ceilings()
         retry = settings.retry.overrides()
-        shared: dict[tuple[str, str | None], Slots] = {}
+        circuit = CircuitPolicy(settings.circuit.failures, settings.circuit.cooldown)
+        shared: dict[tuple[str, str | None], _Shared] = {}
         self._exact: dict[str, Route] = {}
         self._patterns: list[Route] = []
         for config in settings.routes:
             route = Route(
                 name=config.model,
                 targets=tuple(
-                    _target(target, providers, shared) for target in config.targets
+                    _target(target, providers, shared, circuit) for target in config.targets
                 ),
                 timeouts=config.timeouts.over(defaults),
                 ceilings=config.max_timeouts.over(ceilings),
@@ -132,25 +137,42 @@ class Router:
         """The glob patterns routed, in configuration order."""
         return [route.name for route in self._patterns]
 
+    def circuits(self) -> list[Circuit]:
+        """Every target's circuit, once each (targets naming one backend share theirs)."""
+        unique = {id(t.circuit): t.circuit for route in self.routes for t in route.targets}
+        return list(unique.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """The state of one backend (upstream + model), whichever routes name it."""
+
+    slots: Slots
+    circuit: Circuit
+
 
 def _target(
     config: TargetSettings,
     providers: Mapping[str, Provider],
-    shared: dict[tuple[str, str | None], Slots],
+    shared: dict[tuple[str, str | None], _Shared],
+    policy: CircuitPolicy,
 ) -> Target:
     key = (config.upstream, config.model)
-    slots = shared.get(key)
-    if slots is None:
-        slots = shared[key] = Slots(config.max_streams)
-    elif config.max_streams is not None and slots.limit != config.max_streams:
+    state = shared.get(key)
+    if state is None:
+        name = f"{config.upstream}/{config.model or '*'}"
+        state = shared[key] = _Shared(Slots(config.max_streams), Circuit(name, policy))
+    elif config.max_streams is not None and state.slots.limit != config.max_streams:
         # The same backend named twice with different limits: the tighter one holds.
-        slots.limit = min(slots.limit or config.max_streams, config.max_streams)
+        limit = state.slots.limit
+        state.slots.limit = min(limit or config.max_streams, config.max_streams)
     return Target(
         provider=providers[config.upstream],
         model=config.model,
         timeouts=config.timeouts.overrides(),
         prefill=config.prefill,
-        slots=slots,
+        slots=state.slots,
+        circuit=state.circuit,
     )
 
 

@@ -23,6 +23,7 @@ from gateway.routing import Router
 from gateway.server.admission import admission_middleware
 from gateway.server.auth import GatewayKeys
 from gateway.server.capacity import Capacity
+from gateway.server.circuits import watch_circuits
 from gateway.server.connection import GatewayRunner, handler_options
 from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES
 from gateway.server.handlers import (
@@ -81,6 +82,7 @@ def create_app(
     app[PROVIDERS] = providers
     app[ROUTER] = Router(settings, providers)
     app[METRICS] = metrics or Metrics()
+    watch_circuits(app[ROUTER], app[METRICS])
     app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)
     app[CAPACITY] = Capacity(settings.limits.max_streams)
     app[LIFECYCLE] = Lifecycle()

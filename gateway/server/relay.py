@@ -174,6 +174,7 @@ class Relay:
             record.bytes = client.bytes_written
             record.skipped_events = tracker.skipped
             record.usage = tracker.usage
+        self._chain.finish(error)  # how the answering target's answer ended
         if error is not None:
             record.fail(error)
             if not client.committed:
