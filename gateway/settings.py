@@ -42,6 +42,7 @@ from pydantic_settings import (
 
 from gateway.settings_sections import (
     AuthSettings,
+    CircuitSettings,
     LimitSettings,
     ListenSettings,
     LogSettings,
@@ -77,6 +78,7 @@ __all__ = [
     "MOCK_MODELS",
     "SECRET_FIELDS",
     "AuthSettings",
+    "CircuitSettings",
     "ConfigError",
     "ConfigProblem",
     "Flag",
@@ -196,6 +198,9 @@ class GatewaySettings(BaseSettings):
         RetrySettings(),
         description="Retries of the same target before the first byte, for every route "
         "(unset: attempts 3, backoff_initial 0.5, backoff_max 8, retry_after_max 20).",
+    )
+    circuit: CircuitSettings = Field(
+        CircuitSettings(), description="Circuit breaking per target (state per process)."
     )
     heartbeat: PositiveFloat | None = Field(
         15.0, description="Seconds without a write before a `: ping` comment (null: never)."
