@@ -145,6 +145,8 @@ def _route(route: RouteSettings, settings: GatewaySettings) -> dict[str, Any]:
         },
         "failover_on": list(route.failover_on),
         "propagate": list(route.propagate),
+        # Only targets that declare prefill continue streams.
+        "continuations": route.continuations if any(t.prefill for t in route.targets) else 0,
     }
 
 
@@ -219,6 +221,8 @@ def _retry_text(route: dict[str, Any]) -> str:
     for name in ("failover_on", "propagate"):
         if route[name]:
             text += f"; {name} {', '.join(route[name])}"
+    if route["continuations"]:
+        text += f"; up to {route['continuations']} continuation(s)"
     return text
 
 

@@ -292,6 +292,12 @@ class RouteSettings(_Model):
         description="Upstream error codes passed to the client as they are: no retry, no "
         "failover (e.g. `content_policy_violation`); wins over every other rule.",
     )
+    continuations: NonNegativeInt = Field(
+        2,
+        description="Most continuations of one stream cut or stalled after its first byte: "
+        "the answer so far is sent as an assistant prefill to a target with `prefill: true` "
+        "and the rest is spliced into the client's stream (0: never; no such target: never).",
+    )
 
 
 class LimitSettings(_Model):

@@ -65,6 +65,7 @@ def test_check_config_shows_each_targets_options_and_the_routes_policy(
     }
     assert route["failover_on"] == ["context_length_exceeded"]
     assert route["propagate"] == ["content_policy_violation"]
+    assert route["continuations"] == 2  # the default, with a target that declares prefill
 
 
 def test_check_config_prints_the_chain_on_one_line_and_the_policy_below(
@@ -76,5 +77,6 @@ def test_check_config_prints_the_chain_on_one_line_and_the_policy_below(
     assert f"  gpt-* -> {chain}\n" in out
     assert (
         "      retry: 2 call(s) per target, backoff 0.5-4 s, hints up to 5 s; "
-        "failover_on context_length_exceeded; propagate content_policy_violation\n"
+        "failover_on context_length_exceeded; propagate content_policy_violation; "
+        "up to 2 continuation(s)\n"
     ) in out

@@ -130,6 +130,13 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.continuations = Counter(
+            "gateway_continuations",
+            "Continuations of streams cut or stalled after their first byte, by route and "
+            "result (ok, rejected, failed, unsound, exhausted).",
+            ["route", "result"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "gateway_circuit_state",
             "Each target's circuit: 0 closed, 1 half-open (probing), 2 open (skipped); "

@@ -45,6 +45,7 @@ class RequestRecord:
     upstream_model: str | None = None  # the model name that attempt asked it for
     attempts: int = 0  # upstream calls made (retries, failovers and continuations included)
     failovers: int = 0
+    continuations: int = 0  # continuation calls whose answer was spliced in
     stream: bool = False
     outcome: str = "in_progress"
     error: GatewayError | None = None
@@ -109,6 +110,12 @@ class RequestRecord:
         """`upstream` is called again for this request; `reason` is an error code."""
         self.metrics.upstream_retries.labels(upstream, reason).inc()
 
+    def continued(self, result: str) -> None:
+        """A continuation of this stream ended with `result` (a closed set)."""
+        if result == "ok":
+            self.continuations += 1
+        self.metrics.continuations.labels(self.route_metrics.name, result).inc()
+
     def failed_over(self, reason: str) -> None:
         """The request left a target for the route's next one; `reason` is an error code."""
         self.failovers += 1
@@ -153,6 +160,8 @@ class RequestRecord:
             fields["attempts"] = self.attempts
         if self.failovers:
             fields["failovers"] = self.failovers
+        if self.continuations:
+            fields["continuations"] = self.continuations
         if tokens:
             fields["tokens"] = tokens
         if self.skipped_events:

@@ -8,7 +8,10 @@ the targets in order and returns the first answer with the target that gave it.
 `stream()` is `run()` for an event stream: an attempt succeeds once the upstream's first event
 has arrived - until then the client has seen nothing of it (heartbeats are the gateway's own,
 CONTRACT section 2), so any target may still be tried. After that the events of that one
-upstream are yielded as they come.
+upstream are yielded as they come - and, on a route that can continue streams, an answer that
+dies mid-way is continued by a target that takes assistant prefill (`continuation`, `splice`):
+its events are spliced in, or, when no continuation can be made, the stream ends as it would
+have, with the failure that cut it.
 
 Invariants:
 - a target whose circuit is open (`Circuit.admit()`) or whose `Slots` are full is skipped,
@@ -30,19 +33,29 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import GatewayError, GatewayOverloaded, UpstreamTruncated
 from gateway.providers import UpstreamRequest
+from gateway.routing.continuation import (
+    EXHAUSTED,
+    OK,
+    UNSOUND,
+    Continuation,
+    continuable,
+    result_of,
+    splice_for,
+)
 from gateway.routing.policy import Decision, hurts_target
 from gateway.routing.router import Route, Target
+from gateway.routing.splice import Splice
+from gateway.routing.template import CallTemplate
 from gateway.streaming import Context, ContextAwareStream, SSEEvent
 
-__all__ = ["CallTemplate", "Chain", "ChainObserver", "OpenStream"]
+__all__ = ["Chain", "ChainObserver", "OpenStream"]
 
 T = TypeVar("T")
 
@@ -50,40 +63,6 @@ T = TypeVar("T")
 Attempt = Callable[[Target, UpstreamRequest], Awaitable[T]]
 #: Opens one target's event stream (not yet read): the caller's framing and phase limits.
 OpenStream = Callable[[Target, UpstreamRequest], ContextAwareStream[list[SSEEvent]]]
-
-
-@dataclass(frozen=True, slots=True)
-class CallTemplate:
-    """The client's request as every target gets it, but for the model name and limits."""
-
-    path: str  # relative to the upstream's base URL
-    body: Mapping[str, Any]  # the client's JSON body, as validated at the edge
-    model: str  # the client's model name
-    stream: bool
-    dialect: str  # the `Dialect.name` of the endpoint
-    request_id: str = ""
-    #: Headers of the client's request to pass on (already filtered: never credentials).
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: The request's own `x-gateway-*-timeout` limits.
-    overrides: Mapping[str, float] = field(default_factory=dict)
-
-    def for_target(
-        self, route: Route, target: Target, body: Mapping[str, Any] | None = None
-    ) -> UpstreamRequest:
-        """The call to `target`: its model name and limits, with `body` (default: the
-        client's) serialised once per attempt."""
-        model = target.upstream_model(self.model)
-        payload = {**(self.body if body is None else body), "model": model}
-        return UpstreamRequest(
-            path=self.path,
-            body=json.dumps(payload, ensure_ascii=False).encode(),
-            model=model,
-            stream=self.stream,
-            timeouts=route.timeouts_for(self.overrides, target),
-            request_id=self.request_id,
-            dialect=self.dialect,
-            headers=self.headers,
-        )
 
 
 class ChainObserver(Protocol):
@@ -100,6 +79,9 @@ class ChainObserver(Protocol):
 
     def failing_over(self, target: Target, reason: str) -> None:
         """The request leaves `target` for the next one; `reason` is an error code."""
+
+    def continuing(self, target: Target, result: str, error: GatewayError) -> None:
+        """A continuation of the stream `error` cut, on `target`, ended with `result`."""
 
 
 class Chain:
@@ -192,12 +174,15 @@ class Chain:
             return value
         raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
-    async def _call(self, target: Target, attempt: Attempt[T], keep: bool) -> T:
-        """One call to `target`, admitted by its circuit and with its slot taken. The circuit
-        hears how it went; the slot is given back unless kept."""
+    async def _call(
+        self, target: Target, attempt: Attempt[T], keep: bool, body: Any | None = None
+    ) -> T:
+        """One call to `target` (with `body`, default the client's), admitted by its circuit
+        and with its slot taken. The circuit hears how it went; the slot is given back unless
+        kept."""
         try:
             self._observer.attempt_started(target)
-            value = await attempt(target, self.template.for_target(self.route, target))
+            value = await attempt(target, self.template.for_target(self.route, target, body))
         except GatewayError as error:
             target.slots.release()
             if hurts_target(error):
@@ -230,10 +215,21 @@ class Chain:
             return None
         return delay
 
-    async def stream(
+    def stream(
         self, ctx: Context, open_stream: OpenStream
     ) -> AsyncGenerator[list[SSEEvent], None]:
-        """The events of the first target whose stream yields an event, read by read."""
+        """The events of the first target whose stream yields an event, read by read; when
+        that stream dies after its first byte and the route can continue it, the events of
+        its continuation follow, spliced in (`Continuation`)."""
+        splice = splice_for(self.route, self.template)
+        if splice is None:
+            return self._stream(ctx, open_stream)
+        return self._spliced_stream(ctx, open_stream, splice)
+
+    async def _stream(
+        self, ctx: Context, open_stream: OpenStream
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """`stream()` for a route that cannot continue: the answering upstream's reads."""
         target, (upstream, first) = await self.run(
             ctx, functools.partial(_first_events, open_stream), keep=True
         )
@@ -244,6 +240,95 @@ class Chain:
         finally:
             await upstream.aclose()
             target.slots.release()
+
+    async def _spliced_stream(
+        self, ctx: Context, open_stream: OpenStream, splice: Splice
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """`stream()` for a route that can continue: every read passes `splice`, and an
+        answer that dies mid-way is continued (`_resume`) or ends as it would have."""
+        target, (upstream, first) = await self.run(
+            ctx, functools.partial(_first_events, open_stream), keep=True
+        )
+        held: Target | None = target
+        plan = Continuation(self.route)
+        cause: GatewayError | None = None  # what cut the stream, once it has been continued
+        events = splice.observe(first)
+        try:
+            while True:
+                if events:
+                    yield events
+                try:
+                    events = await upstream.__anext__()
+                except StopAsyncIteration:
+                    if splice.complete:
+                        return  # the relay judges the end (and adds [DONE] where due)
+                    error: GatewayError | None = None  # ended cleanly, but short
+                except GatewayError as exc:
+                    if not continuable(exc):
+                        raise
+                    error = exc
+                else:
+                    events = splice.rewrite(events) if cause else splice.observe(events)
+                    _check_spliced(splice, cause)
+                    continue
+                await upstream.aclose()
+                assert held is not None
+                held.slots.release()
+                held = None
+                cause = error or UpstreamTruncated()
+                self.finish(cause)
+                resumed = await self._resume(ctx, open_stream, splice, plan, target, cause)
+                if resumed is None:
+                    if error is None:
+                        return  # the relay sees the stream short of its end: cut
+                    raise error
+                held = target = resumed[0]
+                upstream, events = resumed[1], splice.rewrite(resumed[2])
+                _check_spliced(splice, cause)
+        finally:
+            await upstream.aclose()
+            if held is not None:
+                held.slots.release()
+
+    async def _resume(
+        self,
+        ctx: Context,
+        open_stream: OpenStream,
+        splice: Splice,
+        plan: Continuation,
+        after: Target,
+        error: GatewayError,
+    ) -> tuple[Target, ContextAwareStream[list[SSEEvent]], list[SSEEvent]] | None:
+        """A continuation's stream and its first events, from the first target that takes it
+        (`after` first if it can, then the next capable ones); None if none can or did.
+
+        A failed continuation never masks `error`, the failure it continues: the caller raises
+        that one (unless the request's own deadline passed meanwhile: that is raised here).
+        """
+        observer = self._observer
+        if not splice.sound:
+            observer.continuing(after, UNSOUND, error)
+            return None
+        body = splice.body(self.template.body)
+        called = False
+        for target in plan.candidates(after):
+            if ctx.done() or not plan.take(target):
+                continue
+            called = True
+            try:
+                upstream, first = await self._call(
+                    target, functools.partial(_first_events, open_stream), True, body
+                )
+            except GatewayError as failure:
+                observer.continuing(target, result_of(failure), error)
+                continue
+            observer.continuing(target, OK, error)
+            return target, upstream, first
+        if not called:
+            observer.continuing(after, EXHAUSTED, error)
+        if ctx.cause is not None:
+            raise ctx.cause  # the total deadline ended the request, not the cut
+        return None
 
 
 class _Skipped(Exception):
@@ -295,6 +380,12 @@ async def _pause(ctx: Context, delay: float) -> None:
     """
     with ctx.scope():
         await asyncio.sleep(delay)
+
+
+def _check_spliced(splice: Splice, cause: GatewayError | None) -> None:
+    """End the stream with what cut it if its continuation did not continue its text."""
+    if splice.diverged and cause is not None:
+        raise cause
 
 
 async def _first_events(

@@ -71,6 +71,8 @@ class Route:
     timeouts: Timeouts
     ceilings: Timeouts
     policy: FailurePolicy = field(default_factory=FailurePolicy)
+    #: Most continuations of one stream after its first byte (targets with `prefill` only).
+    continuations: int = 0
 
     def timeouts_for(
         self, overrides: Mapping[str, float], target: Target | None = None
@@ -107,6 +109,7 @@ class Router:
                     failover_on=frozenset(config.failover_on),
                     propagate=frozenset(config.propagate),
                 ),
+                continuations=config.continuations,
             )
             if is_pattern(config.model):
                 self._patterns.append(route)

@@ -137,6 +137,16 @@ class Relay:
         self._record.failed_over(reason)
         _log.info("upstream_failover", upstream=target.provider.name, code=reason)
 
+    def continuing(self, target: Target, result: str, error: GatewayError) -> None:
+        self._record.continued(result)
+        _log.info(
+            "stream_continuation",
+            result=result,
+            upstream=target.provider.name,
+            upstream_model=target.upstream_model(self._chain.template.model),
+            code=error.code,  # what cut the stream being continued
+        )
+
     # --- stream: true ---------------------------------------------------------------------------
 
     async def stream(self) -> web.StreamResponse:

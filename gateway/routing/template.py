@@ -1,0 +1,53 @@
+"""`CallTemplate`: the client's request as every target of its route gets it.
+
+The endpoint validates the client's body once; each attempt of the chain - a retry, a failover,
+a continuation - turns the template into that target's `UpstreamRequest`: the target's model
+name in the body (serialised per call), the limits of that target with the request's own
+overrides, and the client's forwarded headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.providers import UpstreamRequest
+from gateway.routing.router import Route, Target
+
+__all__ = ["CallTemplate"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallTemplate:
+    """The client's request as every target gets it, but for the model name and limits."""
+
+    path: str  # relative to the upstream's base URL
+    body: Mapping[str, Any]  # the client's JSON body, as validated at the edge
+    model: str  # the client's model name
+    stream: bool
+    dialect: str  # the `Dialect.name` of the endpoint
+    request_id: str = ""
+    #: Headers of the client's request to pass on (already filtered: never credentials).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The request's own `x-gateway-*-timeout` limits.
+    overrides: Mapping[str, float] = field(default_factory=dict)
+
+    def for_target(
+        self, route: Route, target: Target, body: Mapping[str, Any] | None = None
+    ) -> UpstreamRequest:
+        """The call to `target`: its model name and limits, with `body` (default: the
+        client's) serialised once per attempt."""
+        model = target.upstream_model(self.model)
+        payload = {**(self.body if body is None else body), "model": model}
+        return UpstreamRequest(
+            path=self.path,
+            body=json.dumps(payload, ensure_ascii=False).encode(),
+            model=model,
+            stream=self.stream,
+            timeouts=route.timeouts_for(self.overrides, target),
+            request_id=self.request_id,
+            dialect=self.dialect,
+            headers=self.headers,
+        )
