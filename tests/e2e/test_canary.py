@@ -148,7 +148,7 @@ def write_config(tmp_path: Path, upstream: FakeUpstream) -> Path:
             {"model": "claude-400", "targets": [{"upstream": "claude"}]},
             {"model": "refused", "targets": [{"upstream": "nowhere"}]},
         ],
-        "heartbeat": 0.2,
+        "heartbeat": 1.0,  # a real status before it, an error event after (stall, reset)
         "drain_grace": 0.2,
         "limits": {"body_timeout": 0.5, "head_timeout": 1.0, "max_header_line_bytes": 2048},
         "metrics": {"require_key": True},
