@@ -68,6 +68,7 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> web.Application:
     """A gateway application; `providers` replaces the ones built from settings (tests)."""
+    metrics = metrics or Metrics()
     app = web.Application(
         middlewares=[
             request_id_middleware,
@@ -75,13 +76,13 @@ def create_app(
             admission_middleware,
         ],
         client_max_size=settings.limits.max_request_bytes,
-        handler_args=handler_options(settings.limits),
+        handler_args=handler_options(settings.limits, metrics),
     )
     providers = dict(providers) if providers is not None else build_providers(settings)
     app[SETTINGS] = settings
     app[PROVIDERS] = providers
     app[ROUTER] = Router(settings, providers)
-    app[METRICS] = metrics or Metrics()
+    app[METRICS] = metrics
     watch_circuits(app[ROUTER], app[METRICS])
     app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)
     app[CAPACITY] = Capacity(settings.limits.max_streams)
@@ -102,7 +103,7 @@ def create_metrics_app(app: web.Application) -> web.Application:
     """The app of the separate metrics listener: `/metrics` of `app`, nothing else."""
     metrics_app = web.Application(
         middlewares=[request_id_middleware],
-        handler_args=handler_options(app[SETTINGS].limits),
+        handler_args=handler_options(app[SETTINGS].limits, app[METRICS]),
     )
     metrics_app[SETTINGS] = app[SETTINGS]
     metrics_app[METRICS] = app[METRICS]

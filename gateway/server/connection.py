@@ -17,10 +17,11 @@ each header field: `limits.max_header_line_bytes`) and `max_headers` (`limits.ma
 offending line - which may be someone's key - and logs them at ERROR with a traceback.
 `GatewayRequestHandler` answers in the OpenAI error shape instead (the path is unknown when the
 head cannot be parsed): 431 `request_head_too_large` for a line over the limit, 400
-`invalid_request` for anything else, closing the connection, and logs one line naming the
-status and the parser's error class, nothing the client sent. It also answers the last-resort
-500 of an exception no middleware caught without a traceback in the body, even in asyncio debug
-mode (aiohttp's debug mode would send one).
+`invalid_request` for anything else, closing the connection; it counts them in
+`gateway_errors_total` and logs one line naming the status and the parser's error class,
+nothing the client sent. It also answers the last-resort 500 of an exception no middleware
+caught without a traceback in the body, even in asyncio debug mode (aiohttp's debug mode would
+send one).
 
 `GatewayRunner` is `web.AppRunner` serving through `GatewayRequestHandler`.
 """
@@ -34,6 +35,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from gateway.errors import ErrorCategory, InvalidRequest, RequestHeadTooLarge
+from gateway.observability import Metrics
 from gateway.settings import LimitSettings
 from gateway.streaming import OpenAIDialect, StreamError
 
@@ -44,20 +46,26 @@ _DIALECT = OpenAIDialect()
 _API_ERROR = ErrorCategory.API_ERROR
 
 
-def handler_options(limits: LimitSettings) -> dict[str, Any]:
-    """The per-connection options of `limits` (an `Application`'s `handler_args`)."""
+def handler_options(limits: LimitSettings, metrics: Metrics) -> dict[str, Any]:
+    """The per-connection options of `limits` (an `Application`'s `handler_args`), and where
+    `GatewayRequestHandler` counts the heads it rejects (`gateway_errors_total`)."""
     return {
         "keepalive_timeout": limits.head_timeout,
         "max_line_size": limits.max_header_line_bytes,
         "max_field_size": limits.max_header_line_bytes,
         "max_headers": limits.max_headers,
+        "metrics": metrics,
     }
 
 
 class GatewayRequestHandler(web.RequestHandler):
     """aiohttp's HTTP protocol, answering what it cannot parse in the gateway's error shape."""
 
-    __slots__ = ()
+    __slots__ = ("_metrics",)
+
+    def __init__(self, manager: web.Server, *, metrics: Metrics | None = None, **options: Any):
+        super().__init__(manager, **options)
+        self._metrics = metrics
 
     def handle_error(
         self,
@@ -69,6 +77,8 @@ class GatewayRequestHandler(web.RequestHandler):
         if request.writer.output_size > 0:  # as aiohttp: too late for another response
             raise ConnectionError("the response has started; cannot send an error instead")
         status, error = self._error_for(status, exc)
+        if self._metrics is not None:
+            self._metrics.errors.labels(error.type.value, error.code).inc()
         response = web.Response(
             status=status, body=_DIALECT.error_body(error), content_type="application/json"
         )

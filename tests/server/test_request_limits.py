@@ -24,6 +24,7 @@ import structlog
 
 from gateway.observability import configure_logging
 from tests.conftest import RunningGateway, StartGateway
+from tests.observability.scrape import total
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import DONE, FakeUpstream
 from tests.support.raw_http import exchange, head, parse_responses, trickle
@@ -305,6 +306,7 @@ async def test_bad_request_head_is_answered_in_json_echoing_nothing(
         assert leaked not in logged
     [line] = [line for line in log_lines(log_stream) if line["event"] == "request_head_rejected"]
     assert line["status"] == status
+    assert total(gw, "gateway_errors_total", category="api_error", code=code) == 1
     assert upstream.requests == []
 
 
