@@ -63,7 +63,9 @@ class GatewayRequestHandler(web.RequestHandler):
 
     __slots__ = ("_metrics",)
 
-    def __init__(self, manager: web.Server, *, metrics: Metrics | None = None, **options: Any):
+    def __init__(
+        self, manager: web.Server, *, metrics: Metrics | None = None, **options: Any
+    ) -> None:
         super().__init__(manager, **options)
         self._metrics = metrics
 
