@@ -11,7 +11,7 @@ aiohttp or asyncio through stdlib `logging`, which is routed through the same pr
   characters (newlines, ANSI escapes, other C0/C1 characters) in values are escaped, so a model
   name a client typed cannot forge a line or repaint a terminal;
 - values are length-capped (`MAX_VALUE_CHARS`), so a client cannot make a line huge;
-- the same stream and format for both sources;
+- the same stream and format for both sources (and for Python warnings);
 - a line is one `write`, so worker processes sharing stderr never interleave mid-line.
 """
 
@@ -127,3 +127,8 @@ def configure_logging(
     root.addHandler(handler)
     # Libraries are chatty at INFO (aiohttp's access log is off anyway): warnings and up.
     root.setLevel(max(numeric, logging.WARNING))
+    # Python warnings (ResourceWarning in dev mode, deprecations) as log lines too, not as
+    # plain text on stderr in the middle of a JSON stream. (Off first: a second call would
+    # keep whatever `showwarning` was current at the first.)
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)

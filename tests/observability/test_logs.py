@@ -36,6 +36,7 @@ def log_stream() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     configure_logging("info", "json", buffer)
     yield buffer
+    logging.captureWarnings(False)
     structlog.reset_defaults()
     root = logging.getLogger()
     for handler in root.handlers[:]:
@@ -146,3 +147,14 @@ async def test_disconnect_storm_is_one_line_per_request_and_no_traceback(
     }
     assert len({r["request_id"] for r in records}) == clients
     assert "Traceback" not in log_stream.getvalue()
+
+
+def test_python_warnings_are_json_lines_too(log_stream: io.StringIO) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("unclosed thing", ResourceWarning, stacklevel=1)
+    [line] = lines(log_stream)
+    assert (line["logger"], line["level"]) == ("py.warnings", "warning")
+    assert "ResourceWarning: unclosed thing" in line["event"]
