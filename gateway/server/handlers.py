@@ -9,9 +9,11 @@ ended by. Errors are answered in the endpoint's dialect.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from gateway.errors import GatewayError, ServerShutdown, Unauthorized
+from gateway.errors import ClientDisconnected, GatewayError, ServerShutdown, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
 from gateway.server.chat_request import timeout_overrides
@@ -86,6 +88,13 @@ async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         response = error_response(endpoint.dialect, exc, record.request_id)
         record.answered(response)
         return response
+    except asyncio.CancelledError:
+        # Before the relay took over (reading the body, routing): the relay records its
+        # own cause, and the first recorded wins.
+        transport = request.transport
+        gone = transport is None or transport.is_closing()
+        record.fail(ClientDisconnected(phase="reading_request") if gone else ServerShutdown())
+        raise
     finally:
         record.finish()
 

@@ -352,3 +352,23 @@ async def test_requests_rejected_before_routing_are_recorded_without_a_route(
     assert_recorded_once(gw, logs, "api_error", code, "none")
     assert total(gw, "gateway_upstream_attempts_total") == 0
     assert upstream.requests == []
+
+
+async def test_client_leaving_while_sending_its_body_is_recorded_as_disconnected(
+    start_gateway: StartGateway, upstream: FakeUpstream, logs: list[dict[str, Any]]
+) -> None:
+    gw = await start_gateway(upstream, ("m",))
+    port = int(gw.url.rsplit(":", 1)[1])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"model": "m", "messages": ['
+    )
+    await writer.drain()
+    writer.close()  # 972 bytes of the body never come
+    await writer.wait_closed()
+    await finished(gw)
+    line = assert_recorded_once(gw, logs, "client_disconnected", "client_disconnected", "none")
+    assert line["phase"] == "reading_request"
+    assert value(gw, "gateway_client_disconnects_total", phase="reading_request") == 1
+    assert upstream.requests == []
