@@ -32,19 +32,13 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gateway.streaming import SSEEvent
+from gateway.streaming import SSEEvent, loads_object
 
 __all__ = ["SPLICES", "AnthropicSplice", "OpenAISplice", "Splice"]
 
 
 def _loads(data: str | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return None if data is None else loads_object(data)
 
 
 def _event(payload: dict[str, Any], name: str | None = None) -> SSEEvent:

@@ -14,6 +14,7 @@ from gateway.streaming.dialect import (
     OpenAIDialect,
     StreamTracker,
     Verdict,
+    loads_object,
 )
 from gateway.streaming.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from gateway.streaming.stream import ContextAwareStream, stream_from_context
@@ -43,6 +44,7 @@ __all__ = [
     "Verdict",
     "as_gateway_error",
     "error_for_status",
+    "loads_object",
     "make_stream_error",
     "stream_from_context",
 ]

@@ -28,7 +28,7 @@ from gateway.streaming.sse import SSEEvent
 from gateway.streaming.stream_error import StreamError
 
 _fast_loads: Callable[[str], Any]
-try:  # optional: the core stays pure stdlib (see `_loads_object`)
+try:  # optional: the core stays pure stdlib (see `loads_object`)
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is a dependency of the gateway
     _fast_loads = json.loads
@@ -39,6 +39,7 @@ __all__ = [
     "OpenAIDialect",
     "StreamTracker",
     "Verdict",
+    "loads_object",
 ]
 
 HEARTBEAT = b": ping\n\n"
@@ -93,8 +94,9 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def _loads_object(data: str) -> dict[str, Any] | None:
-    """`data` parsed as a JSON object, or None if it is not one.
+def loads_object(data: str) -> dict[str, Any] | None:
+    """An event's `data` parsed as a JSON object, or None if it is not one (the one parser
+    of event JSON: trackers and the continuation splice use it).
 
     orjson when it is installed (several times faster, and this runs once per event); json
     when it is not, and as the judge when orjson refuses: orjson is stricter than the JSON
@@ -123,7 +125,7 @@ class _OpenAITracker(StreamTracker):
             return Verdict.SKIP  # comments and field-only frames: OpenAI SDKs choke on them
         if data.startswith("[DONE]"):
             return Verdict.END
-        chunk = _loads_object(data)
+        chunk = loads_object(data)
         if chunk is None:
             self.skipped += 1
             return Verdict.SKIP
@@ -208,7 +210,7 @@ class _AnthropicTracker(StreamTracker):
         if data is None:
             return Verdict.SKIP
         kind = event.event
-        payload = _loads_object(data)
+        payload = loads_object(data)
         if kind is None and payload is not None:
             kind = payload.get("type")
         if kind == "message_stop":
