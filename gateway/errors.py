@@ -12,7 +12,8 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │   ├── ConnectTimeout                          connect_timeout
     │   ├── FirstByteTimeout                        first_byte_timeout
     │   ├── IdleTimeout                             idle_timeout
-    │   └── DeadlineExceeded                        deadline_exceeded
+    │   ├── DeadlineExceeded                        deadline_exceeded
+│   └── WriteStalled                            write_stall (the client stopped reading)
     ├── Canceled                                    category context_canceled, 499
     │   └── ClientDisconnected                      client_disconnected
     ├── NetworkError                                category network, 502
@@ -90,6 +91,7 @@ __all__ = [
     "UpstreamRetryableStatus",
     "UpstreamServerError",
     "UpstreamTruncated",
+    "WriteStalled",
 ]
 
 
@@ -168,6 +170,22 @@ class IdleTimeout(GatewayTimeout):
 class DeadlineExceeded(GatewayTimeout):
     code = "deadline_exceeded"
     limit_name = "total"
+
+
+class WriteStalled(GatewayTimeout):
+    """The client stopped reading: its connection could take no more bytes for the whole
+    `write_stall` limit, so the gateway closed it (and the upstream). Nobody is left to read
+    the error; it is recorded in logs and metrics."""
+
+    code = "write_stall"
+    limit_name = "write_stall"
+
+    def __init__(self, message: str | None = None, *, limit: float | None = None) -> None:
+        if message is None:
+            message = "the client did not read the stream within the write_stall limit"
+            if limit is not None:
+                message += f" ({limit:g}s)"
+        super().__init__(message, limit=limit)
 
 
 # --- context_canceled --------------------------------------------------------------------------

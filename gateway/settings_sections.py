@@ -328,6 +328,12 @@ class LimitSettings(_Model):
         description="Seconds to receive a whole request body once it is being read; then 408 "
         "and the connection is closed.",
     )
+    write_stall: PositiveFloat = Field(
+        30.0,
+        description="Seconds a client connection may accept no bytes while the gateway has "
+        "more to send (its socket and buffers full: a client that stopped reading); then "
+        "both it and the upstream are closed and the stream is recorded as `write_stall`.",
+    )
     max_header_line_bytes: PositiveInt = Field(
         8190,
         description="Longest request line or header field; a longer one is answered 431 and "

@@ -77,6 +77,11 @@ _MAX_MESSAGE = 500
 _MAX_RETRY_AFTER = 10_000_000  # seconds; the same 7 digits `_RETRY_AFTER` accepts
 #: The gateway's own message for statuses that say more than "server error".
 _STATUS_MESSAGES = {529: "the upstream is overloaded"}
+# Per-stream buffering of an upstream body, bounded for a client that stops reading: aiohttp
+# stops reading the socket once twice `_READ_BUFFER` bytes wait, and one read hands the relay
+# at most `_READ_MAX` bytes (one batch of events, one client write).
+_READ_BUFFER = 16 * 1024
+_READ_MAX = 64 * 1024
 #: Content types that cannot carry an event stream (an upstream that ignored `stream: true`, or
 #: an error page with a 200). Anything else is given the benefit of the doubt and framed as SSE.
 _NOT_A_STREAM = frozenset({"application/json", "text/html"})
@@ -153,6 +158,7 @@ class HTTPProvider(Provider):
             response.close()
             self._connections.release()
             raise
+        _bound_socket_reads(response)
         return HTTPUpstreamResponse(response, on_close=self._connections.release)
 
     async def _take_connection(self, connect: float | None) -> float | None:
@@ -220,6 +226,7 @@ def create_session(max_connections: int) -> aiohttp.ClientSession:
         trace_configs=[trace],
         trust_env=False,
         auto_decompress=True,
+        read_bufsize=_READ_BUFFER,
     )
 
 
@@ -281,7 +288,7 @@ class HTTPUpstreamResponse(UpstreamResponse):
         content = self._response.content
         with translate_errors():
             while True:
-                chunk = await content.readany()
+                chunk = await content.read(_READ_MAX)
                 if not chunk:
                     return
                 yield chunk
@@ -298,6 +305,16 @@ class HTTPUpstreamResponse(UpstreamResponse):
         finally:
             if self._on_close is not None:
                 self._on_close()
+
+
+def _bound_socket_reads(response: aiohttp.ClientResponse) -> None:
+    """Read at most `_READ_MAX` bytes per `recv()` on the response's connection (asyncio's
+    selector transports read up to 256 KiB, which would sit in aiohttp's buffer behind a
+    client that stopped reading). Other event loops' transports are left as they are."""
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = _READ_MAX  # type: ignore[attr-defined]
 
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:

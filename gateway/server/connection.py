@@ -23,11 +23,24 @@ nothing the client sent. It also answers the last-resort 500 of an exception no 
 caught without a traceback in the body, even in asyncio debug mode (aiohttp's debug mode would
 send one).
 
+**Write stall.** A client that stops reading fills its socket, then the transport's write
+buffer; asyncio then calls the protocol's `pause_writing()`, and the relay's next write waits
+(it stops reading the upstream: the bytes held per stream are bounded by the buffers, whatever
+the upstream sends). `GatewayRequestHandler` arms one timer at `pause_writing()` and cancels it
+at `resume_writing()`: a connection that accepts no bytes for `limits.write_stall` seconds is
+aborted, which cancels its handler - the relay closes the upstream and records the stream as
+`write_stall` (`stalled_writing`). A client that reads, however slowly, resumes writing and is
+never cut. Nothing is done per write: the timer only moves when the buffer crosses its marks.
+
 `GatewayRunner` is `web.AppRunner` serving through `GatewayRequestHandler`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import struct
 from typing import Any
 
 import structlog
@@ -39,11 +52,18 @@ from gateway.observability import Metrics
 from gateway.settings import LimitSettings
 from gateway.streaming import OpenAIDialect, StreamError
 
-__all__ = ["GatewayRequestHandler", "GatewayRunner", "GatewayServer", "handler_options"]
+__all__ = [
+    "GatewayRequestHandler",
+    "GatewayRunner",
+    "GatewayServer",
+    "handler_options",
+    "stalled_writing",
+]
 
 _log = structlog.get_logger("gateway.server")
 _DIALECT = OpenAIDialect()
 _API_ERROR = ErrorCategory.API_ERROR
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 def handler_options(limits: LimitSettings, metrics: Metrics) -> dict[str, Any]:
@@ -55,19 +75,75 @@ def handler_options(limits: LimitSettings, metrics: Metrics) -> dict[str, Any]:
         "max_field_size": limits.max_header_line_bytes,
         "max_headers": limits.max_headers,
         "metrics": metrics,
+        "write_stall": limits.write_stall,
     }
 
 
-class GatewayRequestHandler(web.RequestHandler):
-    """aiohttp's HTTP protocol, answering what it cannot parse in the gateway's error shape."""
+def stalled_writing(request: web.BaseRequest) -> float | None:
+    """The `write_stall` limit if `request`'s connection was closed for not reading, else
+    None."""
+    protocol = request.protocol
+    if isinstance(protocol, GatewayRequestHandler) and protocol.write_stalled:
+        return protocol.write_stall
+    return None
 
-    __slots__ = ("_metrics",)
+
+class GatewayRequestHandler(web.RequestHandler):
+    """aiohttp's HTTP protocol, answering what it cannot parse in the gateway's error shape and
+    closing a connection whose client stopped reading."""
+
+    __slots__ = ("_metrics", "_stall_timer", "write_stall", "write_stalled")
 
     def __init__(
-        self, manager: web.Server, *, metrics: Metrics | None = None, **options: Any
+        self,
+        manager: web.Server,
+        *,
+        metrics: Metrics | None = None,
+        write_stall: float | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(manager, **options)
         self._metrics = metrics
+        self.write_stall = write_stall
+        self.write_stalled = False
+        self._stall_timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.write_stall is not None and self._stall_timer is None:
+            self._stall_timer = self._loop.call_later(self.write_stall, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_stall_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_stall_timer()
+        super().connection_lost(exc)
+
+    def _cancel_stall_timer(self) -> None:
+        timer = self._stall_timer
+        if timer is not None:
+            self._stall_timer = None
+            timer.cancel()
+
+    def _write_stalled(self) -> None:
+        """The client took no bytes for `write_stall` seconds: drop the connection (no FIN
+        handshake to wait for behind a full buffer); its handler is cancelled. A transport
+        already closing is aborted too: its close would wait for the buffer to drain."""
+        self._stall_timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        self.write_stalled = True
+        _log.info("client_write_stalled", limit_s=self.write_stall)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A reset: the kernel drops what the client never read instead of keeping it
+            # (and the socket) until the client reads or TCP gives up.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        transport.abort()
 
     def handle_error(
         self,

@@ -39,10 +39,12 @@ from gateway.errors import (
     UpstreamErrorEvent,
     UpstreamProtocolError,
     UpstreamTruncated,
+    WriteStalled,
 )
 from gateway.observability import RequestRecord
 from gateway.providers import Provider, UpstreamRequest
 from gateway.routing import CallTemplate, Chain, Route, Target
+from gateway.server.connection import stalled_writing
 from gateway.server.sse_response import SSEResponse
 from gateway.streaming import (
     Context,
@@ -174,8 +176,9 @@ class Relay:
             self._cancelled()
             raise
         except ConnectionError:
-            # A write found the client gone before aiohttp cancelled us.
-            record.fail(ClientDisconnected(phase=self._phase))
+            # A write found the client gone (or cut for not reading) before aiohttp cancelled
+            # us.
+            record.fail(self._client_gone())
             return client.response
         finally:
             await client.stop_heartbeat()
@@ -228,6 +231,10 @@ class Relay:
                 self._phase = "streaming"
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 record.relayed(len(frames), len(data))
+                # The batch is in `data` now: let its events go while the write waits on a
+                # slow client (they would double what a stalled stream holds).
+                events.clear()
+                frames.clear()
                 await client.write(data)
             if verdict is not forward and verdict is not skip:
                 break
@@ -376,10 +383,18 @@ class Relay:
         self._settle_attempt(cause.code)
 
     def _cancel_cause(self) -> GatewayError:
-        """Why the handler was cancelled: the client left, or the server is stopping."""
+        """Why the handler was cancelled: the client left (or stopped reading), or the server
+        is stopping."""
         if self._request.transport is None or self._request.transport.is_closing():
-            return ClientDisconnected(phase=self._phase)
+            return self._client_gone()
         return ServerShutdown()
+
+    def _client_gone(self) -> GatewayError:
+        """The client's connection is gone: it left, or it was cut for not reading."""
+        stall = stalled_writing(self._request)
+        if stall is not None:
+            return WriteStalled(limit=stall)
+        return ClientDisconnected(phase=self._phase)
 
     def _error_response(self, error: GatewayError) -> web.Response:
         response = error_response(self._dialect, error, self._record.request_id)

@@ -35,6 +35,7 @@ __all__ = [
     "cut_fin",
     "cut_rst",
     "end_clean_without_done",
+    "flood",
     "gaps",
     "html",
     "huge_event",
@@ -191,6 +192,26 @@ def sse_stream(
         sink = await _EventSink.open(request, call, chunked=chunked)
         await sink.write_all(body, delay)
         return await sink.end()
+
+    return behave
+
+
+def flood(event_bytes: int = 1024) -> Behaviour:
+    """200 ``text/event-stream`` of identical content events, written as fast as the
+    connection takes them, until the peer goes away; ``call.bytes_sent`` counts the body bytes
+    handed to the connection (each write waits while aiohttp's buffer is over its limit, so a
+    reader that stops makes the count stop too)."""
+    envelope = len(chunk_event({"content": ""}, None, "fake-model", "chatcmpl-fake"))
+    event = chunk_event(
+        {"content": "x" * max(0, event_bytes - envelope)}, None, "fake-model", "chatcmpl-fake"
+    )
+    batch = event * max(1, 16384 // len(event))
+
+    async def behave(request: web.Request, call: UpstreamCall) -> web.StreamResponse:
+        sink = await _EventSink.open(request, call, chunked=True)
+        while True:
+            await sink.write(batch)
+            call.bytes_sent += len(batch)
 
     return behave
 

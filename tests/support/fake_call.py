@@ -41,6 +41,7 @@ class UpstreamCall:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     close_time: float | None = None
     cut_by_upstream: bool = False
+    bytes_sent: int = 0  # body bytes handed to the connection by the `flood` behaviour
     arrived: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     async def wait_closed_by_peer(self, timeout: float = 10) -> None:  # noqa: ASYNC109 - a hang guard

@@ -37,6 +37,7 @@ from tests.support.fake_behaviours import (
     cut_fin,
     cut_rst,
     end_clean_without_done,
+    flood,
     gaps,
     html,
     huge_event,
@@ -64,6 +65,7 @@ __all__ = [
     "cut_fin",
     "cut_rst",
     "end_clean_without_done",
+    "flood",
     "gaps",
     "html",
     "huge_event",
@@ -119,6 +121,13 @@ class FakeUpstream:
     def calls_for(self, model: str) -> list[UpstreamCall]:
         """The calls received for ``model``, in arrival order."""
         return [call for call in self.requests if call.model == model]
+
+    def forget_calls(self) -> None:
+        """Drop the calls recorded so far, from `requests` and from `next_call`'s queue, so
+        that a long test (a soak) keeps its memory flat; calls still running go on."""
+        self.requests.clear()
+        while not self._arrivals.empty():
+            self._arrivals.get_nowait()
 
     async def next_call(self, timeout: float = 10) -> UpstreamCall:  # noqa: ASYNC109 - a hang guard
         """Return the oldest call not yet returned here, waiting for one if needed."""
