@@ -71,7 +71,8 @@ class Service:
         return 0
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, wait up to `grace`, then SIGKILL; leftovers seen earlier are killed by PID."""
+        """SIGTERM, wait up to `grace`, then SIGKILL; leftovers seen earlier are killed by PID.
+        The pipe of a service that reports on stdout (the upstream) is closed."""
         with contextlib.suppress(OSError):
             self.tree()
         if self.process.poll() is None:
@@ -85,6 +86,8 @@ class Service:
             with contextlib.suppress(OSError):
                 if Path(f"/proc/{pid}").exists():
                     os.kill(pid, signal.SIGKILL)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def _spawn(

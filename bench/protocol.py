@@ -20,6 +20,7 @@ __all__ = [
     "CHAT_PATH",
     "CLOSES_PATH",
     "DONE_EVENT",
+    "FINISH_PATH",
     "MODEL",
     "STAMP_SLICE",
     "StreamShape",
@@ -33,6 +34,8 @@ MODEL = "m"
 CHAT_PATH = "/v1/chat/completions"
 #: The upstream's control endpoint: GET returns and forgets the recorded connection closes.
 CLOSES_PATH = "/_bench/closes"
+#: The upstream's control endpoint: GET sends the rest of every paced stream at once.
+FINISH_PATH = "/_bench/finish"
 
 _PREFIX = b'data: {"id":"chatcmpl-'
 _HEAD = (

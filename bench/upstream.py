@@ -13,7 +13,9 @@ paused by the transport's flow control. A client that closes (FIN or RST) while 
 still running is recorded as `rid -> close time (ns)`; `GET /_bench/closes` returns those
 records as JSON, with the number of streams still running and the connections and requests
 seen on each listen address (one per target: does a proxy reuse its upstream connections?),
-and forgets the closes.
+and forgets the closes. `GET /_bench/finish` sends what is left of every stream with a delay
+at once (the rest of its chunks, then `[DONE]`) and returns `{"finished": N}`: a test holds
+many streams open, then ends them all cleanly when it wants (`tests/load/`).
 
 It is meant to cost far less per event than the proxies measured: no HTTP framework, one
 `transport.write` per batch, nothing parsed but the request line, `Content-Length` and the marker.
@@ -34,6 +36,7 @@ from bench.eventloop import run, uvloop_available
 from bench.protocol import (
     CLOSES_PATH,
     DONE_EVENT,
+    FINISH_PATH,
     StreamShape,
     chunk_bytes,
     final_chunk_bytes,
@@ -61,6 +64,7 @@ class UpstreamState:
     served: int = 0
     connections: dict[str, int] = field(default_factory=dict)  # by listen address
     requests: dict[str, int] = field(default_factory=dict)
+    paced: set[_UpstreamProtocol] = field(default_factory=set)  # streams with a delay
 
 
 def _framed(payload: bytes) -> bytes:
@@ -153,6 +157,12 @@ class _UpstreamProtocol(asyncio.Protocol):
                 "requests": self._state.requests,
             }
             self._transport.write(_plain_response("200 OK", json.dumps(answer).encode()))
+        elif method == "GET" and path == FINISH_PATH:
+            paced = list(self._state.paced)
+            for protocol in paced:
+                protocol.finish_now()
+            body = json.dumps({"finished": len(paced)}).encode()
+            self._transport.write(_plain_response("200 OK", body))
         elif method == "GET" and path == "/healthz":
             self._transport.write(_plain_response("200 OK", b'{"status":"ok"}'))
         else:
@@ -167,6 +177,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         if shape.delay == 0:
             self._burst(head=_STREAM_HEAD)
         else:
+            self._state.paced.add(self)
             self._tick(head=_STREAM_HEAD)
 
     def _events(self, count: int) -> bytes:
@@ -198,6 +209,16 @@ class _UpstreamProtocol(asyncio.Protocol):
             return
         self._timer = self._loop.call_at(self._start + self._sent * self._shape.delay, self._tick)
 
+    def finish_now(self) -> None:
+        """Send the rest of this paced stream at once: its remaining chunks, then [DONE]."""
+        if self._shape is None or self._transport is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._transport.write(self._events(self._shape.chunks - self._sent))
+        self._finish()
+
     def _burst(self, head: bytes = b"") -> None:
         """Write `_BURST` events, then yield to the other connections; stop while paused."""
         self._timer = None
@@ -221,6 +242,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         if self._shape is not None:
             self._shape = None
             self._state.active -= 1
+            self._state.paced.discard(self)
 
 
 async def serve(hosts: list[str], port: int, state: UpstreamState) -> list[asyncio.Server]:
