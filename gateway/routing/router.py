@@ -132,9 +132,16 @@ class Router:
             _check_dialect(model, route, dialect)
         return route
 
-    def models(self) -> list[str]:
-        """The routable model names, in configuration order (patterns are not names)."""
-        return list(self._exact)
+    def models(self, dialect: str | None = None) -> list[str]:
+        """The routable model names, in configuration order (patterns are not names); with
+        `dialect`, only those whose every target speaks it."""
+        if dialect is None:
+            return list(self._exact)
+        return [
+            name
+            for name, route in self._exact.items()
+            if all(target.provider.speaks(dialect) for target in route.targets)
+        ]
 
     def patterns(self) -> list[str]:
         """The glob patterns routed, in configuration order."""

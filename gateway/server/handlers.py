@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _OPENAI = OpenAIDialect()
+_EPOCH = "1970-01-01T00:00:00Z"  # no creation date is known for a routed name
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -100,9 +101,26 @@ async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """`GET /v1/models`: the routed model names (patterns are not names), in the shape of the
+    SDK asking: Anthropic's (`client.models.list()` sends `anthropic-version`) or OpenAI's."""
+    router = request.app[ROUTER]
+    if "anthropic-version" in request.headers:
+        names = router.models(MESSAGES.dialect.name)
+        models = [
+            {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
+            for name in names
+        ]
+        return web.json_response(
+            {
+                "data": models,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        )
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "sse-gateway"}
-        for name in request.app[ROUTER].models()
+        for name in router.models()
     ]
     return web.json_response({"object": "list", "data": data})
 

@@ -332,3 +332,15 @@ async def test_a_model_of_the_other_api_raises_bad_request_error(
 
     assert "/v1/chat/completions" in error_of(caught)["message"]
     assert upstream.requests == []
+
+
+async def test_models_list_gives_the_anthropic_sdk_the_models_it_can_call(
+    sdk: anthropic.AsyncAnthropic, gateway: RunningGateway
+) -> None:
+    page = await sdk.models.list()
+
+    names = [model.id for model in page.data]
+    assert CLAUDE in names
+    assert GPT not in names  # routed, but to an OpenAI-only upstream
+    assert all(model.type == "model" and model.display_name == model.id for model in page.data)
+    assert page.has_more is False
