@@ -14,8 +14,11 @@ Invariants:
 - a foreign exception from the base is translated once (`as_gateway_error`) and chained;
 - a `CancelledError` that this stream did not cause (the task cancelled by its owner) is
   re-raised as is, after closing the base.
-- the idle clock restarts per item, which costs one clock read: the phase timer is re-armed
-  lazily, only when it fires early.
+- the idle clock runs only while a read waits on the base: it starts when the caller asks for
+  the next item and stops when the item is handed out, so a caller slow to take the items (a
+  relay blocked on a client that reads slowly) is never taken for a silent upstream. Each
+  start and stop costs one clock read: the phase timer is re-armed lazily, only when it fires
+  early.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from gateway.streaming.timeouts import Timeouts
 __all__ = ["ContextAwareStream", "stream_from_context"]
 
 T = TypeVar("T")
+
+#: Seconds: the idle deadline while the caller holds an item, out of reach (a finite time, so
+#: that any event loop can arm a timer for it). Moving a deadline later costs no timer
+#: operation; the next read brings it back to `idle` seconds ahead.
+_HELD = 86400.0 * 365
 
 
 class ContextAwareStream(Generic[T]):
@@ -97,6 +105,8 @@ class ContextAwareStream(Generic[T]):
                 raise self._error
             raise StopAsyncIteration
         phase = self._phase
+        if self._items and self._idle is not None:
+            phase.reschedule(self._loop.time() + self._idle)
         self._reading = True
         try:
             with phase.scope():
@@ -124,7 +134,7 @@ class ContextAwareStream(Generic[T]):
         self._reading = False
         self._items += 1
         if self._idle is not None:
-            phase.reschedule(self._loop.time() + self._idle, self._idle_error)
+            phase.reschedule(self._loop.time() + _HELD, self._idle_error)
         elif self._items == 1:
             phase.reschedule(None)  # the first-byte limit is met; no idle limit follows it
         return item

@@ -276,6 +276,42 @@ async def test_an_idle_limit_shorter_than_the_first_byte_limit_applies_after_the
         await collect(stream)
 
 
+async def test_time_the_caller_holds_an_item_is_not_upstream_idleness(
+    manual_clock: ManualClock,
+) -> None:
+    # Regression (found by tests/chaos): the idle clock ran while the relay was blocked writing
+    # an item to a client that read slowly, and the next read - whose item was already there -
+    # failed with "upstream did not respond within the idle deadline".
+    upstream = Upstream([1, 2], then="block")
+    stream = stream_from_context(Context(), upstream.iterator, Timeouts(first_byte=None, idle=10))
+    assert await stream.__anext__() == 1
+    manual_clock.advance(60)  # the caller is busy with item 1
+    await spin()
+    assert await stream.__anext__() == 2
+    assert stream.get_stream_error() is None
+    await stream.aclose()
+
+
+async def test_the_idle_clock_starts_when_the_caller_asks_for_the_next_item(
+    manual_clock: ManualClock,
+) -> None:
+    upstream = Upstream([1], then="block")
+    stream = stream_from_context(Context(), upstream.iterator, Timeouts(first_byte=None, idle=10))
+    assert await stream.__anext__() == 1
+    manual_clock.advance(60)
+    await spin()
+    reader = asyncio.create_task(stream.__anext__())
+    await spin()
+    assert upstream.blocked.is_set()
+    manual_clock.advance(9)
+    await spin()
+    assert not reader.done()
+    manual_clock.advance(2)
+    with pytest.raises(IdleTimeout):
+        await reader
+    assert upstream.closed.is_set()
+
+
 async def test_restart_first_byte_clock_starts_the_limit_afresh(manual_clock: ManualClock) -> None:
     gate = asyncio.Event()
 
