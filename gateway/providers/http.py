@@ -33,9 +33,8 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from types import SimpleNamespace
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace, TracebackType
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -238,42 +237,70 @@ async def _report_sent(
         hook()
 
 
-@contextmanager
-def translate_errors(*, connect_limit: float | None = None) -> Iterator[None]:
-    """Re-raise aiohttp/OS errors of an upstream call as the `GatewayError` they stand for.
+def translate_errors(*, connect_limit: float | None = None) -> _ErrorTranslation:
+    """Re-raise aiohttp/OS errors of an upstream call as the `GatewayError` they stand for:
+    `with translate_errors(): ...`.
 
     `connect_limit` is the connect timeout in force, named in a `ConnectTimeout`'s message.
+    A `GatewayError` and anything that is not an `Exception` (a cancellation) pass through.
     """
-    try:
-        yield
-    except GatewayError:
-        raise
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeout(limit=connect_limit) from exc
-    except aiohttp.ServerTimeoutError as exc:
-        raise DeadlineExceeded() from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectFailed() from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise ConnectionReset("the upstream closed the connection without an answer") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamTruncated() from exc
-    except aiohttp.ClientOSError as exc:
+    return _ErrorTranslation(connect_limit)
+
+
+class _ErrorTranslation:
+    """`translate_errors()`'s context manager: a slotted object rather than a generator, since
+    a stream holds one for as long as it reads its upstream."""
+
+    __slots__ = ("_connect_limit",)
+
+    def __init__(self, connect_limit: float | None) -> None:
+        self._connect_limit = connect_limit
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, GatewayError):
+            error = _translation(exc, self._connect_limit)
+            if error is not None:
+                raise error from exc
+
+
+def _translation(exc: Exception, connect_limit: float | None) -> GatewayError | None:
+    """The `GatewayError` an aiohttp/OS error stands for (None: not this boundary's error).
+    Most specific first: aiohttp's classes inherit from each other and from `OSError`."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeout(limit=connect_limit)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return DeadlineExceeded()
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed()
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ConnectionReset("the upstream closed the connection without an answer")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamTruncated()
+    if isinstance(exc, aiohttp.ClientOSError):
         if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-            raise ConnectionReset() from exc
-        raise NetworkError() from exc
-    except aiohttp.ClientConnectionError as exc:
-        if isinstance(exc, ConnectionResetError):
-            raise ConnectionReset() from exc
-        raise NetworkError() from exc
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamProtocolError("the upstream sent an invalid HTTP response") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise as_gateway_error(exc) from exc
+            return ConnectionReset()
+        return NetworkError()
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return ConnectionReset() if isinstance(exc, ConnectionResetError) else NetworkError()
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamProtocolError("the upstream sent an invalid HTTP response")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return as_gateway_error(exc)
+    return None
 
 
 class HTTPUpstreamResponse(UpstreamResponse):
     """A 2xx aiohttp response; closes its connection unless the body was read to the end."""
+
+    __slots__ = ("_closed", "_on_close", "_response", "headers", "status")
 
     def __init__(
         self, response: aiohttp.ClientResponse, *, on_close: Callable[[], None] | None = None

@@ -117,6 +117,8 @@ class MockProvider(Provider):
 
 
 class _MockResponse(UpstreamResponse):
+    __slots__ = ("_body",)
+
     def __init__(self, body: AsyncIterator[bytes]) -> None:
         self._body = body
 

@@ -53,6 +53,8 @@ class UpstreamRequest:
 class UpstreamResponse(abc.ABC):
     """A successful (2xx) upstream answer whose body is still to be read."""
 
+    __slots__ = ()  # one per open stream: subclasses may do without a `__dict__`
+
     status: int = 200
     headers: Mapping[str, str] = {}
 

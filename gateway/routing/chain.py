@@ -87,6 +87,8 @@ class ChainObserver(Protocol):
 class Chain:
     """Runs one request over one route's targets; use once."""
 
+    __slots__ = ("_observer", "_rng", "answering", "route", "template")
+
     def __init__(
         self,
         route: Route,
@@ -97,7 +99,9 @@ class Chain:
         self.route = route
         self.template = template
         self._observer = observer
-        self._rng = rng or random.Random()
+        #: Made at the first retry: a `Random` holds 2.5 KiB of state, and most requests
+        #: never wait to retry.
+        self._rng = rng
         #: The target whose answer is being read (`run(keep=True)`), until `finish()`.
         self.answering: Target | None = None
 
@@ -113,9 +117,9 @@ class Chain:
         elif hurts_target(error):
             target.circuit.failed()
 
-    async def run(self, ctx: Context, attempt: Attempt[T], *, keep: bool = False) -> tuple[
-        Target, T
-    ]:
+    async def run(
+        self, ctx: Context, attempt: Attempt[T], *, keep: bool = False
+    ) -> tuple[Target, T]:
         """The first answer of the route's targets, with the target that gave it.
 
         Each target is tried as the route's `FailurePolicy` says: again after a wait, or the
@@ -209,15 +213,15 @@ class Chain:
         retry = self.route.policy.retry
         if number >= retry.attempts:
             return None
+        if self._rng is None:
+            self._rng = random.Random()
         delay = retry.delay(error, number, self._rng)
         remaining = ctx.remaining()
         if delay is None or (remaining is not None and delay >= remaining):
             return None
         return delay
 
-    def stream(
-        self, ctx: Context, open_stream: OpenStream
-    ) -> AsyncGenerator[list[SSEEvent], None]:
+    def stream(self, ctx: Context, open_stream: OpenStream) -> AsyncGenerator[list[SSEEvent], None]:
         """The events of the first target whose stream yields an event, read by read; when
         that stream dies after its first byte and the route can continue it, the events of
         its continuation follow, spliced in (`Continuation`)."""
@@ -233,6 +237,9 @@ class Chain:
         target, (upstream, first) = await self.run(
             ctx, functools.partial(_first_events, open_stream), keep=True
         )
+        # No call will follow this answer: the client's body (often the largest thing a
+        # request holds) is let go rather than kept for as long as the answer streams.
+        self.template = self.template.without_body()
         try:
             yield first
             async for events in upstream:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.providers import UpstreamRequest
@@ -33,6 +33,10 @@ class CallTemplate:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: The request's own `x-gateway-*-timeout` limits.
     overrides: Mapping[str, float] = field(default_factory=dict)
+
+    def without_body(self) -> CallTemplate:
+        """This template with an empty body: for a request that makes no more calls."""
+        return replace(self, body={})
 
     def for_target(
         self, route: Route, target: Target, body: Mapping[str, Any] | None = None

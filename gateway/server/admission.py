@@ -59,13 +59,16 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
             lease = request.app[CAPACITY].admit(client)
     except GatewayError as exc:
         return _refuse(request, endpoint, exc, client)
-    bound = {"client": client.name} if client is not None else {}
-    with structlog.contextvars.bound_contextvars(**bound):
-        try:
-            return await handler(request)
-        finally:
-            if lease is not None:
-                lease.release()
+    token = None
+    if client is not None:
+        token = structlog.contextvars.bind_contextvars(client=client.name)["client"]
+    try:
+        return await handler(request)
+    finally:
+        if lease is not None:
+            lease.release()
+        if token is not None:
+            structlog.contextvars.reset_contextvars(client=token)
 
 
 def _refuse(

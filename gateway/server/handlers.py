@@ -49,41 +49,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
     record = RequestRecord(
         request_id=request[REQUEST_ID], endpoint=endpoint.name, metrics=request.app[METRICS]
     )
     try:
-        fields, body = await endpoint.read(request, settings.limits.max_request_bytes)
-        record.stream = fields.stream
-        record.model = fields.model
-        route = request.app[ROUTER].resolve(fields.model, endpoint.dialect)
-        record.bind_route(route.name)
-        template = CallTemplate(
-            path=endpoint.upstream_path,
-            body=body,
-            model=fields.model,
-            stream=fields.stream,
-            dialect=endpoint.dialect.name,
-            request_id=record.request_id,
-            headers=endpoint.forwarded_headers(request),
-            overrides=timeout_overrides(request.headers),
-        )
-        limits = RelayLimits(
-            heartbeat=settings.heartbeat,
-            max_event_bytes=settings.limits.max_event_bytes,
-            max_response_bytes=settings.limits.max_response_bytes,
-        )
-        relay = Relay(
-            request,
-            record,
-            route,
-            template,
-            endpoint.dialect,
-            limits,
-            request.app[SERVER_CONTEXT],
-        )
-        return await (relay.stream() if fields.stream else relay.complete())
+        relay = await _read_request(request, endpoint, record)
+        return await (relay.stream() if record.stream else relay.complete())
     except GatewayError as exc:
         record.fail(exc)
         response = error_response(endpoint.dialect, exc, record.request_id)
@@ -98,6 +69,39 @@ async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         raise
     finally:
         record.finish()
+
+
+async def _read_request(request: web.Request, endpoint: Endpoint, record: RequestRecord) -> Relay:
+    """The client's request read, validated and routed: the relay that will answer it.
+
+    A function of its own so that what only the edge needed (the validated fields) is
+    released before the answer streams; the relay keeps the body for as long as a call may
+    still need it.
+    """
+    settings = request.app[SETTINGS]
+    fields, body = await endpoint.read(request, settings.limits.max_request_bytes)
+    record.stream = fields.stream
+    record.model = fields.model
+    route = request.app[ROUTER].resolve(fields.model, endpoint.dialect)
+    record.bind_route(route.name)
+    template = CallTemplate(
+        path=endpoint.upstream_path,
+        body=body,
+        model=fields.model,
+        stream=fields.stream,
+        dialect=endpoint.dialect.name,
+        request_id=record.request_id,
+        headers=endpoint.forwarded_headers(request),
+        overrides=timeout_overrides(request.headers),
+    )
+    limits = RelayLimits(
+        heartbeat=settings.heartbeat,
+        max_event_bytes=settings.limits.max_event_bytes,
+        max_response_bytes=settings.limits.max_response_bytes,
+    )
+    return Relay(
+        request, record, route, template, endpoint.dialect, limits, request.app[SERVER_CONTEXT]
+    )
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -42,7 +42,7 @@ from gateway.errors import (
     WriteStalled,
 )
 from gateway.observability import RequestRecord
-from gateway.providers import Provider, UpstreamRequest
+from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.routing import CallTemplate, Chain, Route, Target
 from gateway.server.connection import stalled_writing
 from gateway.server.sse_response import SSEResponse
@@ -74,8 +74,22 @@ class Relay:
     """Runs one client request over its route's chain of targets; use once.
 
     The relay is the chain's `ChainObserver`: each attempt's target and result go to the
-    request's record. `_provider` and `_call` are those of the current attempt (one at a time).
+    request's record. `_provider` and `_call` are those of the current attempt (one at a time;
+    `_call` until it is sent).
     """
+
+    __slots__ = (
+        "_attempt_settled",
+        "_call",
+        "_chain",
+        "_dialect",
+        "_limits",
+        "_parent",
+        "_phase",
+        "_provider",
+        "_record",
+        "_request",
+    )
 
     def __init__(
         self,
@@ -260,11 +274,14 @@ class Relay:
         those events are relayed before the end; a body that ends inside an event was cut,
         whatever came before.
         """
-        body = self._body(ctx)
+        # The body's reads are iterated here, not through `_body`: one generator less per
+        # stream (its frame, and a hop per read).
+        response = await self._open(ctx)
+        chunks = response.chunks()
         failure: GatewayError | None = None
         try:
             try:
-                async for chunk in body:
+                async for chunk in chunks:
                     events = decoder.feed(chunk)
                     if events:
                         yield events
@@ -278,7 +295,7 @@ class Relay:
             if decoder.has_partial_event:
                 raise UpstreamTruncated("the upstream ended the stream in the middle of an event")
         finally:
-            await body.aclose()
+            await _release(response, chunks)
 
     def _open_stream(
         self, ctx: Context, target: Target, call: UpstreamRequest
@@ -356,18 +373,23 @@ class Relay:
     async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
         """The current attempt's body reads; the response is released however iteration
         ends."""
-        assert self._call is not None
-        response = await self._provider.open(ctx, self._call)
-        self._settle_attempt("ok")
+        response = await self._open(ctx)
         chunks = response.chunks()
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await response.aclose()
+            await _release(response, chunks)
+
+    async def _open(self, ctx: Context) -> UpstreamResponse:
+        """Send the current attempt's call; its 2xx response."""
+        # The call is handed over, not kept in `_call`: its body, the whole request
+        # serialised, is not needed once sent, and a stream would hold it as long as it runs.
+        call, self._call = self._call, None
+        assert call is not None
+        response = await self._provider.open(ctx, call)
+        self._settle_attempt("ok")
+        return response
 
     def _request_context(self) -> Context:
         total = self._chain.route.timeouts_for(self._chain.template.overrides).total
@@ -400,6 +422,14 @@ class Relay:
         response = error_response(self._dialect, error, self._record.request_id)
         self._record.answered(response)
         return response
+
+
+async def _release(response: UpstreamResponse, chunks: AsyncIterator[bytes]) -> None:
+    """Close an attempt's body reads, then its response."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    await response.aclose()
 
 
 def error_response(dialect: Dialect, error: GatewayError, request_id: str) -> web.Response:

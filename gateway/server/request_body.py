@@ -57,16 +57,29 @@ async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, An
     await _send_continue(request)
     try:
         async with asyncio.timeout(timeout):
-            raw = await request.read()
+            raw = await _receive(request, max_bytes)
     except TimeoutError:
         # Closes the connection once the 408 is written, instead of draining the rest.
         request.content.set_exception(TimeoutError())
         raise RequestTimeout(f"the request body was not received within {timeout:g}s") from None
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLarge(f"the request body exceeds {max_bytes} bytes") from None
     except (web.RequestPayloadError, HttpProcessingError):
         raise InvalidRequest("the request body is malformed (its framing or encoding)") from None
     return parse_json_object(raw)
+
+
+async def _receive(request: web.Request, max_bytes: int) -> bytearray:
+    """The whole body, at most `max_bytes` (else 413).
+
+    Not `request.read()`: that keeps its copy of the body on the request for the request's
+    whole life, which for a stream is as long as the answer streams.
+    """
+    body = bytearray()
+    content = request.content
+    while chunk := await content.readany():
+        body += chunk
+        if len(body) > max_bytes:
+            raise RequestTooLarge(f"the request body exceeds {max_bytes} bytes")
+    return body
 
 
 async def _send_continue(request: web.Request) -> None:
@@ -75,7 +88,7 @@ async def _send_continue(request: web.Request) -> None:
         request.writer.output_size = 0  # the real response has not started (as aiohttp does)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def parse_json_object(raw: bytes | bytearray) -> dict[str, Any]:
     """`raw` as one strict JSON object; any problem is an `InvalidRequest`."""
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")

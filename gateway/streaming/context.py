@@ -32,6 +32,9 @@ DoneCallback = Callable[["Context"], None]
 #: Builds the cause of a deadline's expiry: a `GatewayTimeout` class, or a partial that also
 #: records the limit, e.g. `functools.partial(IdleTimeout, limit=120.0)`.
 DeadlineError = Callable[[], GatewayTimeout]
+#: The children of a context that has none: shared, so that a leaf context (most are) holds
+#: no set of its own.
+_NO_CHILDREN: frozenset[Context] = frozenset()
 
 
 class Context:
@@ -57,7 +60,7 @@ class Context:
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._cause: GatewayError | None = None
-        self._children: set[Context] = set()
+        self._children: set[Context] | frozenset[Context] = _NO_CHILDREN
         self._callbacks: list[DoneCallback] = []
         self._parent = parent
         self._deadline: float | None = None
@@ -67,7 +70,7 @@ class Context:
             if parent._cause is not None:
                 self._cause = parent._cause
                 return
-            parent._children.add(self)
+            parent._adopt(self)
         if deadline is not None:
             self.reschedule(deadline, deadline_error)
 
@@ -133,9 +136,9 @@ class Context:
         self._cause = cause
         self._cancel_timer()
         if self._parent is not None:
-            self._parent._children.discard(self)
+            self._parent._disown(self)
             self._parent = None
-        children, self._children = self._children, set()
+        children, self._children = self._children, _NO_CHILDREN
         for child in children:
             child._parent = None
             child.cancel(cause)
@@ -178,7 +181,7 @@ class Context:
         """
         self._cancel_timer()
         if self._parent is not None:
-            self._parent._children.discard(self)
+            self._parent._disown(self)
             self._parent = None
         self._callbacks.clear()
 
@@ -215,6 +218,16 @@ class Context:
         return CancelScope(self)
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _adopt(self, child: Context) -> None:
+        if isinstance(self._children, set):
+            self._children.add(child)
+        else:
+            self._children = {child}
+
+    def _disown(self, child: Context) -> None:
+        if isinstance(self._children, set):
+            self._children.discard(child)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
