@@ -111,6 +111,18 @@ async def test_next_call_raises_assertion_error_when_no_request_comes(upstream):
         await upstream.next_call(timeout=0.01)
 
 
+async def test_forget_calls_drops_the_recorded_calls_and_keeps_recording(upstream, session):
+    for model in ("a", "b"):
+        async with post(session, upstream, model) as resp:
+            await resp.read()
+    upstream.forget_calls()
+    async with post(session, upstream, "c") as resp:
+        await resp.read()
+
+    assert [call.model for call in upstream.requests] == ["c"]
+    assert (await upstream.next_call()).model == "c"
+
+
 async def test_sequence_uses_behaviours_in_turn_then_repeats_the_last(upstream, session):
     upstream.script("flaky", sequence(status(500), status(429), json_completion()))
 
