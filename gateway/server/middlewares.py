@@ -9,8 +9,8 @@ with a generic message: no traceback reaches a client.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -32,7 +32,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get("x-request-id", "")
-    request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    # 32 random hex digits, as `uuid4().hex` has (but for its version bits), at a quarter of
+    # the cost.
+    request_id = given if _SANE_ID.fullmatch(given) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     dialect = dialect_for_path(request.path)
     # One token held for the request's life; `bound_contextvars` would hold a generator, its
