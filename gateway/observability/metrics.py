@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -33,6 +34,9 @@ NO_ROUTE = "none"
 #: Time to first byte: from a few milliseconds (cached, local) to a minute (queued, reasoning).
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+#: A labelled metric (or one of its children).
+M = TypeVar("M", Counter, Gauge, Histogram)
+
 GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -166,6 +170,7 @@ class Metrics:
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
         self._routes: dict[str, RouteMetrics] = {}
+        self._children: dict[tuple[object, ...], object] = {}
 
     def route_metrics(self, route: str) -> RouteMetrics:
         """The bound children of `route` (a config route name or `NO_ROUTE`)."""
@@ -184,6 +189,15 @@ class Metrics:
             )
             self._routes[route] = bound
         return bound
+
+    def child(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, memoised (a dict lookup rather than prometheus-client's
+        validation and locking): label values come from closed sets, so the memo stays small."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child  # type: ignore[return-value]
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition in the format `accept` prefers (Prometheus text or OpenMetrics) and

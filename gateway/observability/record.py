@@ -104,22 +104,24 @@ class RequestRecord:
 
     def attempt(self, upstream: str, result: str) -> None:
         """One upstream call ended its opening phase: `ok`, or the code of the error."""
-        self.metrics.upstream_attempts.labels(upstream, result).inc()
+        self.metrics.child(self.metrics.upstream_attempts, upstream, result).inc()
 
     def retried(self, upstream: str, reason: str) -> None:
         """`upstream` is called again for this request; `reason` is an error code."""
-        self.metrics.upstream_retries.labels(upstream, reason).inc()
+        self.metrics.child(self.metrics.upstream_retries, upstream, reason).inc()
 
     def continued(self, result: str) -> None:
         """A continuation of this stream ended with `result` (a closed set)."""
         if result == "ok":
             self.continuations += 1
-        self.metrics.continuations.labels(self.route_metrics.name, result).inc()
+        metrics = self.metrics
+        metrics.child(metrics.continuations, self.route_metrics.name, result).inc()
 
     def failed_over(self, reason: str) -> None:
         """The request left a target for the route's next one; `reason` is an error code."""
         self.failovers += 1
-        self.metrics.upstream_failovers.labels(self.route_metrics.name, reason).inc()
+        metrics = self.metrics
+        metrics.child(metrics.upstream_failovers, self.route_metrics.name, reason).inc()
 
     def fail(self, error: GatewayError) -> None:
         """Record the error that ended the request (the first one wins)."""
@@ -174,11 +176,11 @@ class RequestRecord:
 
     def _record_metrics(self, now: float, tokens: dict[str, int]) -> None:
         metrics, bound, error = self.metrics, self.route_metrics, self.error
-        metrics.requests.labels(self.endpoint, bound.name, self.outcome).inc()
+        metrics.child(metrics.requests, self.endpoint, bound.name, self.outcome).inc()
         if error is not None:
-            metrics.errors.labels(error.category.value, error.code).inc()
+            metrics.child(metrics.errors, error.category.value, error.code).inc()
             if isinstance(error, ClientDisconnected):
-                metrics.client_disconnects.labels(error.phase).inc()
+                metrics.child(metrics.client_disconnects, error.phase).inc()
         if self.first_event_at is not None:
             bound.ttfb.observe(self.first_event_at - self.started)
         bound.duration.observe(now - self.started)
