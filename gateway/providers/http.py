@@ -27,6 +27,7 @@ client). Anthropic's 529 (overloaded) is a server error like any 5xx, named as s
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import errno
 import json
@@ -34,10 +35,11 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import Any, ClassVar, Literal
 
 import aiohttp
+from aiohttp.connector import Connection
 
 from gateway.errors import (
     ConnectFailed,
@@ -86,6 +88,10 @@ _READ_MAX = 64 * 1024
 _NOT_A_STREAM = frozenset({"application/json", "text/html"})
 
 AuthScheme = Literal["bearer", "x-api-key"]
+#: The `on_sent` hook of the call the current task is sending (set around `session.post`).
+_ON_SENT: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "gateway_upstream_on_sent", default=None
+)
 
 
 class HTTPProvider(Provider):
@@ -130,6 +136,7 @@ class HTTPProvider(Provider):
         await self.start()
         assert self._session is not None
         connect = await self._take_connection(request.timeouts.connect)
+        sending = _ON_SENT.set(request.on_sent)
         try:
             with translate_errors(connect_limit=request.timeouts.connect):
                 response = await self._session.post(
@@ -140,11 +147,12 @@ class HTTPProvider(Provider):
                     timeout=aiohttp.ClientTimeout(
                         total=None, connect=connect, sock_connect=connect, sock_read=None
                     ),
-                    trace_request_ctx=request.on_sent,
                 )
         except BaseException:
             self._connections.release()
             raise
+        finally:
+            _ON_SENT.reset(sending)
         try:
             await raise_for_upstream_status(
                 response, max_body=self._max_error_body, secrets=self._secrets
@@ -209,11 +217,10 @@ def create_session(max_connections: int) -> aiohttp.ClientSession:
 
     aiohttp's default `ClientTimeout(total=300)` would cut every stream at five minutes; the
     gateway's own deadlines (a `Context` per request) bound each call instead. Redirects are
-    never followed, environment proxies are not trusted, and `on_request_headers_sent` reports
-    to the request's `on_sent` hook so the first-byte clock starts when the request is sent.
+    never followed, environment proxies are not trusted, and each request reports to its call's
+    `on_sent` hook once its head is written (`_SentReportingRequest`), so the first-byte clock
+    starts when the request is sent.
     """
-    trace = aiohttp.TraceConfig()
-    trace.on_request_headers_sent.append(_report_sent)
     connector = aiohttp.TCPConnector(
         limit=max_connections,
         limit_per_host=max_connections,
@@ -222,19 +229,29 @@ def create_session(max_connections: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None),
-        trace_configs=[trace],
+        request_class=_SentReportingRequest,
         trust_env=False,
         auto_decompress=True,
         read_bufsize=_READ_BUFFER,
     )
 
 
-async def _report_sent(
-    session: aiohttp.ClientSession, trace_ctx: SimpleNamespace, params: object
-) -> None:
-    hook: Callable[[], None] | None = getattr(trace_ctx, "trace_request_ctx", None)
-    if hook is not None:
-        hook()
+class _SentReportingRequest(aiohttp.ClientRequest):
+    """Calls the `on_sent` hook of the call being sent once the request's head is written (and
+    its body's writing started), on the connection it got.
+
+    What a `TraceConfig` with `on_request_headers_sent` would report, without the dozen trace
+    signals aiohttp then awaits on every request. The hook comes from `_ON_SENT`, which
+    `HTTPProvider.open` sets around `session.post`: aiohttp sends the request in the task that
+    called it.
+    """
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        response = await super().send(conn)
+        hook = _ON_SENT.get()
+        if hook is not None:
+            hook()
+        return response
 
 
 def translate_errors(*, connect_limit: float | None = None) -> _ErrorTranslation:

@@ -83,6 +83,10 @@ class ChainObserver(Protocol):
     def continuing(self, target: Target, result: str, error: GatewayError) -> None:
         """A continuation of the stream `error` cut, on `target`, ended with `result`."""
 
+    def request_sent(self) -> None:
+        """The current call's request has been written to its upstream (the call's
+        `on_sent`)."""
+
 
 class Chain:
     """Runs one request over one route's targets; use once."""
@@ -186,7 +190,10 @@ class Chain:
         kept."""
         try:
             self._observer.attempt_started(target)
-            value = await attempt(target, self.template.for_target(self.route, target, body))
+            call = self.template.for_target(
+                self.route, target, body, on_sent=self._observer.request_sent
+            )
+            value = await attempt(target, call)
         except GatewayError as error:
             target.slots.release()
             if hurts_target(error):

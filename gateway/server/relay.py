@@ -24,7 +24,7 @@ import functools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -74,11 +74,12 @@ class Relay:
     """Runs one client request over its route's chain of targets; use once.
 
     The relay is the chain's `ChainObserver`: each attempt's target and result go to the
-    request's record. `_provider` and `_call` are those of the current attempt (one at a time;
-    `_call` until it is sent).
+    request's record. `_provider`, `_attempt` (its stream) and `_call` are those of the current
+    attempt (one at a time; `_call` until it is sent).
     """
 
     __slots__ = (
+        "_attempt",
         "_attempt_settled",
         "_call",
         "_chain",
@@ -110,6 +111,7 @@ class Relay:
         self._dialect = dialect
         self._provider: Provider = route.targets[0].provider
         self._call: UpstreamRequest | None = None
+        self._attempt: ContextAwareStream[Any] | None = None
         self._limits = limits
         self._phase = "connecting"
         self._attempt_settled = True  # nothing to settle until an attempt starts
@@ -162,6 +164,13 @@ class Relay:
             upstream_model=target.upstream_model(self._chain.template.model),
             code=error.code,  # what cut the stream being continued
         )
+
+    def request_sent(self) -> None:
+        """The current attempt's request is on its way: its first-byte clock starts now."""
+        if self._phase != "streaming":
+            self._phase = "waiting_first_byte"
+        if self._attempt is not None:
+            self._attempt.restart_first_byte_clock()
 
     # --- stream: true ---------------------------------------------------------------------------
 
@@ -307,13 +316,8 @@ class Relay:
         upstream = ContextAwareStream(
             ctx, self._events(ctx, decoder), call.timeouts, connecting=True
         )
-        self._call = replace(call, on_sent=lambda: self._sent(upstream))
+        self._call, self._attempt = call, upstream
         return upstream
-
-    def _sent(self, upstream: ContextAwareStream[Any]) -> None:
-        if self._phase != "streaming":
-            self._phase = "waiting_first_byte"
-        upstream.restart_first_byte_clock()
 
     # --- stream: false --------------------------------------------------------------------------
 
@@ -351,7 +355,7 @@ class Relay:
         """One attempt of `stream: false`: the whole answer (bytes, when its first byte came,
         its JSON), or the error that ended the attempt."""
         upstream = ContextAwareStream(ctx, self._body(ctx), call.timeouts, connecting=True)
-        self._call = replace(call, on_sent=lambda: self._sent(upstream))
+        self._call, self._attempt = call, upstream
         body = bytearray()
         first_at = 0.0
         try:
