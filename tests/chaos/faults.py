@@ -6,7 +6,7 @@ Streams: complete (with its marker; without it, after a final chunk; its marker 
 more), ended cleanly unfinished, cut by FIN or RST at an event boundary or mid-event (chunked or
 close-delimited), stalled before the headers, before the first event or mid-stream, a trickle
 past its total deadline, an event over the size limit, the upstream's own error event, bytes
-that never become an event, megabytes for a slow reader (then ended, or stalled), HTML or JSON
+that never become an event, megabytes for a slow reader (then ended, stalled or cut), HTML or JSON
 where a stream belongs. Both: error statuses, FIN or RST before the headers, bytes that are not
 HTTP, an upstream that refuses connections. Answers: complete, cut, stalled, over the size
 limit, HTML.
@@ -222,6 +222,24 @@ def big_stream_then_stall(d: Dice) -> UpstreamPlan:
     return stall_mid_stream(d, big=True)
 
 
+def big_stream_then_cut(d: Dice) -> UpstreamPlan:
+    """Megabytes and a few small events, then a cut at an event boundary while the relay is
+    busy writing to a slow reader. After a FIN every event sent must still reach the client;
+    a RST discards what the upstream's kernel had not sent yet, so any prefix may."""
+    events = [*_big_events(d), *d.body()]
+    how = d.rng.choice(("fin", "rst"))
+    cut = fake.cut_fin if how == "fin" else fake.cut_rst
+    behaviour = cut(len(events), chunked=d.chunked(), chunks=events)
+    return UpstreamPlan(
+        f"big-stream-cut-{how}",
+        Ending.ERROR,
+        behaviour,
+        tuple(events),
+        _CUT_CODES[how],
+        any_prefix=how == "rst",
+    )
+
+
 def html_page(d: Dice) -> UpstreamPlan:
     code = d.rng.choice((200, 502))
     error = "upstream_protocol_error" if code == 200 else "upstream_status_5xx"
@@ -349,6 +367,7 @@ STREAM_FAULTS: tuple[tuple[int, Fault], ...] = (
     (1, garbage_tail),
     (1, big_stream),
     (1, big_stream_then_stall),
+    (1, big_stream_then_cut),
     (1, html_page),
     (1, json_to_a_stream),
     (3, error_status),
