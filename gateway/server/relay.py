@@ -269,12 +269,14 @@ class Relay:
             await client.write(self._dialect.completion_trailer)
 
     async def _finish(self, client: SSEResponse, frame: bytes) -> None:
-        """Write the last frame and end the response, bounded for a client that stalls."""
+        """Write the last frame and end the response, bounded for a client that stalls (a
+        timer is armed only when the writes could wait on the client)."""
         with contextlib.suppress(ConnectionError, TimeoutError):
-            async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
-                if frame:
-                    await client.write(frame)
-                await client.write_eof()
+            if client.ends_at_once(len(frame)):
+                await _end(client, frame)
+            else:
+                async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
+                    await _end(client, frame)
 
     async def _events(self, ctx: Context, decoder: SSEDecoder) -> AsyncIterator[list[SSEEvent]]:
         """The upstream's complete events, one list per read that completed any.
@@ -426,6 +428,12 @@ class Relay:
         response = error_response(self._dialect, error, self._record.request_id)
         self._record.answered(response)
         return response
+
+
+async def _end(client: SSEResponse, frame: bytes) -> None:
+    if frame:
+        await client.write(frame)
+    await client.write_eof()
 
 
 async def _release(response: UpstreamResponse, chunks: AsyncIterator[bytes]) -> None:

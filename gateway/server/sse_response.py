@@ -26,6 +26,10 @@ SSE_HEADERS = {
 }
 
 
+#: Bytes of chunked framing around a last frame and the terminating chunk, with room to spare.
+_CHUNK_FRAMING = 64
+
+
 class SSEResponse:
     """Owns one client's `web.StreamResponse`: lazy commit, writes, heartbeats."""
 
@@ -81,6 +85,18 @@ class SSEResponse:
             commit.exception()  # retrieved here; other writers get their own error
             raise exc
         commit.set_result(None)
+
+    def ends_at_once(self, size: int) -> bool:
+        """Whether writing `size` more bytes and then the end cannot wait on the client: the
+        headers are out, writing is not paused, and the transport's buffer stays at or under
+        its high-water mark with them (asyncio pauses writing only above it)."""
+        commit, transport = self._commit, self._request.transport
+        if commit is None or not commit.done() or transport is None:
+            return False
+        if self._request.protocol.writing_paused:
+            return False
+        _, high = transport.get_write_buffer_limits()
+        return transport.get_write_buffer_size() + size + _CHUNK_FRAMING <= high
 
     async def write_eof(self) -> None:
         if self._commit is None:
