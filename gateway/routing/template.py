@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gateway.providers import UpstreamRequest
 from gateway.routing.router import Route, Target
 
@@ -62,7 +64,7 @@ class CallTemplate:
         payload = {**(self.body if body is None else body), "model": model}
         return UpstreamRequest(
             path=self.path,
-            body=json.dumps(payload, ensure_ascii=False).encode(),
+            body=_serialise(payload),
             model=model,
             stream=self.stream,
             timeouts=route.timeouts_for(self.overrides, target),
@@ -71,3 +73,12 @@ class CallTemplate:
             headers=self.headers,
             on_sent=on_sent,
         )
+
+
+def _serialise(payload: Mapping[str, Any]) -> bytes:
+    """`payload` as UTF-8 JSON: orjson (compact, several times faster), or `json` for what
+    orjson will not write (integers beyond 64 bits, nesting deeper than 254)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(payload, ensure_ascii=False).encode()

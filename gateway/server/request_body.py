@@ -16,6 +16,13 @@
   converts. The body is forwarded re-encoded, so anything that could not be written back as
   valid UTF-8 JSON is refused here as a 400, never found later as a 500.
 
+orjson reads most bodies (several times faster); the stdlib `json` path is the judge of
+everything else. orjson refuses what the strict path refuses (`NaN`, overflowing numbers,
+unpaired surrogates, invalid UTF-8) and a few things it accepts (a BOM), but it silently reads
+an integer beyond 64 bits as a float and nests deeper than `json` goes: bodies with a run of 19
+digits or more than `_FAST_MAX_NESTING` brackets are left to `json`, as is whatever orjson
+refuses, so every body reads as it does with `json` alone.
+
 Every failure is a `RequestError` (400, 408, 413): nothing has been sent upstream yet.
 """
 
@@ -27,6 +34,7 @@ import math
 import re
 from typing import Any, NoReturn
 
+import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -40,6 +48,11 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: check for an unpaired one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _TOO_DEEP = "the request body is nested too deeply"
+#: Bodies orjson may read: at most this many brackets (so nested at most this deep, which
+#: orjson and `json` both read and write back), and no run of digits that could be an integer
+#: beyond 64 bits (orjson would read it as a float).
+_FAST_MAX_NESTING = 254
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 async def defer_continue(request: web.Request) -> None:
@@ -56,8 +69,12 @@ async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, An
     timeout = request.app[SETTINGS].limits.body_timeout
     await _send_continue(request)
     try:
-        async with asyncio.timeout(timeout):
+        if request.content.is_eof():
+            # The whole body came with the head: reading it cannot wait, no timer is needed.
             raw = await _receive(request, max_bytes)
+        else:
+            async with asyncio.timeout(timeout):
+                raw = await _receive(request, max_bytes)
     except TimeoutError:
         # Closes the connection once the 408 is written, instead of draining the rest.
         request.content.set_exception(TimeoutError())
@@ -90,6 +107,22 @@ async def _send_continue(request: web.Request) -> None:
 
 def parse_json_object(raw: bytes | bytearray) -> dict[str, Any]:
     """`raw` as one strict JSON object; any problem is an `InvalidRequest`."""
+    body = _fast_parse(raw)
+    return body if body is not None else _strict_parse(raw)
+
+
+def _fast_parse(raw: bytes | bytearray) -> dict[str, Any] | None:
+    """orjson's reading of `raw` when it is sure to be `json`'s; None: ask `_strict_parse`."""
+    if raw.count(b"[") + raw.count(b"{") > _FAST_MAX_NESTING or _LONG_DIGITS.search(raw):
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _strict_parse(raw: bytes | bytearray) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:

@@ -305,6 +305,36 @@ BODIES = (
 )
 
 
+def _json_reading(raw: bytes) -> Any:
+    """What the strict stdlib path makes of `raw`: the object, or the refusal's class."""
+    from gateway.errors import InvalidRequest
+    from gateway.server.request_body import _strict_parse
+
+    try:
+        return _strict_parse(raw)
+    except InvalidRequest:
+        return InvalidRequest
+
+
+DEEP = st.integers(240, 1100).map(lambda depth: b'{"a": ' + b"[" * depth + b"]" * depth + b"}")
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=BODIES | DEEP | st.integers(-(2**80), 2**80).map(lambda n: b'{"n": %d}' % n))
+def test_parse_json_object_reads_every_body_as_the_json_path_does(raw: bytes) -> None:
+    """orjson's fast path never accepts, refuses or reads a body otherwise than `json`."""
+    from gateway.errors import InvalidRequest
+
+    try:
+        got: Any = parse_json_object(raw)
+    except InvalidRequest:
+        got = InvalidRequest
+    expected = _json_reading(raw)
+    assert got == expected
+    if isinstance(got, dict):  # and the same types: 1 is not 1.0
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
 def answer_as_asked() -> fake.Behaviour:
     """A JSON completion, or a stream if the request asked for one."""
     stream, complete = fake.sse_stream(), fake.json_completion()
