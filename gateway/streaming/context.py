@@ -269,7 +269,9 @@ class CancelScope:
         cause = self._ctx.cause
         if cause is not None:
             raise cause
-        task = asyncio.current_task()
+        # The context's loop is the running one: naming it spares `current_task` looking it up
+        # (on 3.11 a Python function, and this runs once per read of a stream).
+        task = asyncio.current_task(self._ctx._loop)
         if task is None:
             raise RuntimeError("Context.scope() must be entered inside a task")
         self._task = task
