@@ -332,7 +332,15 @@ class HTTPUpstreamResponse(UpstreamResponse):
         content = self._response.content
         with translate_errors():
             while True:
-                chunk = await content.read(_READ_MAX)
+                try:
+                    chunk = await content.read(_READ_MAX)
+                except aiohttp.ClientError:
+                    # aiohttp raises a cut or reset connection before the bytes it still holds,
+                    # which the upstream did send (complete events, maybe): those come first.
+                    held = content._read_nowait(-1)
+                    if held:
+                        yield held
+                    raise
                 if not chunk:
                     return
                 yield chunk
