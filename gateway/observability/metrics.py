@@ -15,10 +15,11 @@ for all of them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -34,6 +35,9 @@ NO_ROUTE = "none"
 #: Time to first byte: from a few milliseconds (cached, local) to a minute (queued, reasoning).
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+#: Seconds between two flushes of the figures streams count on their own (`LiveFigures`).
+FLUSH_INTERVAL = 1.0
+
 #: A labelled metric (or one of its children).
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -43,6 +47,13 @@ GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 def multiprocess_dir() -> str | None:
     """The shared directory of multiprocess mode, if this process runs in it."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class LiveFigures(Protocol):
+    """Figures a stream counts on its own and adds to the metrics now and then (`watch`)."""
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the metrics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +182,8 @@ class Metrics:
         self.build_info.labels(__version__, platform.python_version()).set(1)
         self._routes: dict[str, RouteMetrics] = {}
         self._children: dict[tuple[object, ...], object] = {}
+        self._live: dict[int, LiveFigures] = {}
+        self._ticker: asyncio.TimerHandle | None = None
 
     def route_metrics(self, route: str) -> RouteMetrics:
         """The bound children of `route` (a config route name or `NO_ROUTE`)."""
@@ -199,9 +212,32 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child  # type: ignore[return-value]
 
+    def watch(self, figures: LiveFigures) -> None:
+        """Flush `figures` every `FLUSH_INTERVAL` seconds, and before every exposition, until
+        `unwatch(figures)`: counted on their own, they reach the metrics at most that late."""
+        self._live[id(figures)] = figures
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._tick)
+
+    def unwatch(self, figures: LiveFigures) -> None:
+        """Stop flushing `figures` (their owner flushes them one last time)."""
+        self._live.pop(id(figures), None)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        self._flush_live()
+        if self._live:  # the timer runs only while some stream counts on its own
+            self._ticker = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._tick)
+
+    def _flush_live(self) -> None:
+        for figures in list(self._live.values()):
+            figures.flush()
+
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition in the format `accept` prefers (Prometheus text or OpenMetrics) and
-        its content type; all workers' values in multiprocess mode."""
+        its content type; all workers' values in multiprocess mode (this worker's streams
+        flushed first; the others' are at most `FLUSH_INTERVAL` late)."""
+        self._flush_live()
         encode, content_type = choose_encoder(accept)
         directory = multiprocess_dir()
         if directory is None:

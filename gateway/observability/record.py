@@ -5,9 +5,12 @@ exactly once, whatever path the request ended by. `finish()` is the single place
 request becomes observable: it emits the one `request_finished` (or, for `stream: true`,
 `stream_finished`) log line and records the request's metrics, so the two can never disagree.
 
-Only a stream's live figures are recorded while it runs, one call per relayed write
-(`relayed`), on the route's pre-bound children: events, bytes and the gap since the last write,
-so dashboards see throughput as it happens rather than when long streams end.
+Only a stream's live figures are recorded while it runs, on the route's pre-bound children, so
+dashboards see throughput as it happens rather than when long streams end: the gap since the
+last write at every relayed write (`relayed`); the events and bytes relayed are counted on the
+record and added to their counters by `flush()`, which `Metrics` calls every second and before
+every exposition while the stream runs, and `finish()` calls last (a counter's increment costs
+a lock; a stream writes up to thousands of times a second).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class RequestRecord:
     _route_metrics: RouteMetrics | None = None
     _active: bool = False
     _last_write: float = 0.0
+    _relayed_bytes: int = 0  # written by `relayed`: events' bytes
+    _counted_events: int = 0  # added to the counters so far
     _counted_bytes: int = 0
 
     def bind_route(self, route: str) -> None:
@@ -76,6 +81,7 @@ class RequestRecord:
         if not self._active:
             self._active = True
             self.route_metrics.active_streams.inc()
+            self.metrics.watch(self)
 
     def relayed(self, events: int, size: int) -> None:
         """One write of `events` upstream events (`size` bytes) reached the client's socket."""
@@ -87,9 +93,17 @@ class RequestRecord:
             bound.event_gap.observe(now - self._last_write)
         self._last_write = now
         self.events += events
-        self._counted_bytes += size
-        bound.events.inc(events)
-        bound.bytes.inc(size)
+        self._relayed_bytes += size
+
+    def flush(self) -> None:
+        """Add the events and bytes relayed since the last flush to their counters."""
+        bound = self.route_metrics
+        if self.events > self._counted_events:
+            bound.events.inc(self.events - self._counted_events)
+            self._counted_events = self.events
+        if self._relayed_bytes > self._counted_bytes:
+            bound.bytes.inc(self._relayed_bytes - self._counted_bytes)
+            self._counted_bytes = self._relayed_bytes
 
     def answered(self, response: web.Response) -> None:
         """The request was answered with `response`, a complete (not streamed) body."""
@@ -176,6 +190,9 @@ class RequestRecord:
 
     def _record_metrics(self, now: float, tokens: dict[str, int]) -> None:
         metrics, bound, error = self.metrics, self.route_metrics, self.error
+        if self._active:
+            metrics.unwatch(self)
+        self.flush()
         metrics.child(metrics.requests, self.endpoint, bound.name, self.outcome).inc()
         if error is not None:
             metrics.child(metrics.errors, error.category.value, error.code).inc()
