@@ -31,6 +31,10 @@ from tests.support.fake_upstream import Behaviour, UpstreamCall
 
 __all__ = ["ANSWER_FAULTS", "STREAM_FAULTS"]
 
+#: A FIN is an orderly end: every byte sent before it arrives, and every event it completed
+#: must be relayed. A reset aborts: TCP may drop what was still in flight (a loaded host drops
+#: loopback segments it has no memory for, and nothing retransmits them after a reset), so a
+#: reset stream may relay any prefix of what was sent - byte-exact, and ended by one error.
 _CUT_CODES = {
     "fin": frozenset({"upstream_truncated"}),
     "rst": frozenset({"upstream_truncated", "connection_reset"}),
@@ -101,7 +105,12 @@ def _cut(d: Dice, *, mid_event: bool) -> UpstreamPlan:
     behaviour = cut(len(writes), chunked=d.chunked(), half=half, chunks=writes)
     where = "mid-event" if mid_event else "at-boundary"
     return UpstreamPlan(
-        f"cut-{how}-{where}", Ending.ERROR, behaviour, tuple(body[:kept]), _CUT_CODES[how]
+        f"cut-{how}-{where}",
+        Ending.ERROR,
+        behaviour,
+        tuple(body[:kept]),
+        _CUT_CODES[how],
+        any_prefix=how == "rst",
     )
 
 
@@ -225,7 +234,7 @@ def big_stream_then_stall(d: Dice) -> UpstreamPlan:
 def big_stream_then_cut(d: Dice) -> UpstreamPlan:
     """Megabytes and a few small events, then a cut at an event boundary while the relay is
     busy writing to a slow reader. After a FIN every event sent must still reach the client;
-    a RST discards what the upstream's kernel had not sent yet, so any prefix may."""
+    a reset also discards what the upstream's kernel had not sent yet."""
     events = [*_big_events(d), *d.body()]
     how = d.rng.choice(("fin", "rst"))
     cut = fake.cut_fin if how == "fin" else fake.cut_rst

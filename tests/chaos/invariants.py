@@ -108,7 +108,10 @@ def _check_status(plan: RequestPlan, got: Exchange) -> list[str]:
     if upstream.ending is not Ending.ERROR:
         return [f"status {got.status} for a plan that ends with {upstream.ending.value}"]
     if upstream.relayed and not upstream.any_prefix:
-        return [f"status {got.status}, but {len(upstream.relayed)} events should be relayed"]
+        return [
+            f"status {got.status}, but {len(upstream.relayed)} events should be relayed: "
+            f"{got.body[:200]!r}"
+        ]
     problems = []
     if not got.headers.get("content-type", "").startswith("application/json"):
         problems.append(f"an error status with Content-Type {got.headers.get('content-type')}")
