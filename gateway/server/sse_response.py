@@ -8,7 +8,8 @@ Heartbeats: while nothing has been written for `heartbeat` seconds, an SSE comme
 is written at an event boundary. The timer is one `TimerHandle`, re-armed lazily (a write costs
 one clock read, no timer operation); a short-lived task is spawned only when a ping is due, so
 a busy stream pays nothing for the feature. Each write is a whole frame in one call, so a ping
-can never split an event.
+can never split an event; and no ping starts while a write waits on the client, so none can
+follow a stream's last frame (the relay stops the heartbeat once that write returned).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SSEResponse:
         self._last_write = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._ping: asyncio.Task[None] | None = None
+        self._writing = 0  # writes in flight (a relay's and a ping's may overlap)
         self._stopped = False
         self.bytes_written = 0
 
@@ -67,8 +69,12 @@ class SSEResponse:
         commit = self._commit
         if commit is None or not commit.done():
             await self._committed()
-        self._last_write = self._loop.time()
-        await self._response.write(data)
+        self._writing += 1
+        try:
+            await self._response.write(data)
+        finally:
+            self._writing -= 1
+            self._last_write = self._loop.time()
         self.bytes_written += len(data)
 
     async def _committed(self) -> None:
@@ -105,15 +111,23 @@ class SSEResponse:
 
     def start_heartbeat(self) -> None:
         if self._heartbeat is not None and not self._stopped:
+            if self._timer is not None:
+                self._timer.cancel()
             self._timer = self._loop.call_at(self._last_write + self._heartbeat, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         if self._stopped or self._heartbeat is None:
             return
+        now = self._loop.time()
+        if self._writing or self._ping is not None:
+            # A write still waits on the client - perhaps the stream's last frame, which a
+            # ping must never follow - so the client is not idle: look again a period later.
+            self._timer = self._loop.call_at(now + self._heartbeat, self._on_timer)
+            return
         due = self._last_write + self._heartbeat
-        if self._loop.time() < due or self._ping is not None:
-            self._timer = self._loop.call_at(max(due, self._loop.time() + 0.001), self._on_timer)
+        if now < due:
+            self._timer = self._loop.call_at(due, self._on_timer)
             return
         self._ping = asyncio.ensure_future(self._send_ping())
 
