@@ -142,11 +142,13 @@ class GatewayTimeout(GatewayError, TimeoutError):
     http_status = 504
     retryable = True
     limit_name: ClassVar[str] = "total"
+    #: The default message, naming `limit_name` (the limit's value follows when known).
+    what_fired: ClassVar[str] = "upstream did not respond within the {} deadline"
 
     def __init__(self, message: str | None = None, *, limit: float | None = None) -> None:
         self.limit = limit
         if message is None:
-            message = f"upstream did not respond within the {self.limit_name} deadline"
+            message = self.what_fired.format(self.limit_name)
             if limit is not None:
                 message += f" ({limit:g}s)"
         super().__init__(message)
@@ -179,13 +181,7 @@ class WriteStalled(GatewayTimeout):
 
     code = "write_stall"
     limit_name = "write_stall"
-
-    def __init__(self, message: str | None = None, *, limit: float | None = None) -> None:
-        if message is None:
-            message = "the client did not read the stream within the write_stall limit"
-            if limit is not None:
-                message += f" ({limit:g}s)"
-        super().__init__(message, limit=limit)
+    what_fired = "the client did not read the stream within the {} limit"
 
 
 # --- context_canceled --------------------------------------------------------------------------
