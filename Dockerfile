@@ -63,17 +63,21 @@ RUN set -eu; \
 COPY --from=builder /opt/venv /opt/venv
 
 # The environment beats a config file (GATEWAY_CONFIG): change the port with
-# GATEWAY_LISTEN__PORT, which the health check reads too.
+# GATEWAY_LISTEN__PORT, which the health check reads too. /metrics is served on a port of its
+# own (9464, for Prometheus; keep it off the public network): there it needs no gateway key,
+# while the API port serves no /metrics at all.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     GATEWAY_LISTEN__HOST=0.0.0.0 \
     GATEWAY_LISTEN__PORT=8080 \
+    GATEWAY_METRICS__LISTEN__HOST=0.0.0.0 \
+    GATEWAY_METRICS__LISTEN__PORT=9464 \
     GATEWAY_LOG__FORMAT=json
 
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 8080
+EXPOSE 8080 9464
 
 # Python only: slim images have no curl. Liveness, not readiness (a draining gateway is healthy).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

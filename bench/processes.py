@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -156,14 +157,19 @@ async def start_gateway(
         "heartbeat: null\n"
         "upstreams:\n"
         f'  up: {{kind: openai, base_url: "http://{upstream.host}:{upstream.port}/v1",'
-        " max_connections: 100000}\n"
+        " max_connections: 100000, api_key_env: BENCH_UPSTREAM_KEY}\n"
         "routes:\n"
         "  - {model: m, targets: [{upstream: up}]}\n"
     )
     port = free_port()
     argv = [sys.executable, "-m", module, "--config", str(config), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    process, log_path = _spawn(name, argv, workdir, cores, env={**_clean_env(), **(env or {})})
+    # A key of a real key's shape and length, as in production: every relayed write is
+    # scanned for its fragments (gateway.redaction), and the figures include that cost.
+    key = {"BENCH_UPSTREAM_KEY": "sk-proj-" + secrets.token_urlsafe(117)}
+    process, log_path = _spawn(
+        name, argv, workdir, cores, env={**_clean_env(), **key, **(env or {})}
+    )
     service = Service(name, process, Address("127.0.0.1", port), log_path)
     await _wait_healthy(service)
     if workers > 1:  # all workers up: each answers once the kernel hands it a connection

@@ -27,6 +27,7 @@ import structlog
 from gateway import __version__
 from gateway.cli_check_config import check_config
 from gateway.observability import configure_logging
+from gateway.redaction import Redactor
 from gateway.server import serve
 from gateway.settings import FLAGS, ConfigError, Flag, load_settings
 from gateway.settings_auth import hash_key
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # also a missing, unreadable or unparsable file
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log.level, settings.log.format)
+    configure_logging(
+        settings.log.level, settings.log.format, redactor=Redactor(settings.secret_values())
+    )
     structlog.get_logger("gateway").info(
         "gateway_starting",
         version=__version__,

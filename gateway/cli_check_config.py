@@ -68,7 +68,9 @@ def summarize(loaded: LoadedSettings, path: str) -> dict[str, Any]:
             "listen": _address(metrics.listen.host, metrics.listen.port)
             if metrics.listen
             else None,
-            "require_key": metrics.require_key,
+            # Effective (auto resolved), and whether it was set or left to auto.
+            "require_key": metrics.key_required(keys_configured=settings.auth.required),
+            "require_key_auto": metrics.require_key is None,
         },
         "auth": {
             "keys": len(settings.auth.keys),
@@ -76,7 +78,7 @@ def summarize(loaded: LoadedSettings, path: str) -> dict[str, Any]:
             "clients": [client.name for client in settings.auth.clients],
         },
         "upstreams": {
-            name: _upstream(name, upstream, sources)
+            name: _upstream(name, upstream, sources, settings.limits.max_streams)
             for name, upstream in settings.upstreams.items()
         },
         "routes": [_route(route, settings) for route in settings.routes],
@@ -87,11 +89,15 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _upstream(name: str, upstream: UpstreamSettings, sources: SettingsSources) -> dict[str, Any]:
+def _upstream(
+    name: str, upstream: UpstreamSettings, sources: SettingsSources, max_streams: int
+) -> dict[str, Any]:
     return {
         "kind": upstream.kind,
         "base_url": str(upstream.base_url) if upstream.base_url else None,
-        "max_connections": upstream.max_connections,
+        # Effective (unset: `limits.max_streams`), and whether it was left unset.
+        "max_connections": upstream.max_connections or max_streams,
+        "max_connections_auto": upstream.max_connections is None,
         "key": {
             "set": upstream.api_key is not None,
             "source": _key_source(name, upstream, sources),
@@ -234,7 +240,9 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
     if not metrics["enabled"]:
         return "off"
     where = f"on {metrics['listen']}" if metrics["listen"] else "on the main listener"
-    key = ", gateway key required" if metrics["require_key"] else ""
+    key = ", gateway key required" if metrics["require_key"] else ", no key needed"
+    if metrics["require_key_auto"]:
+        key += " (auto)"
     return f"GET /metrics {where}{key}"
 
 

@@ -38,7 +38,8 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │       ├── Unauthorized                        unauthorized, 401 (no or wrong gateway key)
     │       ├── RequestTimeout                      request_timeout, 408 (body too slow)
     │       ├── RequestTooLarge                     request_too_large, 413
-    │       └── RequestHeadTooLarge                 request_head_too_large, 431
+    │       ├── RequestHeadTooLarge                 request_head_too_large, 431
+    │       └── UnsupportedTransferEncoding         unsupported_transfer_encoding, 501
     └── StreamInterrupted                           category stream_interrupted, 502
         ├── UpstreamTruncated                       upstream_truncated
         ├── UpstreamProtocolError                   upstream_protocol_error
@@ -82,6 +83,7 @@ __all__ = [
     "StreamInterrupted",
     "Unauthorized",
     "UnknownModel",
+    "UnsupportedTransferEncoding",
     "UpstreamAuthFailed",
     "UpstreamBadRequest",
     "UpstreamErrorEvent",
@@ -382,6 +384,15 @@ class RequestHeadTooLarge(RequestError):
     code = "request_head_too_large"
     http_status = 431
     default_message = "a request header field is too large"
+
+
+class UnsupportedTransferEncoding(RequestError):
+    """A request body framed with a transfer coding other than `chunked` alone (RFC 9112
+    section 6.1: 501); its framing is ambiguous, so its connection is closed."""
+
+    code = "unsupported_transfer_encoding"
+    http_status = 501
+    default_message = "the only transfer coding the gateway accepts is chunked"
 
 
 # --- stream_interrupted ------------------------------------------------------------------------

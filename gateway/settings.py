@@ -51,6 +51,7 @@ from gateway.settings_sections import (
     PhaseTimeoutSettings,
     RetrySettings,
     RouteSettings,
+    ServerSettings,
     TargetSettings,
     TimeoutSettings,
     UpstreamSettings,
@@ -92,6 +93,7 @@ __all__ = [
     "PhaseTimeoutSettings",
     "RetrySettings",
     "RouteSettings",
+    "ServerSettings",
     "SettingsSources",
     "TargetSettings",
     "TimeoutSettings",
@@ -177,6 +179,9 @@ class GatewaySettings(BaseSettings):
     )
 
     listen: ListenSettings = Field(ListenSettings(), description="The main listener.")
+    server: ServerSettings = Field(
+        ServerSettings(), description="How the gateway presents itself in responses."
+    )
     upstreams: dict[str, UpstreamSettings] = Field(
         default_factory=_default_upstreams,
         description="Upstream APIs by name (default: one `mock` of kind `mock`).",
@@ -273,6 +278,22 @@ class GatewaySettings(BaseSettings):
 
     def default_timeouts(self) -> Timeouts:
         return self.timeouts.over(Timeouts())
+
+    def secret_values(self) -> list[str]:
+        """Every secret the gateway holds, in clear: the upstreams' keys and the gateway keys
+        given in clear (from the environment or `keys_file`; a `sha256:` digest is not one).
+        What `gateway.redaction.Redactor` keeps out of every answer, log line and metric."""
+        values = [
+            upstream.api_key.get_secret_value()
+            for upstream in self.upstreams.values()
+            if upstream.api_key is not None
+        ]
+        values += [
+            key.get_secret_value()
+            for key in self.auth.keys
+            if not key.get_secret_value().startswith("sha256:")
+        ]
+        return [value for value in values if value]
 
     def timeout_ceilings(self) -> Timeouts:
         return self.max_timeouts.over(DEFAULT_CEILINGS)

@@ -47,6 +47,7 @@ __all__ = [
     "PhaseTimeoutSettings",
     "RetrySettings",
     "RouteSettings",
+    "ServerSettings",
     "TargetSettings",
     "TimeoutSettings",
     "UpstreamSettings",
@@ -91,6 +92,20 @@ class TimeoutSettings(PhaseTimeoutSettings):
 class ListenSettings(_Model):
     host: str = Field("127.0.0.1", description="Address to listen on (`0.0.0.0`: all IPv4).")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port).")
+
+
+class ServerSettings(_Model):
+    """What the gateway says about itself in every response."""
+
+    header: str = Field(
+        "sse-gateway",
+        max_length=128,
+        # Visible ASCII, inner spaces allowed: nothing that could break a header line.
+        pattern=r"^([\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?)?$",
+        description="The `Server` header of every response (aiohttp's rejections, `/healthz` "
+        "and `/metrics` included); empty: no `Server` header. No version by default: a "
+        "version tells a scanner which advisories to try.",
+    )
 
 
 class MockSettings(_Model):
@@ -144,7 +159,12 @@ class UpstreamSettings(_Model):
         description="`anthropic-version` sent to an `anthropic` upstream when the client "
         "sends none (a client's sane one is passed on).",
     )
-    max_connections: PositiveInt = Field(1024, description="Pooled connections to this upstream.")
+    max_connections: PositiveInt | None = Field(
+        None,
+        description="Connections to this upstream in use at once (a call beyond them waits at "
+        "most its connect deadline, then 503 `gateway_overloaded`); unset: as many as "
+        "`limits.max_streams`, so the pool never turns away what the gateway admits.",
+    )
     mock: MockSettings = Field(MockSettings(), description="Pacing of kind `mock`.")
 
     @model_validator(mode="after")
@@ -366,6 +386,16 @@ class MetricsSettings(_Model):
         None,
         description="A separate listener for `/metrics` only (unset: the main listener).",
     )
-    require_key: bool = Field(
-        False, description="Ask for a gateway key (see `auth`) on `/metrics`."
+    require_key: bool | None = Field(
+        None,
+        description="Ask for a gateway key (see `auth`) on `/metrics`. Unset (auto): yes "
+        "when gateway keys are configured and `/metrics` is on the main listener; no on its "
+        "own `metrics.listen` (keep that port private: Prometheus scrapes it). `false`: "
+        "never (an explicit opt-out); `true`: always (gateway keys required).",
     )
+
+    def key_required(self, *, keys_configured: bool) -> bool:
+        """Whether `/metrics` asks for a gateway key, `require_key`'s auto resolved."""
+        if self.require_key is not None:
+            return self.require_key
+        return keys_configured and self.listen is None

@@ -12,7 +12,9 @@ aiohttp or asyncio through stdlib `logging`, which is routed through the same pr
   name a client typed cannot forge a line or repaint a terminal;
 - values are length-capped (`MAX_VALUE_CHARS`), so a client cannot make a line huge;
 - the same stream and format for both sources (and for Python warnings);
-- a line is one `write`, so worker processes sharing stderr never interleave mid-line.
+- a line is one `write`, so worker processes sharing stderr never interleave mid-line;
+- no fragment of the gateway's secrets: the rendered line passes the app's `Redactor` (by
+  value, whatever field or nesting carried it: an upstream's message, an exception's text).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-__all__ = ["MAX_VALUE_CHARS", "configure_logging", "sanitize_values"]
+from gateway.redaction import Redactor
+
+__all__ = ["MAX_VALUE_CHARS", "configure_logging", "redact_rendered", "sanitize_values"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -76,12 +80,24 @@ def sanitize_values(*, escape: bool) -> structlog.typing.Processor:
     return sanitize
 
 
+def redact_rendered(redactor: Redactor) -> structlog.typing.Processor:
+    """A processor placed after the renderer: the rendered line without any fragment of a
+    secret (one scan of the line; the line itself when it holds none)."""
+
+    def redact(logger: Any, method: str, line: Any) -> Any:
+        return redactor.redact_text(line) if isinstance(line, str) else line
+
+    return redact
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
     stream: TextIO | None = None,
+    redactor: Redactor | None = None,
 ) -> None:
-    """Route structlog and stdlib logging (aiohttp's, asyncio's) to one stream in one format."""
+    """Route structlog and stdlib logging (aiohttp's, asyncio's) to one stream in one format,
+    with `redactor`'s secrets removed from every line."""
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.typing.Processor = (
@@ -91,6 +107,9 @@ def configure_logging(
     )
     numeric = _LEVELS.get(level, logging.INFO)
     sanitize = sanitize_values(escape=not as_json)
+    last: list[structlog.typing.Processor] = [sanitize, renderer]
+    if redactor:
+        last.append(redact_rendered(redactor))
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -100,8 +119,7 @@ def configure_logging(
         processors=[
             *shared,
             structlog.processors.format_exc_info,
-            sanitize,
-            renderer,
+            *last,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # One write per line (PrintLogger writes the newline separately): worker processes
@@ -116,8 +134,7 @@ def configure_logging(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
-                sanitize,
-                renderer,
+                *last,
             ],
         )
     )

@@ -26,6 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway import __version__
+from gateway.redaction import Redactor
 
 __all__ = ["NO_ROUTE", "Metrics", "RouteMetrics", "multiprocess_dir"]
 
@@ -172,6 +173,13 @@ class Metrics:
             ["route", "kind"],
             registry=r,
         )
+        self.redactions = Counter(
+            "gateway_redactions",
+            "Fragments of the gateway's own secrets removed from what an upstream sent before "
+            "it was relayed, by where they were (stream: SSE events, body: a JSON answer).",
+            ["where"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "gateway_build_info",
             "Always 1; the labels say which build is running.",
@@ -233,15 +241,26 @@ class Metrics:
         for figures in list(self._live.values()):
             figures.flush()
 
-    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+    def exposition(
+        self, accept: str = "", redactor: Redactor | None = None
+    ) -> tuple[bytes, str]:
         """The exposition in the format `accept` prefers (Prometheus text or OpenMetrics) and
         its content type; all workers' values in multiprocess mode (this worker's streams
-        flushed first; the others' are at most `FLUSH_INTERVAL` late)."""
+        flushed first; the others' are at most `FLUSH_INTERVAL` late).
+
+        Labels come from closed sets of the configuration, never from clients; `redactor`
+        still passes over the whole text, so that a secret pasted into a route or upstream
+        name cannot be scraped.
+        """
         self._flush_live()
         encode, content_type = choose_encoder(accept)
         directory = multiprocess_dir()
         if directory is None:
-            return encode(self.registry), content_type
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        return encode(registry), content_type
+            text = encode(self.registry)
+        else:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+            text = encode(registry)
+        if redactor is not None:
+            text = redactor.redact_bytes(text)[0]
+        return text, content_type

@@ -57,6 +57,7 @@ class RequestRecord:
     events: int = 0
     bytes: int = 0
     skipped_events: int = 0
+    redactions: int = 0  # fragments of the gateway's secrets removed from the relayed answer
     usage: dict[str, Any] | None = None
     finished: bool = False
     _route_metrics: RouteMetrics | None = None
@@ -104,6 +105,14 @@ class RequestRecord:
         if self._relayed_bytes > self._counted_bytes:
             bound.bytes.inc(self._relayed_bytes - self._counted_bytes)
             self._counted_bytes = self._relayed_bytes
+
+    def redacted(self, where: str, count: int) -> None:
+        """`count` fragments of the gateway's secrets were removed from what the upstream sent
+        (`where`: `stream` or `body`); logged once per request, never with the secret."""
+        if not self.redactions:
+            _log.warning("upstream_secret_redacted", upstream=self.upstream, where=where)
+        self.redactions += count
+        self.metrics.child(self.metrics.redactions, where).inc(count)
 
     def answered(self, response: web.Response) -> None:
         """The request was answered with `response`, a complete (not streamed) body."""
@@ -182,6 +191,8 @@ class RequestRecord:
             fields["tokens"] = tokens
         if self.skipped_events:
             fields["skipped_events"] = self.skipped_events
+        if self.redactions:
+            fields["redactions"] = self.redactions
         if isinstance(error, ClientDisconnected):
             fields["phase"] = error.phase
         elif error is not None:

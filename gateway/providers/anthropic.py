@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from gateway.providers.http import HTTPProvider
 from gateway.providers.upstream import UpstreamRequest
-from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import AnthropicDialect
 
 __all__ = ["AnthropicProvider"]
@@ -23,10 +22,7 @@ class AnthropicProvider(HTTPProvider):
     """An Anthropic Messages upstream reached over HTTP(S)."""
 
     default_auth_scheme = "x-api-key"
-
-    def __init__(self, name: str, settings: UpstreamSettings, limits: LimitSettings) -> None:
-        super().__init__(name, settings, limits, AnthropicDialect())
-        self._version = settings.anthropic_version
+    api_dialect = AnthropicDialect()
 
     def api_headers(self, request: UpstreamRequest) -> dict[str, str]:
-        return {"anthropic-version": self._version}
+        return {"anthropic-version": self.settings.anthropic_version}

@@ -27,18 +27,21 @@ client). Anthropic's 529 (overloaded) is a server error like any 5xx, named as s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.utils
 import errno
 import json
 import math
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, ClassVar, Literal
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
 from aiohttp.connector import Connection
 
 from gateway.errors import (
@@ -55,6 +58,7 @@ from gateway.errors import (
     UpstreamTruncated,
 )
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
+from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, Dialect, as_gateway_error, error_for_status
 
@@ -78,11 +82,20 @@ _MAX_MESSAGE = 500
 _MAX_RETRY_AFTER = 10_000_000  # seconds; the same 7 digits `_RETRY_AFTER` accepts
 #: The gateway's own message for statuses that say more than "server error".
 _STATUS_MESSAGES = {529: "the upstream is overloaded"}
-# Per-stream buffering of an upstream body, bounded for a client that stops reading: aiohttp
-# stops reading the socket once twice `_READ_BUFFER` bytes wait, and one read hands the relay
-# at most `_READ_MAX` bytes (one batch of events, one client write).
-_READ_BUFFER = 16 * 1024
-_READ_MAX = 64 * 1024
+# Per-stream buffering of an upstream body, bounded for a client that stops reading (the
+# relay then stops asking for more): the kernel holds at most what the socket's receive buffer
+# takes (`_STREAM_RCVBUF`, which also bounds what one `recv()` returns: at most twice it),
+# aiohttp stops reading the socket once twice `_STREAM_READ_BUFFER` bytes wait (plus what the
+# `recv()` that crossed the mark brought, kept unparsed), and one read hands the relay at
+# most `_READ_MAX` bytes (one batch of events, one client write). A window of 32 KiB carries
+# about 300 kB/s at 100 ms of round trip, a hundred times what the fastest model streams.
+# Whole answers (`stream: false`) are read into memory anyway, bounded by
+# `limits.max_response_bytes`: their connections keep the kernel's autotuned window, whose
+# throughput an embeddings batch of megabytes needs (`_ANSWER_READ_BUFFER`).
+_STREAM_RCVBUF = 32 * 1024
+_STREAM_READ_BUFFER = 8 * 1024
+_ANSWER_READ_BUFFER = 64 * 1024
+_READ_MAX = 16 * 1024
 #: Content types that cannot carry an event stream (an upstream that ignored `stream: true`, or
 #: an error page with a 200). Anything else is given the benefit of the doubt and framed as SSE.
 _NOT_A_STREAM = frozenset({"application/json", "text/html"})
@@ -104,42 +117,55 @@ class HTTPProvider(Provider):
 
     #: How the key is sent when the upstream's `auth_scheme` is not set.
     default_auth_scheme: ClassVar[AuthScheme] = "bearer"
+    #: The wire dialect of the API (a subclass says which).
+    api_dialect: ClassVar[Dialect]
 
     def __init__(
-        self, name: str, settings: UpstreamSettings, limits: LimitSettings, dialect: Dialect
+        self,
+        name: str,
+        settings: UpstreamSettings,
+        limits: LimitSettings,
+        redactor: Redactor | None = None,
     ) -> None:
-        super().__init__(name, dialect)
+        """`redactor` keeps every secret of the gateway out of the error answers this upstream's
+        messages become (default: this upstream's own key)."""
+        super().__init__(name, self.api_dialect)
         assert settings.base_url is not None  # enforced by UpstreamSettings
+        self.settings = settings
         self._base_url = str(settings.base_url).rstrip("/")
-        self._max_connections = settings.max_connections
-        self._connections = asyncio.Semaphore(settings.max_connections)
+        # None: as many as the gateway admits streams, so the pool is never the tighter limit.
+        self._max_connections = settings.max_connections or limits.max_streams
+        self._connections = asyncio.Semaphore(self._max_connections)
         self._max_error_body = limits.max_error_body_bytes
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self._auth = _auth_headers(key, settings.auth_scheme or self.default_auth_scheme)
-        self._secrets = (key,) if key else ()
-        self._session: aiohttp.ClientSession | None = None
+        self._redactor = redactor if redactor is not None else Redactor([key] if key else [])
+        # Streams and whole answers each have their pool (`create_session`), by `stream`.
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
 
     def api_headers(self, request: UpstreamRequest) -> dict[str, str]:
         """Headers this API wants on every call, before the client's forwarded ones."""
         return {}
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = create_session(self._max_connections)
+        if not self._sessions:
+            for stream in (True, False):
+                self._sessions[stream] = create_session(self._max_connections, stream=stream)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        for session in sessions:
             await session.close()
 
     async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
         await self.start()
-        assert self._session is not None
+        session = self._sessions[request.stream]
         connect = await self._take_connection(request.timeouts.connect)
         sending = _ON_SENT.set(request.on_sent)
         try:
             with translate_errors(connect_limit=request.timeouts.connect):
-                response = await self._session.post(
+                response = await session.post(
                     self._base_url + request.path,
                     data=request.body,
                     headers=self._headers(request),
@@ -155,7 +181,7 @@ class HTTPProvider(Provider):
             _ON_SENT.reset(sending)
         try:
             await raise_for_upstream_status(
-                response, max_body=self._max_error_body, secrets=self._secrets
+                response, max_body=self._max_error_body, redactor=self._redactor
             )
             if request.stream and response.content_type in _NOT_A_STREAM:
                 raise UpstreamProtocolError(
@@ -165,7 +191,6 @@ class HTTPProvider(Provider):
             response.close()
             self._connections.release()
             raise
-        _bound_socket_reads(response)
         return HTTPUpstreamResponse(response, on_close=self._connections.release)
 
     async def _take_connection(self, connect: float | None) -> float | None:
@@ -212,8 +237,14 @@ def _auth_headers(key: str | None, scheme: AuthScheme) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def create_session(max_connections: int) -> aiohttp.ClientSession:
-    """A pooled session sized for long-lived streams, with no hidden total timeout.
+def create_session(max_connections: int, *, stream: bool = True) -> aiohttp.ClientSession:
+    """A pooled session sized for long-lived streams (`stream`) or for whole answers, with no
+    hidden total timeout.
+
+    A stream's connections have a small receive buffer and aiohttp a small read buffer: what
+    a stream holds for a client that reads slowly is bounded by them (see `_STREAM_RCVBUF`),
+    and set on the socket before it connects (the window scale is agreed on then); public
+    means (`socket_factory`, `read_bufsize`) where the transport's read size is not.
 
     aiohttp's default `ClientTimeout(total=300)` would cut every stream at five minutes; the
     gateway's own deadlines (a `Context` per request) bound each call instead. Redirects are
@@ -225,6 +256,7 @@ def create_session(max_connections: int) -> aiohttp.ClientSession:
         limit=max_connections,
         limit_per_host=max_connections,
         ttl_dns_cache=300,
+        socket_factory=_stream_socket if stream else None,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -232,8 +264,17 @@ def create_session(max_connections: int) -> aiohttp.ClientSession:
         request_class=_SentReportingRequest,
         trust_env=False,
         auto_decompress=True,
-        read_bufsize=_READ_BUFFER,
+        read_bufsize=_STREAM_READ_BUFFER if stream else _ANSWER_READ_BUFFER,
     )
+
+
+def _stream_socket(addr_info: AddrInfoType) -> socket.socket:
+    """A socket for a stream's connection: its receive buffer set before it connects."""
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=kind, proto=proto)
+    with contextlib.suppress(OSError):  # a platform without it: the kernel's default
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STREAM_RCVBUF)
+    return sock
 
 
 class _SentReportingRequest(aiohttp.ClientRequest):
@@ -331,9 +372,11 @@ class HTTPUpstreamResponse(UpstreamResponse):
     async def chunks(self) -> AsyncIterator[bytes]:
         content = self._response.content
         with translate_errors():
-            while True:
+            while not content.at_eof():
                 try:
-                    chunk = await content.read(_READ_MAX)
+                    # Handed on, not kept in a local: while the relay's write waits on a slow
+                    # client, this generator waits here and holds none of the body.
+                    yield await content.read(_READ_MAX)
                 except aiohttp.ClientError:
                     # aiohttp raises a cut or reset connection before the bytes it still holds,
                     # which the upstream did send (complete events, maybe): those come first.
@@ -341,9 +384,6 @@ class HTTPUpstreamResponse(UpstreamResponse):
                     if held:
                         yield held
                     raise
-                if not chunk:
-                    return
-                yield chunk
 
     async def aclose(self) -> None:
         if self._closed:
@@ -359,32 +399,28 @@ class HTTPUpstreamResponse(UpstreamResponse):
                 self._on_close()
 
 
-def _bound_socket_reads(response: aiohttp.ClientResponse) -> None:
-    """Read at most `_READ_MAX` bytes per `recv()` on the response's connection (asyncio's
-    selector transports read up to 256 KiB, which would sit in aiohttp's buffer behind a
-    client that stopped reading). Other event loops' transports are left as they are."""
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = _READ_MAX  # type: ignore[attr-defined]
-
-
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """At most `limit` bytes of the body (the rest is not read)."""
+    """At most `limit` bytes of the body as it arrives (decompressed: aiohttp inflates a
+    compressed body read by read, so a small gzip body that inflates to gigabytes costs at
+    most `limit` plus one read here); the rest is not read."""
     body = bytearray()
     with translate_errors():
         while len(body) < limit:
-            chunk = await response.content.readany()
+            chunk = await response.content.read(min(limit - len(body), _READ_MAX))
             if not chunk:
                 break
             body += chunk
-    return bytes(body[:limit])
+    return bytes(body)
 
 
 async def raise_for_upstream_status(
-    response: aiohttp.ClientResponse, *, max_body: int, secrets: tuple[str, ...] = ()
+    response: aiohttp.ClientResponse, *, max_body: int, redactor: Redactor | None = None
 ) -> None:
-    """Raise the error a non-2xx upstream answer stands for (closing the response first)."""
+    """Raise the error a non-2xx upstream answer stands for (closing the response first).
+
+    What of the upstream's text reaches the client (message, code, param) passes `redactor`
+    first: a code or param that held a secret's fragment is dropped, not shown redacted.
+    """
     if 200 <= response.status < 300:
         return
     try:
@@ -396,9 +432,9 @@ async def raise_for_upstream_status(
     if status == 413:
         raise RequestTooLarge("the upstream rejected the request as too large")
     if status in (400, 422):
-        message, code, param = _error_details(body)
+        message, code, param = _error_details(body, redactor)
         raise UpstreamBadRequest(
-            sanitize_message(message, secrets) if message else None,
+            sanitize_message(message, redactor) if message else None,
             upstream_code=code,
             param=param,
         )
@@ -448,8 +484,11 @@ def _retry_after(headers: Any) -> str | None:
     return str(max(1, math.ceil(seconds)))
 
 
-def _error_details(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(message, code, param) from an OpenAI- or Anthropic-shaped error body, if present."""
+def _error_details(
+    body: bytes, redactor: Redactor | None = None
+) -> tuple[str | None, str | None, str | None]:
+    """(message, code, param) from an OpenAI- or Anthropic-shaped error body, if present; a
+    code or param is kept only if it is a plain identifier with no fragment of a secret."""
     try:
         payload = json.loads(body)
     except ValueError:
@@ -463,20 +502,27 @@ def _error_details(body: bytes) -> tuple[str | None, str | None, str | None]:
         message = payload.get("message")
         return (message if isinstance(message, str) else None), None, None
     message = error.get("message")
-    code = error.get("code")
-    param = error.get("param")
     return (
         message if isinstance(message, str) else None,
-        code if isinstance(code, str) and _CODE.match(code) else None,
-        param if isinstance(param, str) and _CODE.match(param) else None,
+        _identifier(error.get("code"), redactor),
+        _identifier(error.get("param"), redactor),
     )
 
 
-def sanitize_message(message: str, secrets: tuple[str, ...] = ()) -> str:
-    """A provider message made safe to show: one line, capped, no URLs or key-like strings."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "[redacted]")
+def _identifier(value: object, redactor: Redactor | None) -> str | None:
+    """An upstream's `code` or `param` fit to relay: a short identifier holding no secret."""
+    if not isinstance(value, str) or not _CODE.match(value):
+        return None
+    if redactor is not None and redactor.redact_text(value) is not value:
+        return None
+    return value
+
+
+def sanitize_message(message: str, redactor: Redactor | None = None) -> str:
+    """A provider message made safe to show: one line, capped, no URLs, no fragment of the
+    gateway's secrets (`redactor`, by value) and no other key-like strings (by shape)."""
+    if redactor is not None:
+        message = redactor.redact_text(message)
     message = _URL.sub("[url]", message)
     message = _KEYLIKE.sub("[redacted]", message)
     message = _CONTROL.sub(" ", message).strip()

@@ -42,6 +42,7 @@ from gateway.errors import (
 )
 from gateway.providers.mock_wire import MOCK_WIRES, MockWire
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
+from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import AnthropicDialect, Context, OpenAIDialect
 
@@ -54,7 +55,14 @@ _ECHO_CHARS = 200
 class MockProvider(Provider):
     """Answers from memory; misbehaves on request (see the module docstring)."""
 
-    def __init__(self, name: str, settings: UpstreamSettings, limits: LimitSettings) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: UpstreamSettings,
+        limits: LimitSettings,
+        redactor: Redactor | None = None,
+    ) -> None:
+        """The mock holds no secret: `redactor` is taken for the registry's one signature."""
         super().__init__(name, OpenAIDialect(), AnthropicDialect())
         self._delay = settings.mock.chunk_delay
         self._slow_delay = settings.mock.slow_chunk_delay

@@ -11,7 +11,6 @@ per upstream (`gateway.providers.http`, where errors are translated too).
 from __future__ import annotations
 
 from gateway.providers.http import HTTPProvider
-from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import OpenAIDialect
 
 __all__ = ["OpenAIProvider"]
@@ -21,6 +20,4 @@ class OpenAIProvider(HTTPProvider):
     """An OpenAI-compatible upstream reached over HTTP(S)."""
 
     default_auth_scheme = "bearer"
-
-    def __init__(self, name: str, settings: UpstreamSettings, limits: LimitSettings) -> None:
-        super().__init__(name, settings, limits, OpenAIDialect())
+    api_dialect = OpenAIDialect()

@@ -24,6 +24,7 @@ from typing import BinaryIO
 import structlog
 
 from gateway.observability import configure_logging
+from gateway.redaction import Redactor
 from gateway.server.serving import Listeners, run_worker
 from gateway.settings import GatewaySettings
 
@@ -50,7 +51,9 @@ def main() -> int:
     size = int.from_bytes(_read_exactly(stdin, 8), "big")
     settings, fds, index = pickle.loads(_read_exactly(stdin, size))
     assert isinstance(settings, GatewaySettings)
-    configure_logging(settings.log.level, settings.log.format)
+    configure_logging(
+        settings.log.level, settings.log.format, redactor=Redactor(settings.secret_values())
+    )
     structlog.contextvars.bind_contextvars(worker=index)
     sockets = [socket.socket(fileno=fd) for fd in fds]
     listeners = Listeners(main=sockets[0], metrics=sockets[1] if len(sockets) > 1 else None)

@@ -5,9 +5,10 @@ module-level state, so tests build as many independent apps as they like, each w
 settings and providers. Apps are served by a `GatewayRunner` (`gateway.server.connection`: the
 request-head deadline and limits, set per app in its `handler_args`) with handler cancellation
 on (`RUNNER_OPTIONS`): a client that disconnects cancels its handler, which is how a vanished
-client closes its upstream at once. Every `/v1/*` request passes `admission_middleware` (gateway
-keys, capacity) before its handler reads a byte of its body. `/metrics` is served by the main
-app, or by `create_metrics_app()` on a listener of its own (`metrics.listen`).
+client closes its upstream at once. Every request passes `request_head_middleware` (framing,
+header count) and every `/v1/*` request `admission_middleware` (gateway keys, capacity) before
+its handler reads a byte of its body. `/metrics` is served by the main app, or by
+`create_metrics_app()` on a listener of its own (`metrics.listen`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
+from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.server.admission import admission_middleware
 from gateway.server.auth import GatewayKeys
@@ -40,6 +42,7 @@ from gateway.server.keys import (
     GATEWAY_KEYS,
     METRICS,
     PROVIDERS,
+    REDACTOR,
     ROUTER,
     SERVER_CONTEXT,
     SETTINGS,
@@ -47,6 +50,7 @@ from gateway.server.keys import (
 from gateway.server.lifecycle import LIFECYCLE, Lifecycle, drain_middleware
 from gateway.server.middlewares import request_id_middleware
 from gateway.server.request_body import defer_continue
+from gateway.server.request_head import request_head_middleware
 from gateway.settings import GatewaySettings
 from gateway.streaming import Context
 
@@ -72,14 +76,19 @@ def create_app(
     app = web.Application(
         middlewares=[
             request_id_middleware,
+            request_head_middleware,
             drain_middleware(refuse_while_draining),
             admission_middleware,
         ],
         client_max_size=settings.limits.max_request_bytes,
-        handler_args=handler_options(settings.limits, metrics),
+        handler_args=handler_options(
+            settings.limits, metrics, server_header=settings.server.header
+        ),
     )
-    providers = dict(providers) if providers is not None else build_providers(settings)
+    redactor = Redactor(settings.secret_values())
+    providers = dict(providers) if providers is not None else build_providers(settings, redactor)
     app[SETTINGS] = settings
+    app[REDACTOR] = redactor
     app[PROVIDERS] = providers
     app[ROUTER] = Router(settings, providers)
     app[METRICS] = metrics
@@ -101,12 +110,16 @@ def create_app(
 
 def create_metrics_app(app: web.Application) -> web.Application:
     """The app of the separate metrics listener: `/metrics` of `app`, nothing else."""
+    settings = app[SETTINGS]
     metrics_app = web.Application(
-        middlewares=[request_id_middleware],
-        handler_args=handler_options(app[SETTINGS].limits, app[METRICS]),
+        middlewares=[request_id_middleware, request_head_middleware],
+        handler_args=handler_options(
+            settings.limits, app[METRICS], server_header=settings.server.header
+        ),
     )
-    metrics_app[SETTINGS] = app[SETTINGS]
+    metrics_app[SETTINGS] = settings
     metrics_app[METRICS] = app[METRICS]
+    metrics_app[REDACTOR] = app[REDACTOR]
     metrics_app[GATEWAY_KEYS] = app[GATEWAY_KEYS]
     metrics_app.router.add_get("/metrics", metrics_handler)
     return metrics_app

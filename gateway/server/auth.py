@@ -6,6 +6,13 @@ be configured as its digest in the first place, `sha256:<hex>`), and the digest 
 key is compared with every one of them with `hmac.compare_digest`, without stopping at a match,
 so neither the comparison nor the position of the matching key shows in the timing.
 
+A request presents one key or none: two `Authorization` fields, two `x-api-key` fields, or both
+headers with different keys (a bearer `Authorization` and an `x-api-key` holding the same key
+are one key, as SDKs configured with both send them) raise `InvalidRequest` (400), whatever the
+values. HTTP clients and proxies merge or pick among repeated fields differently, so which key
+"counts" would depend on the hop that looked: the gateway refuses to guess. (Checked only where
+keys are checked: with gateway keys configured, and on `/metrics` when it asks for one.)
+
 A key's holder is a `Client`: a name for logs - the configured name, or `key-` and 8 hex digits
 of the key's digest - and the limits that apply to it. The presented key itself is never
 logged, echoed or kept.
@@ -15,11 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import MultiMapping
 
+from gateway.errors import InvalidRequest
 from gateway.settings_auth import AuthSettings, key_digest, key_id
 
 __all__ = ["Client", "GatewayKeys", "presented_key"]
@@ -61,8 +70,10 @@ class GatewayKeys:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
-    def identify(self, headers: Mapping[str, str]) -> Client | None:
-        """The client whose key `headers` carry, or None (no key, or not one of ours)."""
+    def identify(self, headers: MultiMapping[str]) -> Client | None:
+        """The client whose key `headers` carry, or None (no key, or not one of ours).
+
+        Raises `InvalidRequest` when `headers` present more than one key."""
         presented = presented_key(headers)
         if presented is None:
             return None
@@ -74,16 +85,29 @@ class GatewayKeys:
         return found
 
     def accepts(self, request: web.Request) -> bool:
-        """Whether `request` carries one of the keys."""
+        """Whether `request` carries one of the keys (`InvalidRequest`: several keys)."""
         return self.identify(request.headers) is not None
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`."""
-    authorization = headers.get("Authorization")
-    if authorization is not None:
-        scheme, _, credentials = authorization.partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            return credentials.strip()
-        return None
-    return headers.get("x-api-key") or None
+_X_API_KEY = "x-api-key"
+
+
+def presented_key(headers: MultiMapping[str]) -> str | None:
+    """The key a request presents: `Authorization: Bearer <key>`, else `x-api-key`.
+
+    Raises `InvalidRequest` for a repeated field, or both headers with different keys."""
+    authorizations = headers.getall(hdrs.AUTHORIZATION, ())
+    api_keys = headers.getall(_X_API_KEY, ())
+    if len(authorizations) > 1 or len(api_keys) > 1:
+        name = hdrs.AUTHORIZATION if len(authorizations) > 1 else _X_API_KEY
+        raise InvalidRequest(f"the request has several {name} header fields: send one")
+    api_key = api_keys[0] if api_keys else None
+    if not authorizations:
+        return api_key or None
+    scheme, _, credentials = authorizations[0].partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+    if api_key is not None and api_key != bearer:
+        raise InvalidRequest(
+            "the request presents different keys in Authorization and x-api-key: send one"
+        )
+    return bearer or None

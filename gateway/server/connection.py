@@ -11,7 +11,12 @@ by it, however long its response streams. The same timer closes a keep-alive con
 idle that long. (The body has its own deadline: `gateway.server.request_body`.)
 
 **Head size.** aiohttp's parser limits: `max_line_size` and `max_field_size` (request line,
-each header field: `limits.max_header_line_bytes`) and `max_headers` (`limits.max_headers`).
+each header field: `limits.max_header_line_bytes`) and `max_headers`, which is
+`header_bound(limits.max_headers)`: twice the limit, so that a head just over the limit still
+parses and `gateway.server.request_head` answers it 431 (aiohttp's too-many-headers error is
+of the same class as any malformed head's, and messages are never parsed); one past the bound
+is answered 400 like any unparsable head. The bound keeps what a head may hold at
+`2 * max_headers * max_header_line_bytes`.
 
 **Unparsable heads.** aiohttp answers them in text/plain, echoing up to 100 bytes of the
 offending line - which may be someone's key - and logs them at ERROR with a traceback.
@@ -32,6 +37,12 @@ aborted, which cancels its handler - the relay closes the upstream and records t
 `write_stall` (`stalled_writing`). A client that reads, however slowly, resumes writing and is
 never cut. Nothing is done per write: the timer only moves when the buffer crosses its marks.
 
+**Server header.** Every response the connection writes - an app's answers and streams,
+aiohttp's own rejections, the unparsable-head answers above - carries `Server: <server.header>`
+(none at all when it is empty) instead of aiohttp's `Python/x.y aiohttp/x.y.z`: the request
+factory gives each request a `StreamWriter` whose public `on_headers_sent` hook sets it just
+before the head is written, the one point every response passes.
+
 `GatewayRunner` is `web.AppRunner` serving through `GatewayRequestHandler`.
 """
 
@@ -41,11 +52,16 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import RawRequestMessage, StreamWriter
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.streams import StreamReader
+from multidict import CIMultiDict
 
 from gateway.errors import ErrorCategory, InvalidRequest, RequestHeadTooLarge
 from gateway.observability import Metrics
@@ -53,10 +69,12 @@ from gateway.settings import LimitSettings
 from gateway.streaming import OpenAIDialect, StreamError
 
 __all__ = [
+    "HEADER_BOUND_FACTOR",
     "GatewayRequestHandler",
     "GatewayRunner",
     "GatewayServer",
     "handler_options",
+    "header_bound",
     "stalled_writing",
 ]
 
@@ -64,16 +82,28 @@ _log = structlog.get_logger("gateway.server")
 _DIALECT = OpenAIDialect()
 _API_ERROR = ErrorCategory.API_ERROR
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+#: aiohttp's own bound on header fields, as a multiple of `limits.max_headers`.
+HEADER_BOUND_FACTOR = 2
 
 
-def handler_options(limits: LimitSettings, metrics: Metrics) -> dict[str, Any]:
-    """The per-connection options of `limits` (an `Application`'s `handler_args`), and where
-    `GatewayRequestHandler` counts the heads it rejects (`gateway_errors_total`)."""
+def header_bound(max_headers: int) -> int:
+    """aiohttp's `max_headers` for a `limits.max_headers`: past it the parser refuses the head
+    (400); up to it the gateway counts the fields itself (431)."""
+    return max_headers * HEADER_BOUND_FACTOR
+
+
+def handler_options(
+    limits: LimitSettings, metrics: Metrics, *, server_header: str = ""
+) -> dict[str, Any]:
+    """The per-connection options of `limits` (an `Application`'s `handler_args`), where
+    `GatewayRequestHandler` counts the heads it rejects (`gateway_errors_total`), and the
+    `Server` header of every response (empty: none)."""
     return {
+        "server_header": server_header,
         "keepalive_timeout": limits.head_timeout,
         "max_line_size": limits.max_header_line_bytes,
         "max_field_size": limits.max_header_line_bytes,
-        "max_headers": limits.max_headers,
+        "max_headers": header_bound(limits.max_headers),
         "metrics": metrics,
         "write_stall": limits.write_stall,
     }
@@ -92,7 +122,7 @@ class GatewayRequestHandler(web.RequestHandler):
     """aiohttp's HTTP protocol, answering what it cannot parse in the gateway's error shape and
     closing a connection whose client stopped reading."""
 
-    __slots__ = ("_metrics", "_stall_timer", "write_stall", "write_stalled")
+    __slots__ = ("_metrics", "_stall_timer", "server_header", "write_stall", "write_stalled")
 
     def __init__(
         self,
@@ -100,13 +130,22 @@ class GatewayRequestHandler(web.RequestHandler):
         *,
         metrics: Metrics | None = None,
         write_stall: float | None = None,
+        server_header: str = "",
         **options: Any,
     ) -> None:
         super().__init__(manager, **options)
         self._metrics = metrics
+        self.server_header = server_header
         self.write_stall = write_stall
         self.write_stalled = False
         self._stall_timer: asyncio.TimerHandle | None = None
+
+    async def set_server_header(self, headers: CIMultiDict[str]) -> None:
+        """`StreamWriter`'s `on_headers_sent` hook: the `Server` header, or none."""
+        if self.server_header:
+            headers[hdrs.SERVER] = self.server_header
+        else:
+            headers.popall(hdrs.SERVER, None)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -160,6 +199,9 @@ class GatewayRequestHandler(web.RequestHandler):
         response = web.Response(
             status=status, body=_DIALECT.error_body(error), content_type="application/json"
         )
+        # Said outright: the answer is HTTP/1.0 (the head's version is unknown), where
+        # aiohttp leaves the header out.
+        response.headers[hdrs.CONNECTION] = "close"
         response.force_close()
         return response
 
@@ -182,6 +224,38 @@ class GatewayRequestHandler(web.RequestHandler):
         )
 
 
+RequestFactory = Callable[
+    [
+        RawRequestMessage,
+        StreamReader,
+        web.RequestHandler,
+        AbstractStreamWriter,
+        "asyncio.Task[None]",
+    ],
+    web.BaseRequest,
+]
+
+
+def with_server_header(factory: RequestFactory) -> RequestFactory:
+    """`factory`, giving each request of a `GatewayRequestHandler` a writer that sets the
+    connection's `Server` header (`GatewayRequestHandler.set_server_header`)."""
+
+    def make(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: web.RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        if isinstance(protocol, GatewayRequestHandler):
+            writer = StreamWriter(
+                protocol, asyncio.get_running_loop(), on_headers_sent=protocol.set_server_header
+            )
+        return factory(message, payload, protocol, writer, task)
+
+    return make
+
+
 class GatewayServer(web.Server):
     """`web.Server` whose connections are `GatewayRequestHandler`s."""
 
@@ -200,7 +274,7 @@ class GatewayRunner(web.AppRunner):
         made = await super()._make_server()
         return GatewayServer(
             made.request_handler,
-            request_factory=made.request_factory,
+            request_factory=with_server_header(made.request_factory),
             handler_cancellation=made.handler_cancellation,
             loop=made._loop,
             **made._kwargs,

@@ -18,7 +18,14 @@ from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
 from gateway.server.chat_request import timeout_overrides
 from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES, Endpoint, dialect_for_path
-from gateway.server.keys import GATEWAY_KEYS, METRICS, ROUTER, SERVER_CONTEXT, SETTINGS
+from gateway.server.keys import (
+    GATEWAY_KEYS,
+    METRICS,
+    REDACTOR,
+    ROUTER,
+    SERVER_CONTEXT,
+    SETTINGS,
+)
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, RelayLimits, error_response
@@ -100,7 +107,14 @@ async def _read_request(request: web.Request, endpoint: Endpoint, record: Reques
         max_response_bytes=settings.limits.max_response_bytes,
     )
     return Relay(
-        request, record, route, template, endpoint.dialect, limits, request.app[SERVER_CONTEXT]
+        request,
+        record,
+        route,
+        template,
+        endpoint.dialect,
+        limits,
+        request.app[SERVER_CONTEXT],
+        request.app[REDACTOR],
     )
 
 
@@ -130,13 +144,21 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """The Prometheus exposition; behind a gateway key if `metrics.require_key` is set."""
+    """The Prometheus exposition; behind a gateway key when `metrics.key_required(...)`:
+    by default whenever gateway keys are configured, unless on its own listener."""
     settings, keys = request.app[SETTINGS], request.app[GATEWAY_KEYS]
-    if settings.metrics.require_key and not keys.accepts(request):
-        response = error_response(_OPENAI, Unauthorized(), request[REQUEST_ID])
-        response.headers["WWW-Authenticate"] = 'Bearer realm="sse-gateway"'
-        return response
-    body, content_type = request.app[METRICS].exposition(request.headers.get("Accept", ""))
+    if settings.metrics.key_required(keys_configured=bool(keys)):
+        try:
+            accepted = keys.accepts(request)
+        except GatewayError as exc:  # several keys presented
+            return error_response(_OPENAI, exc, request[REQUEST_ID])
+        if not accepted:
+            response = error_response(_OPENAI, Unauthorized(), request[REQUEST_ID])
+            response.headers["WWW-Authenticate"] = 'Bearer realm="sse-gateway"'
+            return response
+    body, content_type = request.app[METRICS].exposition(
+        request.headers.get("Accept", ""), request.app[REDACTOR]
+    )
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response

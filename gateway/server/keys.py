@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.observability import Metrics
 from gateway.providers import Provider
+from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.server.auth import GatewayKeys
 from gateway.server.capacity import Capacity
@@ -19,6 +20,7 @@ __all__ = [
     "GATEWAY_KEYS",
     "METRICS",
     "PROVIDERS",
+    "REDACTOR",
     "ROUTER",
     "SERVER_CONTEXT",
     "SETTINGS",
@@ -36,3 +38,5 @@ GATEWAY_KEYS = web.AppKey("gateway_keys", GatewayKeys)
 CAPACITY = web.AppKey("capacity", Capacity)
 #: The app's Prometheus metrics (one registry per app).
 METRICS = web.AppKey("metrics", Metrics)
+#: Every secret the app holds, kept out of what it relays (`gateway.redaction`).
+REDACTOR = web.AppKey("redactor", Redactor)

@@ -43,6 +43,7 @@ from gateway.errors import (
 )
 from gateway.observability import RequestRecord
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
+from gateway.redaction import Redactor
 from gateway.routing import CallTemplate, Chain, Route, Target
 from gateway.server.connection import stalled_writing
 from gateway.server.sse_response import SSEResponse
@@ -89,6 +90,7 @@ class Relay:
         "_phase",
         "_provider",
         "_record",
+        "_redactor",
         "_request",
     )
 
@@ -101,10 +103,13 @@ class Relay:
         dialect: Dialect,
         limits: RelayLimits,
         parent: Context,
+        redactor: Redactor,
     ) -> None:
         """`parent` is the server's context: the request's own (with the total deadline) is
-        its child, so ending the server's context ends this request's stream too."""
+        its child, so ending the server's context ends this request's stream too. `redactor`
+        removes the gateway's secrets from everything relayed."""
         self._request = request
+        self._redactor = redactor
         self._parent = parent
         self._record = record
         self._chain = Chain(route, template, self)
@@ -215,7 +220,8 @@ class Relay:
             record.fail(error)
             if not client.committed:
                 return self._error_response(error)
-            await self._finish(client, dialect.error_event(make_stream_error(error)))
+            frame = dialect.error_event(make_stream_error(error))
+            await self._finish(client, self._redactor.redact_bytes(frame)[0])
         else:
             await self._finish(client, b"")
         record.bytes = client.bytes_written
@@ -234,6 +240,9 @@ class Relay:
         """
         record = self._record
         inspect = tracker.inspect
+        # Only complete events are written, and no secret's piece holds a line break: each
+        # fragment lies inside one event, whatever the batch, and redacting keeps framing.
+        redact = self._redactor.redact_bytes if self._redactor else None
         forward, skip = Verdict.FORWARD, Verdict.SKIP
         verdict = forward
         async for events in upstream:
@@ -253,6 +262,10 @@ class Relay:
             if frames:
                 self._phase = "streaming"
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
+                if redact is not None:
+                    data, redactions = redact(data)
+                    if redactions:
+                        record.redacted("stream", redactions)
                 record.relayed(len(frames), len(data))
                 # The batch is in `data` now: let its events go while the write waits on a
                 # slow client (they would double what a stalled stream holds).
@@ -294,6 +307,7 @@ class Relay:
             try:
                 async for chunk in chunks:
                     events = decoder.feed(chunk)
+                    del chunk  # framed now: not held while the client's write waits
                     if events:
                         yield events
             except GatewayError as exc:
@@ -343,6 +357,9 @@ class Relay:
         usage = answer.get("usage") if isinstance(answer, dict) else None
         if isinstance(usage, dict):
             record.usage = usage
+        body, redactions = self._redactor.redact_bytes(body)
+        if redactions:
+            record.redacted("body", redactions)
         record.bytes = len(body)
         record.status = 200
         return web.Response(
@@ -355,26 +372,46 @@ class Relay:
         self, ctx: Context, target: Target, call: UpstreamRequest
     ) -> tuple[bytes, float, Any]:
         """One attempt of `stream: false`: the whole answer (bytes, when its first byte came,
-        its JSON), or the error that ended the attempt."""
+        its JSON), or the error that ended the attempt.
+
+        A refused answer is let go before its error is raised, and that error is raised
+        outside any `except` (no `__context__`): the record and the chain keep the error,
+        and a traceback whose frames held the body (or `json`'s decoded copy of it) would
+        keep up to `max_response_bytes` alive as long as they do.
+        """
         upstream = ContextAwareStream(ctx, self._body(ctx), call.timeouts, connecting=True)
         self._call, self._attempt = call, upstream
-        body = bytearray()
-        first_at = 0.0
         try:
-            async for chunk in upstream:
-                if not body:
-                    first_at = time.monotonic()
-                    self._phase = "reading_body"
-                body += chunk
-                if len(body) > self._limits.max_response_bytes:
-                    raise UpstreamProtocolError("the upstream's answer exceeded the size limit")
+            body, first_at = await self._collect(upstream)
         finally:
             await upstream.aclose()
+        if body is None:
+            raise UpstreamProtocolError("the upstream's answer exceeded the size limit")
         try:
-            answer = json.loads(body)
+            answer, valid = json.loads(body), True
         except ValueError:
-            raise UpstreamProtocolError("the upstream's answer was not valid JSON") from None
+            answer, valid = None, False
+        if not valid:
+            del body
+            raise UpstreamProtocolError("the upstream's answer was not valid JSON")
         return bytes(body), first_at or time.monotonic(), answer
+
+    async def _collect(self, upstream: AsyncIterator[bytes]) -> tuple[bytearray | None, float]:
+        """The answer's bytes and when the first came, or None as soon as they would pass
+        `max_response_bytes`: counted on what arrives (decompressed, read by read), so no
+        more than the limit is ever held, and what came is dropped at once (the rest is
+        not read)."""
+        limit = self._limits.max_response_bytes
+        body = bytearray()
+        first_at = 0.0
+        async for chunk in upstream:
+            if not first_at and chunk:
+                first_at = time.monotonic()
+                self._phase = "reading_body"
+            if len(body) + len(chunk) > limit:
+                return None, first_at
+            body += chunk
+        return body, first_at
 
     async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
         """The current attempt's body reads; the response is released however iteration
@@ -425,7 +462,9 @@ class Relay:
         return ClientDisconnected(phase=self._phase)
 
     def _error_response(self, error: GatewayError) -> web.Response:
-        response = error_response(self._dialect, error, self._record.request_id)
+        response = error_response(
+            self._dialect, error, self._record.request_id, self._redactor
+        )
         self._record.answered(response)
         return response
 
@@ -444,14 +483,20 @@ async def _release(response: UpstreamResponse, chunks: AsyncIterator[bytes]) -> 
     await response.aclose()
 
 
-def error_response(dialect: Dialect, error: GatewayError, request_id: str) -> web.Response:
-    """An error answered with a real HTTP status and the dialect's JSON body."""
+def error_response(
+    dialect: Dialect, error: GatewayError, request_id: str, redactor: Redactor | None = None
+) -> web.Response:
+    """An error answered with a real HTTP status and the dialect's JSON body (with no
+    fragment of a secret, for an error whose text came from an upstream: `redactor`)."""
     headers = {"x-request-id": request_id}
+    body = dialect.error_body(make_stream_error(error))
+    if redactor is not None:
+        body = redactor.redact_bytes(body)[0]
     if isinstance(error, RateLimited) and error.retry_after:
         headers["Retry-After"] = error.retry_after
     return web.Response(
         status=error.http_status,
-        body=dialect.error_body(make_stream_error(error)),
+        body=body,
         content_type="application/json",
         headers=headers,
     )

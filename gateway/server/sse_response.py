@@ -10,6 +10,12 @@ one clock read, no timer operation); a short-lived task is spawned only when a p
 a busy stream pays nothing for the feature. Each write is a whole frame in one call, so a ping
 can never split an event; and no ping starts while a write waits on the client, so none can
 follow a stream's last frame (the relay stops the heartbeat once that write returned).
+
+Backpressure: the client connection's write buffer pauses writing above `_WRITE_HIGH` bytes
+(asyncio's default is 64 KiB), and a write waits for the client before it is handed to the
+transport while writing is paused (aiohttp itself waits only every 64 KiB written). So a
+client that reads slowly leaves at most `_WRITE_HIGH` plus one write in the gateway's buffer,
+whatever the upstream sends; the relay's next read waits on that write.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ SSE_HEADERS = {
 
 #: Bytes of chunked framing around a last frame and the terminating chunk, with room to spare.
 _CHUNK_FRAMING = 64
+#: The client connection's write-buffer marks: writing pauses above the high one and resumes
+#: below the low one. The kernel's socket buffer sits in front of it, so a small mark costs a
+#: client that reads no throughput.
+_WRITE_HIGH = 16 * 1024
+_WRITE_LOW = 4 * 1024
 
 
 class SSEResponse:
@@ -43,7 +54,11 @@ class SSEResponse:
         headers: dict[str, str],
     ) -> None:
         self._request = request
+        self._writer = request.writer
         self._loop = asyncio.get_running_loop()
+        transport = request.transport
+        if transport is not None:
+            transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
         self._response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
         self._commit: asyncio.Future[None] | None = None  # set while/after committing
         self._heartbeat = heartbeat
@@ -71,6 +86,8 @@ class SSEResponse:
             await self._committed()
         self._writing += 1
         try:
+            if self._request.protocol.writing_paused:
+                await self._writer.drain()  # the client takes the buffer's bytes first
             await self._response.write(data)
         finally:
             self._writing -= 1

@@ -188,6 +188,8 @@ _ANTHROPIC_CODE_TYPES: dict[str, str] = {
     "gateway_overloaded": "overloaded_error",
     "server_shutdown": "overloaded_error",
     "invalid_request": "invalid_request_error",
+    "request_head_too_large": "invalid_request_error",
+    "unsupported_transfer_encoding": "invalid_request_error",
     "upstream_bad_request": "invalid_request_error",
     "model_not_found": "not_found_error",
     "request_too_large": "request_too_large",

@@ -20,7 +20,20 @@ Invariants:
 - work is linear in the input however it is split (each byte is searched a bounded number of
   times), and an event that grows past `max_event_bytes` raises `EventTooLarge` instead of
   growing memory (events completed before it in the same read are returned first; the next
-  call raises).
+  call raises);
+- every event returned is valid UTF-8, all of its bytes: an event that is not raises
+  `UpstreamProtocolError` (`upstream_protocol_error`), with the same timing as `EventTooLarge`,
+  and the decoder stays failed.
+
+**Invalid UTF-8.** The event stream format is UTF-8 (WHATWG), and the official SDKs decode each
+line strictly: openai-python and anthropic-sdk-python raise `UnicodeDecodeError` from inside
+their stream iterator on such a line - an untyped crash, not an API error. Relayed byte-exact,
+the event would crash the client; skipped, it would silently drop answer text (such an event is
+almost always a delta whose characters the upstream mangled), and the stream would look
+complete when it was not. So it ends the stream instead: the relay turns the error into one
+`stream_interrupted` / `upstream_protocol_error` error event (or, before anything was relayed,
+a 502 or a retry on the next target), which the SDKs raise as a typed `APIError`. The check is
+the decode the fast path does anyway, made strict, plus `bytes.isascii()` on the other blocks.
 
 Speed: LF-framed blocks (what LLM APIs send) take a fast path that finds each block's end with
 one search and parses its lines only when there are several; anything else - a CR anywhere in
@@ -32,7 +45,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from gateway.errors import EventTooLarge
+from gateway.errors import EventTooLarge, StreamInterrupted, UpstreamProtocolError
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
 
@@ -44,6 +57,7 @@ _NEEDS_GENERAL = -2
 _new_event = tuple.__new__  # SSEEvent(...) without the named tuple's Python-level __new__
 _LF = 0x0A
 _CR = 0x0D
+_NOT_UTF8 = "the upstream sent an event that is not valid UTF-8"
 
 
 class SSEEvent(NamedTuple):
@@ -94,7 +108,7 @@ class SSEDecoder:
         # `_buf` holds an incomplete LF-only block not yet parsed (the fast path's carry-over;
         # the general framer's indices are all 0 meanwhile).
         self._raw = False
-        self._error: EventTooLarge | None = None  # raised by the next call once set
+        self._error: StreamInterrupted | None = None  # raised by the next call once set
         self._data: list[str] | None = None
         self._event: str | None = None
         self._id: str | None = None
@@ -152,11 +166,23 @@ class SSEDecoder:
             if self._fast(block, 0, events) != len(block):  # oversize: the framer raises
                 self._buf += block
                 return self._then_run(events)
+            if self._error is not None:
+                return self._failed(events)
             start = end
         done = self._fast(data, start, events)
+        if self._error is not None:
+            return self._failed(events)
         if done < len(data):
             self._buf += memoryview(data)[done:]
             return self._hold_raw(events)
+        return events
+
+    def _failed(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        """The fast path met an event that is not UTF-8: the events before it now, the error
+        at once if there are none (else on the next call)."""
+        self._buf.clear()
+        if not events and self._error is not None:
+            raise self._error
         return events
 
     def _hold_raw(self, events: list[SSEEvent]) -> list[SSEEvent]:
@@ -190,7 +216,7 @@ class SSEDecoder:
         fails the next call, as in `_run`."""
         try:
             more = self._run(final=False)
-        except EventTooLarge:
+        except StreamInterrupted:
             if events:
                 return events  # `_run` kept the error for the next call
             raise
@@ -202,9 +228,9 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         try:
             self._frame(self._buf, events, final=final)
-        except EventTooLarge as exc:
-            # Events completed before the oversize one still belong to the client: return
-            # them now and fail on the next call.
+        except (EventTooLarge, UpstreamProtocolError) as exc:
+            # Events completed before the oversize (or non-UTF-8) one still belong to the
+            # client: return them now and fail on the next call.
             self._error = exc
             self._buf.clear()
             if not events:
@@ -266,12 +292,20 @@ class SSEDecoder:
             if data.startswith(b"data:", start) and data.find(b"\n", start, end) < 0:
                 # One `data:` line: the common event, no per-line work.
                 skip = 6 if data.startswith(b" ", start + 5) else 5
-                text = data[start + skip : end].decode("utf-8", "replace")
+                try:
+                    text = data[start + skip : end].decode("utf-8")
+                except UnicodeDecodeError:
+                    self._error = UpstreamProtocolError(_NOT_UTF8)
+                    return size
                 events.append(_new_event(SSEEvent, (data[start:after], text, None, None)))
             else:
                 for line in data[start:end].split(b"\n"):
                     self._field(line)
-                self._emit(data[start:after], events)
+                try:
+                    self._emit(data[start:after], events)
+                except UpstreamProtocolError as exc:
+                    self._error = exc
+                    return size
             start = after
         return start
 
@@ -309,10 +343,17 @@ class SSEDecoder:
     def _emit(self, raw: bytes, events: list[SSEEvent]) -> None:
         """End the block `raw` whose fields were parsed: append its event (unless dropped)."""
         data = self._data
+        self._data = None
         if data is not None or self._keep_dataless:
+            if not raw.isascii():
+                # Every byte the client gets must be UTF-8, comments and unknown fields too
+                # (the field values were decoded leniently: this is the judge).
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise UpstreamProtocolError(_NOT_UTF8) from None
             text = None if data is None else "\n".join(data)
             events.append(SSEEvent(raw, text, self._event, self._id))
-        self._data = None
         self._event = None
         self._id = None
 

@@ -128,13 +128,12 @@ class PoolUse:
 def pool_use(app: web.Application) -> PoolUse:
     in_use = idle = limit = 0
     for provider in app[PROVIDERS].values():
-        session = getattr(provider, "_session", None)
-        if session is None:
-            continue
-        connector: Any = session.connector
-        in_use += len(connector._acquired)
-        idle += sum(len(conns) for conns in connector._conns.values())
-        limit += connector.limit
+        # An HTTP provider's pools: one for streams, one for whole answers.
+        for session in getattr(provider, "_sessions", {}).values():
+            connector: Any = session.connector
+            in_use += len(connector._acquired)
+            idle += sum(len(conns) for conns in connector._conns.values())
+            limit += connector.limit
     return PoolUse(in_use, idle, limit)
 
 

@@ -91,6 +91,7 @@ class Stack:
     project_dir: Path
     env: dict[str, str]
     gateway_url: str
+    metrics_url: str  # the gateway's metrics listener
     prometheus_url: str
     images: str
     timings: dict[str, float] = field(default_factory=dict)
@@ -286,12 +287,13 @@ def _start_stack(engine: DockerEngine, cache: Path, run_dir: Path, timings: Timi
     _copy_build_context(project_dir)
     for cert in host_ca_certificates():
         shutil.copyfile(cert, project_dir / "docker/ca-certificates" / cert.name)
-    gateway_port, prometheus_port = _free_port(), _free_port()
+    gateway_port, prometheus_port, metrics_port = _free_port(), _free_port(), _free_port()
     env = engine.env | {
         "BASE_IMAGE": base,
         "GATEWAY_IMAGE": GATEWAY_IMAGE,
         "PROMETHEUS_IMAGE": prometheus,
         "GATEWAY_PORT": str(gateway_port),
+        "GATEWAY_METRICS_PORT": str(metrics_port),
         "PROMETHEUS_PORT": str(prometheus_port),
         "GRAFANA_PORT": str(_free_port()),
         "GATEWAY_CONFIG_FILE": "",
@@ -304,6 +306,7 @@ def _start_stack(engine: DockerEngine, cache: Path, run_dir: Path, timings: Timi
         project_dir,
         env,
         gateway_url=f"http://127.0.0.1:{gateway_port}",
+        metrics_url=f"http://127.0.0.1:{metrics_port}",
         prometheus_url=f"http://127.0.0.1:{prometheus_port}",
         images=f"{base}, {prometheus}",
         timings=timings,
@@ -453,8 +456,8 @@ def _completed_requests(exposition: str) -> float:
 
 
 def test_prometheus_scrapes_the_gateway_container(stack: Stack) -> None:
-    """Prometheus (in its container) scrapes gateway:8080; the count covers every worker."""
-    before = _completed_requests(_http_get(f"{stack.gateway_url}/metrics").decode())
+    """Prometheus (in its container) scrapes gateway:9464; the count covers every worker."""
+    before = _completed_requests(_http_get(f"{stack.metrics_url}/metrics").decode())
     sent = 4
     for _ in range(sent):
         request = urllib.request.Request(
@@ -473,7 +476,7 @@ def test_prometheus_scrapes_the_gateway_container(stack: Stack) -> None:
         time.sleep(1)
     stack.timings["scraped after"] = time.monotonic() - started
     up = _prometheus_value(stack, 'up{job="sse-gateway"}')
-    assert up == 1, f"Prometheus cannot scrape gateway:8080/metrics (up={up})"
+    assert up == 1, f"Prometheus cannot scrape gateway:9464/metrics (up={up})"
     assert value is not None, f"gateway_requests_total not scraped within {SCRAPED_WITHIN:.0f} s"
     assert value >= before + sent
 

@@ -149,7 +149,8 @@ def test_prometheus_config_scrapes_the_gateway_every_few_seconds() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     job = jobs["sse-gateway"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
-    assert job["static_configs"][0]["targets"] == ["gateway:8080"]
+    # The gateway's metrics listener (the image's GATEWAY_METRICS__LISTEN__PORT), not the API.
+    assert job["static_configs"][0]["targets"] == ["gateway:9464"]
     interval = job.get("scrape_interval", config["global"]["scrape_interval"])
     assert _duration_seconds(interval) <= 15
 
@@ -271,7 +272,9 @@ def test_k8s_config_secret_service_and_scrape_annotations_fit_together() -> None
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/path"] == "/metrics"
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert annotations["prometheus.io/port"] == str(ports["http"]) == "8080"
+    # Prometheus scrapes the metrics listener the image configures, never the API port.
+    assert annotations["prometheus.io/port"] == str(ports["metrics"]) == "9464"
+    assert ports["http"] == 8080
     env = {item["name"]: item for item in container["env"]}
     secret_ref = env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]
     secret = objects[f"Secret/{secret_ref['name']}"]
@@ -353,11 +356,21 @@ def test_dockerfile_runs_the_gateway_as_non_root_in_exec_form() -> None:
     assert users[-1].split(":")[0] not in {"0", "root"}
     entrypoint = next(arguments for keyword, arguments in final_stage if keyword == "ENTRYPOINT")
     assert json.loads(entrypoint)[0].endswith("gateway"), "exec form: SIGTERM reaches the gateway"
-    assert ("EXPOSE", "8080") in final_stage
+    assert ("EXPOSE", "8080 9464") in final_stage  # the API and the metrics listener
     env = " ".join(arguments for keyword, arguments in final_stage if keyword == "ENV")
     assert "GATEWAY_LISTEN__HOST=0.0.0.0" in env
     assert "GATEWAY_LOG__FORMAT=json" in env
     assert "[dev]" not in (ROOT / "Dockerfile").read_text()
+
+
+def test_dockerfile_serves_metrics_on_a_port_of_its_own() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "GATEWAY_METRICS__LISTEN__HOST=0.0.0.0" in text
+    assert "GATEWAY_METRICS__LISTEN__PORT=9464" in text
+    assert re.search(r"^EXPOSE 8080 9464$", text, re.MULTILINE)
+    gateway = _compose()["services"]["gateway"]
+    assert gateway["environment"]["GATEWAY_METRICS__LISTEN__PORT"] == 9464
+    assert "127.0.0.1:${GATEWAY_METRICS_PORT:-9464}:9464" in gateway["ports"]
 
 
 def test_dockerfile_healthcheck_uses_python_not_curl() -> None:

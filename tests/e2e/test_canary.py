@@ -34,11 +34,13 @@ import pytest
 import yaml
 from aiohttp import web
 
+from gateway.redaction import MIN_FRAGMENT
 from gateway.settings_auth import hash_key
+from tests.support import anthropic_wire as claude
 from tests.support import fake_upstream as fake
 from tests.support.anthropic_wire import anthropic_error
 from tests.support.fake_upstream import FakeUpstream, UpstreamCall
-from tests.support.openai_wire import openai_error
+from tests.support.openai_wire import chunk_event, openai_error
 from tests.support.raw_http import head, trickle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +89,23 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
+def identifying_fragments() -> list[str]:
+    """Every window of a canary that identifies it (`gateway.redaction`): 16 characters, or 8
+    that mix lowercase, uppercase and digits."""
+    windows = []
+    for canary in CANARIES:
+        for length in (MIN_FRAGMENT, 2 * MIN_FRAGMENT):
+            for start in range(len(canary) - length + 1):
+                window = canary[start : start + length]
+                kinds = sum(
+                    any(test(char) for char in window)
+                    for test in (str.islower, str.isupper, str.isdigit)
+                )
+                if length > MIN_FRAGMENT or kinds >= 2:
+                    windows.append(window)
+    return windows
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -110,10 +129,19 @@ def answer_as_asked() -> fake.Behaviour:
 def script_upstream(upstream: FakeUpstream) -> None:
     """Every way an upstream can fail, echoing the key it was sent where it can."""
     leak = f"invalid key {PROVIDER_KEY} (see https://internal.example/keys?k={PROVIDER_KEY})"
+    pieces = f"key {PROVIDER_KEY[4:]}, ends {PROVIDER_KEY[-10:]}"  # fragments, no prefix
     echo = {"X-Echo-Key": PROVIDER_KEY, "Set-Cookie": f"k={PROVIDER_KEY}"}
     upstream.script("ok", answer_as_asked())
     upstream.script("auth-401", fake.status(401, body=openai_error(leak), headers=echo))
-    upstream.script("bad-400", fake.status(400, body=openai_error(leak), headers=echo))
+    bad = openai_error(f"{leak}; {pieces}", code=PROVIDER_KEY[-12:], param=PROVIDER_KEY)
+    upstream.script("bad-400", fake.status(400, body=bad, headers=echo))
+    echoed = [
+        chunk_event({"content": f"{leak} {pieces}"}, None, "echo", "c1"),
+        b"data: " + json.dumps({"error": {"message": f"midstream Bearer {PROVIDER_KEY}"}}).encode()
+        + b"\n\n",
+    ]  # fmt: skip
+    upstream.script("echo", fake.sse_stream(echoed, done=False))
+    upstream.script("echo-json", fake.json_completion(f"{leak} {pieces}", model="echo-json"))
     upstream.script(
         "rate-429", fake.status(429, body=openai_error(leak), headers={**echo, "Retry-After": "0"})
     )
@@ -123,15 +151,18 @@ def script_upstream(upstream: FakeUpstream) -> None:
     upstream.script("reset", fake.cut_rst(1, chunked=True))
     upstream.script("garbage", fake.invalid_json_event())
     claude_leak = anthropic_error("authentication_error", f"bad x-api-key {ANTHROPIC_KEY}")
+    claude_pieces = anthropic_error("invalid_request_error", f"key {ANTHROPIC_KEY[4:]}")
     upstream.script("claude-401", fake.status(401, body=claude_leak, headers=echo))
-    upstream.script("claude-400", fake.status(400, body=claude_leak))
+    upstream.script("claude-400", fake.status(400, body=claude_pieces))
+    claude_echo = claude.anthropic_events([f"x-api-key {ANTHROPIC_KEY[2:]}"], model="claude-echo")
+    upstream.script("claude-echo", fake.sse_stream(claude_echo, done=False))
 
 
 def write_config(tmp_path: Path, upstream: FakeUpstream) -> Path:
     key_file = tmp_path / "anthropic_key"
     key_file.write_text(ANTHROPIC_KEY + "\n")
     openai_models = ["ok", "auth-401", "bad-400", "rate-429", "server-500", "silent", "stall"]
-    openai_models += ["reset", "garbage"]
+    openai_models += ["reset", "garbage", "echo", "echo-json"]
     config = {
         "upstreams": {
             "fake": {"kind": "openai", "base_url": upstream.base_url},
@@ -146,6 +177,7 @@ def write_config(tmp_path: Path, upstream: FakeUpstream) -> Path:
             *({"model": m, "targets": [{"upstream": "fake"}]} for m in openai_models),
             {"model": "claude-401", "targets": [{"upstream": "claude"}]},
             {"model": "claude-400", "targets": [{"upstream": "claude"}]},
+            {"model": "claude-echo", "targets": [{"upstream": "claude"}]},
             {"model": "refused", "targets": [{"upstream": "nowhere"}]},
         ],
         "heartbeat": 1.0,  # a real status before it, an error event after (stall, reset)
@@ -193,7 +225,8 @@ async def walk_error_paths(url: str, port: int, seen: Seen) -> None:
             async with session.request(method, f"{url}{path}", **kwargs) as response:
                 seen.add(label, response.status, response.headers, await response.read())
 
-        for model in ("ok", "auth-401", "bad-400", "rate-429", "server-500", "garbage", "refused"):
+        models = ("ok", "auth-401", "bad-400", "rate-429", "server-500", "garbage", "refused")
+        for model in (*models, "echo", "echo-json"):
             for stream in (True, False):
                 await call(f"{model}-{stream}", "POST", "/v1/chat/completions",
                            json=chat(model, stream=stream), headers=clear)  # fmt: skip
@@ -201,7 +234,7 @@ async def walk_error_paths(url: str, port: int, seen: Seen) -> None:
         for model in ("silent", "stall", "reset"):
             await call(model, "POST", "/v1/chat/completions", json=chat(model),
                        headers={**clear, **timeouts})  # fmt: skip
-        for model in ("claude-401", "claude-400"):
+        for model in ("claude-401", "claude-400", "claude-echo"):
             body = {**chat(model), "max_tokens": 8}
             await call(model, "POST", "/v1/messages", json=body, headers=clear)
         # Wrong keys that contain a real one, and the named client over its rate.
@@ -291,6 +324,10 @@ async def test_no_secret_appears_in_logs_metrics_bodies_or_events(
     for canary in (*CANARIES, *DIGESTS):
         assert canary not in logs, f"a secret in the gateway's stderr: {canary[:12]}..."
         assert canary not in seen.text, f"a secret in an answer: {canary[:12]}..."
+    for fragment in identifying_fragments():
+        assert fragment not in logs, f"a fragment of a secret in the stderr: {fragment[:4]}..."
+        assert fragment not in seen.text, f"a fragment of a secret in an answer: {fragment[:4]}..."
+    assert seen.text.count("[redacted]") >= 8  # each echo was there, and taken out
     # Every path was taken: the answers, and the lines and warnings they leave.
     statuses = seen.statuses
     assert statuses["ok-True"] == statuses["ok-False"] == 200

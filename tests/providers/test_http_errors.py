@@ -47,6 +47,7 @@ from gateway.errors import (
 )
 from gateway.providers import PROVIDER_KINDS, Provider, UpstreamRequest
 from gateway.providers.http import sanitize_message, translate_errors
+from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, Timeouts
 from tests.conftest import UPSTREAM_KEY
@@ -606,7 +607,7 @@ SECRET = "hunter2-canary"
     ],
 )
 def test_sanitize_message_examples(message: str, expected: str) -> None:
-    assert sanitize_message(message, (SECRET,)) == expected
+    assert sanitize_message(message, Redactor([SECRET])) == expected
 
 
 def test_sanitize_message_caps_length() -> None:
@@ -616,7 +617,7 @@ def test_sanitize_message_caps_length() -> None:
 
 
 def test_sanitize_message_ignores_empty_secrets() -> None:
-    assert sanitize_message("abc", ("",)) == "abc"
+    assert sanitize_message("abc", Redactor([""])) == "abc"
 
 
 def _is_control(char: str) -> bool:
@@ -626,7 +627,7 @@ def _is_control(char: str) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.text(alphabet=st.characters(codec="utf-8"), max_size=2000))
 def test_sanitize_message_output_is_one_capped_line(prefix: str, text: str) -> None:
-    out = sanitize_message(prefix + text, (SECRET,))
+    out = sanitize_message(prefix + text, Redactor([SECRET]))
 
     assert len(out) <= 500
     assert not any(_is_control(char) for char in out)
@@ -637,6 +638,6 @@ def test_sanitize_message_output_is_one_capped_line(prefix: str, text: str) -> N
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300), st.text(max_size=300))
 def test_sanitize_message_never_shows_the_secret(before: str, after: str) -> None:
-    out = sanitize_message(before + SECRET + after, (SECRET,))
+    out = sanitize_message(before + SECRET + after, Redactor([SECRET]))
 
     assert SECRET not in out
