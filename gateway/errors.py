@@ -137,7 +137,7 @@ class GatewayError(Exception):
 
 
 class GatewayTimeout(GatewayError, TimeoutError):
-    """A deadline of CONTRACT section 6 fired; the message names the limit."""
+    """A deadline of contract section 6 fired; the message names the limit."""
 
     category = ErrorCategory.TIMEOUT
     code = "deadline_exceeded"

@@ -59,7 +59,7 @@ class _Model(BaseModel):
 
 
 class PhaseTimeoutSettings(_Model):
-    """The limits of one upstream call in seconds (CONTRACT section 6); unset fields inherit.
+    """The limits of one upstream call in seconds (contract section 6); unset fields inherit.
 
     A target's own limits: the total deadline belongs to the request (every target it tries,
     retries and backoff included), so it is set on the route, not here."""
@@ -78,7 +78,7 @@ class PhaseTimeoutSettings(_Model):
 
 
 class TimeoutSettings(PhaseTimeoutSettings):
-    """Per-phase limits in seconds (CONTRACT section 6); unset fields inherit."""
+    """Per-phase limits in seconds (contract section 6); unset fields inherit."""
 
     total: PositiveFloat | None = Field(
         None, description="The whole request, every attempt, retry and backoff included."
@@ -322,7 +322,7 @@ class RouteSettings(_Model):
 
 class LimitSettings(_Model):
     """What one client request may take: sizes, how long it may take to arrive, and how many
-    may be in flight (CONTRACT section 4: 408, 413, 431, 503)."""
+    may be in flight (contract section 4: 408, 413, 431, 503)."""
 
     max_event_bytes: PositiveInt = Field(
         DEFAULT_MAX_EVENT_BYTES,

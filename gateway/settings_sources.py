@@ -1,7 +1,7 @@
 """The sources of a configuration: reading them, and knowing where each value came from.
 
 A configuration is built from layers, lowest precedence first: the YAML file, the environment,
-keyword arguments from code, command-line flags (CONTRACT section 9). `SettingsSources` keeps
+keyword arguments from code, command-line flags (contract section 9). `SettingsSources` keeps
 each layer's raw data so that, when validation fails, every `ConfigProblem` names the field
 (`routes[0].timeouts.idle`) and its origin: `config file gateway.yaml`, `environment variable
 GATEWAY_TIMEOUTS__IDLE`, `flag --port` or `default`. Secret files (`api_key_file`,

@@ -1,6 +1,6 @@
 """`GatewaySettings` / `load_settings`: the sources, their precedence, and what is rejected.
 
-Precedence (CONTRACT section 9): defaults < YAML file < environment (`GATEWAY_`, `__`) < flags.
+Precedence (contract section 9): defaults < YAML file < environment (`GATEWAY_`, `__`) < flags.
 `load_settings` raises a `ConfigError` whose text names the offending field (and its source:
 `tests/test_settings_errors.py`); `GatewaySettings(...)` built directly raises a
 `ValidationError`. Every test starts from an environment without `GATEWAY_*` variables.

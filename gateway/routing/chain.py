@@ -7,7 +7,7 @@ the targets in order and returns the first answer with the target that gave it.
 
 `stream()` is `run()` for an event stream: an attempt succeeds once the upstream's first event
 has arrived - until then the client has seen nothing of it (heartbeats are the gateway's own,
-CONTRACT section 2), so any target may still be tried. After that the events of that one
+contract section 2), so any target may still be tried. After that the events of that one
 upstream are yielded as they come - and, on a route that can continue streams, an answer that
 dies mid-way is continued by a target that takes assistant prefill (`continuation`, `splice`):
 its events are spliced in, or, when no continuation can be made, the stream ends as it would

@@ -29,7 +29,7 @@ __all__ = [
 
 Fields = TypeVar("Fields", bound=BaseModel)
 
-#: Per-request deadline headers (CONTRACT section 6) -> `Timeouts` field names.
+#: Per-request deadline headers (contract section 6) -> `Timeouts` field names.
 TIMEOUT_HEADERS = {
     "x-gateway-connect-timeout": "connect",
     "x-gateway-first-byte-timeout": "first_byte",

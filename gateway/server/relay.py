@@ -9,7 +9,7 @@ writes the events of one upstream read to the client in one write, byte-exact.
 `Relay.complete()` serves `stream: false` under the same deadlines, one attempt reading one
 whole answer (`_read_answer`).
 
-The error channel is decided by whether headers were committed (CONTRACT sections 4-5): before,
+The error channel is decided by whether headers were committed (contract sections 4-5): before,
 an error becomes a real status with the dialect's JSON body; after, exactly one error event and
 the end of the response. A cancellation of the handler task is a client that went away (its
 transport is gone) or the server shutting down; either way the upstream is closed in `finally`

@@ -1,6 +1,6 @@
 """`SSEResponse`: the client side of a stream - when headers are committed, and heartbeats.
 
-Headers are committed (CONTRACT section 2) at the first write: the first relayed upstream
+Headers are committed (contract section 2) at the first write: the first relayed upstream
 event, or the first heartbeat, whichever comes first. Until then the handler may still answer
 with a real HTTP status instead.
 

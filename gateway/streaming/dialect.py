@@ -9,8 +9,8 @@ branches on a provider's name. It says:
   (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
 - which endpoint clients send the API's requests to (`endpoint`, named in messages);
 - what to append when an upstream ended cleanly after a complete answer but forgot its marker;
-- how an error is written after the response is committed (`error_event`, CONTRACT section 5)
-  and before (`error_body`, CONTRACT section 4).
+- how an error is written after the response is committed (`error_event`, contract section 5)
+  and before (`error_body`, contract section 4).
 
 Everything the gateway itself writes is built with `json.dumps` (ASCII-only, one line), so no
 message, model name or upstream text can inject a line break into a frame.

@@ -95,7 +95,7 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
 def error_for_status(
     status: int, message: str | None = None, *, retry_after: str | None = None
 ) -> GatewayError:
-    """The error an upstream HTTP error status stands for (CONTRACT section 4)."""
+    """The error an upstream HTTP error status stands for (contract section 4)."""
     if status == 429:
         return UpstreamRateLimited(message, retry_after=retry_after)
     if status in (401, 403):

@@ -1,4 +1,4 @@
-"""`Timeouts`: the four per-phase limits of CONTRACT section 6, as one frozen value.
+"""`Timeouts`: the four per-phase limits of contract section 6, as one frozen value.
 
 Like httpx's `Timeout`: functions take a `Context` plus this value, never a bare float. A limit
 of None means "no limit" for that phase (the total deadline still bounds everything).

@@ -1,4 +1,4 @@
-"""The two relayed APIs as the chaos mix sees them, and the error table of CONTRACT 3-5.
+"""The two relayed APIs as the chaos mix sees them, and the error table of contract section 3-5.
 
 Written from the contract, not from the gateway's code: what an upstream of each API sends (its
 events, its terminal marker, its own error event and error bodies, frames a client must never
@@ -17,14 +17,14 @@ from tests.support import openai_wire as openai
 
 __all__ = ["ANTHROPIC", "APIS", "ERRORS", "HEARTBEAT", "OPENAI", "Api", "ErrorWire"]
 
-#: The gateway's keep-alive comment (CONTRACT 2), the same in both APIs.
+#: The gateway's keep-alive comment (contract section 2), the same in both APIs.
 HEARTBEAT = b": ping\n\n"
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorWire:
     status: int  # before the response is committed
-    category: str  # CONTRACT 3; the OpenAI shape's `type`
+    category: str  # contract section 3; the OpenAI shape's `type`
     anthropic_type: str  # Anthropic's `error.type`
 
 

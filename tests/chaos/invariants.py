@@ -4,7 +4,7 @@
 Each returns the violations it found, as sentences (empty: none), so that a mix can report
 every broken request with its seed instead of stopping at the first.
 
-On the wire (CONTRACT 2-5):
+On the wire (contract section 2-5):
 
 - the frames a client received (the gateway's `: ping` comments aside) are exactly the frames
   the upstream sent that the contract says to relay, byte-exact and in order - all of them when

@@ -1,4 +1,4 @@
-"""Property tests of the relay invariant (CONTRACT sections 2, 4 and 5), through a real socket.
+"""Property tests of the relay invariant (contract sections 2, 4 and 5), through a real socket.
 
 Promise 1: every complete event the upstream sent reaches the client byte-exact and in order; a
 stream that did not finish cleanly never looks like success (it ends with exactly one error

@@ -2,7 +2,7 @@
 
 A request the gateway refuses is refused at the edge - a 4xx with the OpenAI error shape and no
 upstream call at all. Every answer carries an `x-request-id`. Streams have the SSE headers of
-CONTRACT section 2 and are never compressed. Heartbeats commit the headers, after which a
+contract section 2 and are never compressed. Heartbeats commit the headers, after which a
 timeout can only be an `event: error` frame; without heartbeats the same timeout is a real 504.
 """
 

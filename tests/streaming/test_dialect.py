@@ -1,5 +1,5 @@
 """Wire dialects: the trackers' verdicts per event, and the error frames and bodies the gateway
-writes (CONTRACT sections 4 and 5), including hypothesis properties for the encoders: whatever
+writes (contract sections 4 and 5), including hypothesis properties for the encoders: whatever
 the message, an error frame is exactly one well-formed SSE event of single-line ASCII JSON.
 """
 
@@ -312,7 +312,7 @@ def test_trackers_start_empty(dialect: Dialect) -> None:
     assert (tracker.complete, tracker.skipped, tracker.usage) == (False, 0, None)
 
 
-# --- error frames and bodies (CONTRACT sections 4 and 5) -------------------------------------
+# --- error frames and bodies (contract sections 4 and 5) -------------------------------------
 
 SAMPLE = StreamError(type=ErrorCategory.TIMEOUT, message="too slow", code="idle_timeout")
 

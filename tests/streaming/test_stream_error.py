@@ -1,6 +1,6 @@
 """`make_stream_error` / `as_gateway_error` / `error_for_status` and `StreamError.to_sse_event`.
 
-Classification is by exception type and HTTP status only (CONTRACT section 3); the six category
+Classification is by exception type and HTTP status only (contract section 3); the six category
 wire strings are the Go seed's; the seed's SSE frame is reproduced exactly.
 """
 

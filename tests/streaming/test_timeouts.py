@@ -1,4 +1,4 @@
-"""`Timeouts`: the four per-phase limits as one frozen value (CONTRACT section 6)."""
+"""`Timeouts`: the four per-phase limits as one frozen value (contract section 6)."""
 
 from __future__ import annotations
 
