@@ -1,6 +1,6 @@
 """The command line's configuration surface: flags, start-up errors, `gateway check-config`.
 
-Most tests call `gateway.__main__.main(argv)` in this process, with `serve` (and logging set-up)
+Most tests call `gateway.cli.main(argv)` in this process, with `serve` (and logging set-up)
 replaced by a recorder so nothing listens; a few run `python -m gateway` as a separate process
 to see exactly what an operator sees (exit status, stdout, stderr, no traceback).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-import gateway.__main__ as cli
+import gateway.cli as cli
 from gateway.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-import gateway.__main__ as cli
+import gateway.cli as cli
 
 CONFIG: dict[str, Any] = {
     "upstreams": {

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import FLAGS, SECRET_FIELDS, GatewaySettings, load_settings
-from gateway.settings_reference import (
+from gateway.settings.reference import (
     BEGIN_MARKER,
     END_MARKER,
     REGENERATE,

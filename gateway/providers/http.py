@@ -187,10 +187,14 @@ class HTTPProvider(Provider):
                 raise UpstreamProtocolError(
                     f"the upstream answered a streaming request with {response.content_type}"
                 )
-        except BaseException:
+        except BaseException as exc:
             response.close()
             self._connections.release()
-            raise
+            # Raised without the frames below (and this one's answer): the error is kept (the
+            # request's record, the chain's last error) and their locals - the answer, its
+            # error body, aiohttp's inflated buffers - would stay alive with it.
+            del response
+            raise exc.with_traceback(None)  # noqa: B904 - the same error, re-raised
         return HTTPUpstreamResponse(response, on_close=self._connections.release)
 
     async def _take_connection(self, connect: float | None) -> float | None:

@@ -266,8 +266,10 @@ class Chain:
         held: Target | None = target
         plan = Continuation(self.route)
         cause: GatewayError | None = None  # what cut the stream, once it has been continued
-        events = splice.observe(first)
         try:
+            # Inside the `try`: if the first events cannot be observed, the upstream is still
+            # closed and its slot given back.
+            events = splice.observe(first)
             while True:
                 if events:
                     yield events

@@ -142,8 +142,12 @@ class OpenAISplice(Splice):
                 continue
             if not self._identity:
                 self._identity = {k: chunk[k] for k in ("id", "created") if k in chunk}
-            for choice in chunk.get("choices") or ():
-                self._observe_choice(choice)
+            choices = chunk.get("choices")
+            if isinstance(choices, list):
+                for choice in choices:
+                    self._observe_choice(choice)
+            elif choices is not None:
+                self.sound = False  # relayed as it is (the tracker allows it), never continued
         return events
 
     def _observe_choice(self, choice: Any) -> None:
@@ -170,7 +174,8 @@ class OpenAISplice(Splice):
                 out.append(event)  # [DONE] (or what the tracker will skip)
                 continue
             chunk.update(self._identity)
-            for choice in chunk.get("choices") or ():
+            choices = chunk.get("choices")
+            for choice in choices if isinstance(choices, list) else ():
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict):
                     delta.pop("role", None)

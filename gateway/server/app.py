@@ -37,6 +37,7 @@ from gateway.server.handlers import (
     readyz,
     refuse_while_draining,
 )
+from gateway.server.heap import HeapTrimmer, malloc_trim
 from gateway.server.keys import (
     CAPACITY,
     GATEWAY_KEYS,
@@ -98,6 +99,7 @@ def create_app(
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
+    app.cleanup_ctx.append(_heap_trimming)
     app.router.add_post(CHAT_COMPLETIONS.path, chat_completions, expect_handler=defer_continue)
     app.router.add_post(MESSAGES.path, messages, expect_handler=defer_continue)
     app.router.add_get("/v1/models", list_models)
@@ -129,6 +131,15 @@ async def _server_context(app: web.Application) -> AsyncIterator[None]:
     app[SERVER_CONTEXT] = Context()
     yield
     app[SERVER_CONTEXT].close()
+
+
+async def _heap_trimming(app: web.Application) -> AsyncIterator[None]:
+    """Memory that ended requests freed goes back to the system (`gateway.server.heap`)."""
+    capacity = app[CAPACITY]
+    trimmer = HeapTrimmer(lambda: capacity.in_flight, trim=malloc_trim())
+    trimmer.start()
+    yield
+    trimmer.stop()
 
 
 async def _provider_lifecycle(app: web.Application) -> AsyncIterator[None]:

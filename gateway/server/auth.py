@@ -29,7 +29,7 @@ from aiohttp import hdrs, web
 from multidict import MultiMapping
 
 from gateway.errors import InvalidRequest
-from gateway.settings_auth import AuthSettings, key_digest, key_id
+from gateway.settings.auth import AuthSettings, key_digest, key_id
 
 __all__ = ["Client", "GatewayKeys", "presented_key"]
 

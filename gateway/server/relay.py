@@ -266,12 +266,15 @@ class Relay:
                     data, redactions = redact(data)
                     if redactions:
                         record.redacted("stream", redactions)
-                record.relayed(len(frames), len(data))
+                count = len(frames)
                 # The batch is in `data` now: let its events go while the write waits on a
                 # slow client (they would double what a stalled stream holds).
                 events.clear()
                 frames.clear()
                 await client.write(data)
+                # Counted once written: a write may wait on a slow client (`SSEResponse`), and
+                # a client that leaves meanwhile was never given these bytes.
+                record.relayed(count, len(data))
             if verdict is not forward and verdict is not skip:
                 break
         if verdict is Verdict.END_WITH_ERROR:

@@ -35,7 +35,7 @@ import yaml
 from aiohttp import web
 
 from gateway.redaction import MIN_FRAGMENT
-from gateway.settings_auth import hash_key
+from gateway.settings.auth import hash_key
 from tests.support import anthropic_wire as claude
 from tests.support import fake_upstream as fake
 from tests.support.anthropic_wire import anthropic_error

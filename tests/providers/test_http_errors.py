@@ -347,6 +347,30 @@ async def test_a_full_pool_waits_at_most_the_connect_limit_then_is_a_503_overloa
     assert len(upstream.requests) == 1
 
 
+async def test_a_pool_left_unset_is_as_large_as_the_streams_the_gateway_admits(
+    upstream: FakeUpstream,
+) -> None:
+    upstream.script("stall", fake.stall_before_first_event())
+    settings = UpstreamSettings(kind="openai", base_url=upstream.base_url, api_key=UPSTREAM_KEY)
+    subject = PROVIDER_KINDS["openai"]("fake", settings, LimitSettings(max_streams=2))
+    await subject.start()
+    ctx = Context.with_timeout(10)
+    try:
+        holders = [await subject.open(ctx, request("stall")) for _ in range(2)]
+        try:
+            with pytest.raises(GatewayOverloaded) as raised:
+                await subject.open(ctx, request("m", timeouts=Timeouts(connect=0.05)))
+        finally:
+            for holder in holders:
+                await holder.aclose()
+    finally:
+        ctx.close()
+        await subject.aclose()
+    assert settings.max_connections is None
+    assert "all 2 connections" in raised.value.message
+    assert len(upstream.requests) == 2
+
+
 async def test_a_connection_freed_within_the_connect_limit_is_taken_by_the_waiting_call(
     upstream: FakeUpstream,
 ) -> None:

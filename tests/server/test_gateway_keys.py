@@ -21,11 +21,11 @@ import pytest
 import structlog
 from aiohttp import web
 
-from gateway.__main__ import main
+from gateway.cli import main
 from gateway.observability import configure_logging
 from gateway.server.keys import CAPACITY
 from gateway.settings import GatewaySettings
-from gateway.settings_auth import hash_key
+from gateway.settings.auth import hash_key
 from tests.conftest import StartGateway
 from tests.observability.scrape import finished, total
 from tests.support import fake_upstream as fake

@@ -8,6 +8,7 @@ heartbeat period must not be followed by a ping (found by the chaos suite).
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from gateway.server.sse_response import SSEResponse
@@ -32,8 +33,18 @@ class SlowClientResponse:
         await self.drained.wait()
 
 
+class UnpausedRequest:
+    """Stands in for `web.Request`: no transport of its own, writing never paused (the slow
+    client is `SlowClientResponse`'s)."""
+
+    transport = None
+    writer = None
+    protocol = SimpleNamespace(writing_paused=False)
+
+
 def slow_response(heartbeat: float) -> tuple[SSEResponse, SlowClientResponse]:
-    sse = SSEResponse(None, heartbeat=heartbeat, heartbeat_frame=PING, headers={})  # type: ignore[arg-type]
+    request: Any = UnpausedRequest()
+    sse = SSEResponse(request, heartbeat=heartbeat, heartbeat_frame=PING, headers={})
     slow = SlowClientResponse()
     sse._response = slow  # type: ignore[assignment]
     return sse, slow

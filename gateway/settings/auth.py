@@ -20,7 +20,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 
-from gateway.settings_sources import invalid, read_secret_file
+from gateway.settings.sources import invalid, read_secret_file
 
 __all__ = ["AuthSettings", "ClientKeySettings", "hash_key", "key_digest", "key_id"]
 

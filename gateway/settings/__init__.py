@@ -2,10 +2,10 @@
 
 Precedence (lowest first): defaults < YAML config file (`--config` or `GATEWAY_CONFIG`) <
 environment (`GATEWAY_` prefix, `__` for nesting, e.g. `GATEWAY_TIMEOUTS__IDLE=30`) <
-command-line flags (passed in by `gateway.__main__`). Unknown keys are rejected. `load_settings`
-reads the sources itself (`gateway.settings_sources`) so that an invalid configuration raises a
+command-line flags (passed in by `gateway.cli`). Unknown keys are rejected. `load_settings`
+reads the sources itself (`gateway.settings.sources`) so that an invalid configuration raises a
 `ConfigError` naming each bad field and where its value came from. The sections live in
-`gateway.settings_sections` and are re-exported here. These three modules are the only readers
+`gateway.settings.sections` and are re-exported here. These three modules are the only readers
 of the environment and of config and secret files.
 
 Secrets (provider keys, gateway keys) are `SecretStr` and never come from the committed YAML
@@ -40,7 +40,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from gateway.settings_sections import (
+from gateway.settings.sections import (
     AuthSettings,
     CircuitSettings,
     LimitSettings,
@@ -56,7 +56,7 @@ from gateway.settings_sections import (
     TimeoutSettings,
     UpstreamSettings,
 )
-from gateway.settings_sources import (
+from gateway.settings.sources import (
     ConfigError,
     ConfigProblem,
     Flag,

@@ -2,12 +2,12 @@
 
 Every section rejects unknown keys, is frozen, and never shows an input value in a validation
 error (`hide_input_in_errors`: an input may be a secret). Every field has a description: the
-README's settings reference is generated from them (`gateway.settings_reference`).
+README's settings reference is generated from them (`gateway.settings.reference`).
 
 Two sections resolve secrets while they are validated, so that after validation the secret
 fields hold the key whatever its source: `UpstreamSettings.api_key` (from `api_key_env` or
 `api_key_file`, exactly one source) and `AuthSettings.keys` (from `keys_file`; the `auth`
-section lives in `gateway.settings_auth`). A validation error names the path of a secret
+section lives in `gateway.settings.auth`). A validation error names the path of a secret
 file, never its content.
 """
 
@@ -31,8 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.settings_auth import AuthSettings
-from gateway.settings_sources import invalid, read_secret_file
+from gateway.settings.auth import AuthSettings
+from gateway.settings.sources import invalid, read_secret_file
 from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 
 __all__ = [
