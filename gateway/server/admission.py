@@ -26,10 +26,10 @@ from aiohttp import web
 
 from gateway.errors import GatewayError, Unauthorized
 from gateway.observability import RequestRecord
+from gateway.server.app_state import CAPACITY, GATEWAY_KEYS, METRICS
 from gateway.server.auth import Client
 from gateway.server.capacity import Lease
 from gateway.server.endpoints import Endpoint, dialect_for_path, endpoint_at
-from gateway.server.keys import CAPACITY, GATEWAY_KEYS, METRICS
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
 

@@ -23,6 +23,16 @@ from gateway.providers import Provider, build_providers
 from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.server.admission import admission_middleware
+from gateway.server.app_state import (
+    CAPACITY,
+    GATEWAY_KEYS,
+    METRICS,
+    PROVIDERS,
+    REDACTOR,
+    ROUTER,
+    SERVER_CONTEXT,
+    SETTINGS,
+)
 from gateway.server.auth import GatewayKeys
 from gateway.server.capacity import Capacity
 from gateway.server.circuits import watch_circuits
@@ -38,16 +48,6 @@ from gateway.server.handlers import (
     refuse_while_draining,
 )
 from gateway.server.heap import HeapTrimmer, malloc_trim
-from gateway.server.keys import (
-    CAPACITY,
-    GATEWAY_KEYS,
-    METRICS,
-    PROVIDERS,
-    REDACTOR,
-    ROUTER,
-    SERVER_CONTEXT,
-    SETTINGS,
-)
 from gateway.server.lifecycle import LIFECYCLE, Lifecycle, drain_middleware
 from gateway.server.middlewares import request_id_middleware
 from gateway.server.request_body import defer_continue

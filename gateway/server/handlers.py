@@ -16,9 +16,7 @@ from aiohttp import web
 from gateway.errors import ClientDisconnected, GatewayError, ServerShutdown, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
-from gateway.server.chat_request import timeout_overrides
-from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES, Endpoint, dialect_for_path
-from gateway.server.keys import (
+from gateway.server.app_state import (
     GATEWAY_KEYS,
     METRICS,
     REDACTOR,
@@ -26,6 +24,8 @@ from gateway.server.keys import (
     SERVER_CONTEXT,
     SETTINGS,
 )
+from gateway.server.chat_request import timeout_overrides
+from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES, Endpoint, dialect_for_path
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, RelayLimits, error_response

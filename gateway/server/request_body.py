@@ -39,7 +39,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import InvalidRequest, RequestTimeout, RequestTooLarge
-from gateway.server.keys import SETTINGS
+from gateway.server.app_state import SETTINGS
 
 __all__ = ["defer_continue", "parse_json_object", "read_json_object"]
 

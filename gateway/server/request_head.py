@@ -41,8 +41,8 @@ from gateway.errors import (
     RequestHeadTooLarge,
     UnsupportedTransferEncoding,
 )
+from gateway.server.app_state import METRICS, SETTINGS
 from gateway.server.endpoints import dialect_for_path
-from gateway.server.keys import METRICS, SETTINGS
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
 

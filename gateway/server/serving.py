@@ -35,7 +35,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.errors import ServerShutdown
 from gateway.server.app import RUNNER_OPTIONS, GatewayRunner, create_app, create_metrics_app
-from gateway.server.keys import SERVER_CONTEXT
+from gateway.server.app_state import SERVER_CONTEXT
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.settings import GatewaySettings, ListenSettings
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.server.keys import PROVIDERS
+from gateway.server.app_state import PROVIDERS
 
 __all__ = ["Holdings", "LeakWatch", "PoolUse", "holdings", "pool_use", "trim_heap"]
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from gateway.errors import ErrorCategory, ServerShutdown
-from gateway.server.keys import SERVER_CONTEXT
+from gateway.server.app_state import SERVER_CONTEXT
 from tests.conftest import StartGateway
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import DONE, FakeUpstream

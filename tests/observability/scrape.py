@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from gateway.server.keys import METRICS
+from gateway.server.app_state import METRICS
 from tests.conftest import RunningGateway
 
 

@@ -21,7 +21,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.errors import ServerShutdown
-from gateway.server.keys import SERVER_CONTEXT
+from gateway.server.app_state import SERVER_CONTEXT
 from tests.conftest import RunningGateway, StartGateway
 from tests.observability.scrape import finished, total, value
 from tests.support import fake_upstream as fake

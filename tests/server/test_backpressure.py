@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.server.keys import ROUTER
+from gateway.server.app_state import ROUTER
 from tests.conftest import RunningGateway, StartGateway
 from tests.observability.scrape import total, value
 from tests.support import fake_upstream as fake

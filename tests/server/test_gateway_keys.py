@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.cli import main
 from gateway.observability import configure_logging
-from gateway.server.keys import CAPACITY
+from gateway.server.app_state import CAPACITY
 from gateway.settings import GatewaySettings
 from gateway.settings.auth import hash_key
 from tests.conftest import StartGateway
