@@ -405,8 +405,9 @@ class HTTPUpstreamResponse(UpstreamResponse):
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """At most `limit` bytes of the body as it arrives (decompressed: aiohttp inflates a
-    compressed body read by read, so a small gzip body that inflates to gigabytes costs at
-    most `limit` plus one read here); the rest is not read."""
+    compressed body as it is read, a bounded piece at a time, so a small gzip body that
+    inflates to gigabytes costs at most `limit` plus what aiohttp inflated ahead); the rest is
+    not read."""
     body = bytearray()
     with translate_errors():
         while len(body) < limit:
