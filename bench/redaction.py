@@ -16,8 +16,9 @@ import secrets
 import timeit
 from collections.abc import Callable
 
+from gateway.apis import OPENAI_CHAT
 from gateway.redaction import Redactor
-from gateway.streaming import OpenAIDialect, SSEDecoder
+from gateway.streaming import SSEDecoder
 
 EVENT = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
@@ -31,7 +32,7 @@ def _best(work: Callable[[], object], number: int, rounds: int) -> float:
 
 
 def _relay_work(data: bytes) -> Callable[[], object]:
-    inspect = OpenAIDialect().tracker().inspect
+    inspect = OPENAI_CHAT.dialect.tracker().inspect
 
     def work() -> object:
         decoder = SSEDecoder()

@@ -29,9 +29,6 @@ __all__ = ["RequestRecord"]
 
 _log = structlog.get_logger("gateway.request")
 _MAX_MESSAGE = 200
-#: Usage keys of the OpenAI and Anthropic dialects, by the token kind they count.
-_PROMPT_KEYS = ("prompt_tokens", "input_tokens")
-_COMPLETION_KEYS = ("completion_tokens", "output_tokens")
 
 
 @dataclass(slots=True)
@@ -58,7 +55,9 @@ class RequestRecord:
     bytes: int = 0
     skipped_events: int = 0
     redactions: int = 0  # fragments of the gateway's secrets removed from the relayed answer
-    usage: dict[str, Any] | None = None
+    #: Tokens the upstream reported, by kind ("prompt", "completion"; its API's dialect read
+    #: them from its usage object).
+    tokens: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     _route_metrics: RouteMetrics | None = None
     _active: bool = False
@@ -162,7 +161,7 @@ class RequestRecord:
         if self.outcome == "in_progress":
             self.outcome = "completed"
         now = time.monotonic()
-        tokens = self._tokens()
+        tokens = self.tokens
         self._record_metrics(now, tokens)
         error = self.error
         fields: dict[str, Any] = {
@@ -220,20 +219,6 @@ class RequestRecord:
             bound.completion_tokens.inc(tokens["completion"])
         if self._active:
             bound.active_streams.dec()
-
-    def _tokens(self) -> dict[str, int]:
-        """Prompt and completion tokens from the usage the provider reported, if any."""
-        usage = self.usage
-        if not usage:
-            return {}
-        tokens: dict[str, int] = {}
-        for kind, keys in (("prompt", _PROMPT_KEYS), ("completion", _COMPLETION_KEYS)):
-            for key in keys:
-                value = usage.get(key)
-                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                    tokens[kind] = value
-                    break
-        return tokens
 
 
 def _ms(end: float | None, start: float) -> float | None:

@@ -11,9 +11,9 @@ errors are translated in `gateway.providers.http`, which understands Anthropic's
 
 from __future__ import annotations
 
+from gateway.apis import ANTHROPIC_MESSAGES
 from gateway.providers.http import HTTPProvider
 from gateway.providers.upstream import UpstreamRequest
-from gateway.streaming import AnthropicDialect
 
 __all__ = ["AnthropicProvider"]
 
@@ -22,7 +22,7 @@ class AnthropicProvider(HTTPProvider):
     """An Anthropic Messages upstream reached over HTTP(S)."""
 
     default_auth_scheme = "x-api-key"
-    api_dialect = AnthropicDialect()
+    spoken_apis = (ANTHROPIC_MESSAGES,)
 
     def api_headers(self, request: UpstreamRequest) -> dict[str, str]:
         return {"anthropic-version": self.settings.anthropic_version}

@@ -3,7 +3,7 @@ the configured key, the call itself), and the one translation of aiohttp's excep
 upstream error answers into the gateway's error tree.
 
 `HTTPProvider` is what the `openai` and `anthropic` providers have in common; a subclass only
-says which dialect it speaks, how its API expects the key by default (`Authorization: Bearer`
+says which APIs it speaks, how its API expects the key by default (`Authorization: Bearer`
 or `x-api-key`) and which headers the API wants besides (`anthropic-version`).
 
 `translate_errors()` is this boundary's `map_httpcore_exceptions`: every aiohttp or OS error
@@ -44,6 +44,7 @@ import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.connector import Connection
 
+from gateway.apis import Api
 from gateway.errors import (
     ConnectFailed,
     ConnectionReset,
@@ -60,7 +61,7 @@ from gateway.errors import (
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
-from gateway.streaming import Context, Dialect, as_gateway_error, error_for_status
+from gateway.streaming import Context, as_gateway_error, error_for_status
 
 __all__ = [
     "HTTPProvider",
@@ -117,8 +118,8 @@ class HTTPProvider(Provider):
 
     #: How the key is sent when the upstream's `auth_scheme` is not set.
     default_auth_scheme: ClassVar[AuthScheme] = "bearer"
-    #: The wire dialect of the API (a subclass says which).
-    api_dialect: ClassVar[Dialect]
+    #: The APIs of the upstream's family (a subclass says which).
+    spoken_apis: ClassVar[tuple[Api, ...]]
 
     def __init__(
         self,
@@ -129,7 +130,7 @@ class HTTPProvider(Provider):
     ) -> None:
         """`redactor` keeps every secret of the gateway out of the error answers this upstream's
         messages become (default: this upstream's own key)."""
-        super().__init__(name, self.api_dialect)
+        super().__init__(name, *self.spoken_apis)
         assert settings.base_url is not None  # enforced by UpstreamSettings
         self.settings = settings
         self._base_url = str(settings.base_url).rstrip("/")

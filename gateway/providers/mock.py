@@ -2,10 +2,10 @@
 
 It is what `gateway` serves with no configuration, so that every behaviour can be seen with
 `curl -N` and no API key, on `/v1/chat/completions` (OpenAI chunks, `[DONE]`) and on
-`/v1/messages` (Anthropic events, `message_stop`) alike: the mock speaks each dialect, and the
-request's dialect picks the wire (`gateway.providers.mock_wire`). The model name picks the
-behaviour (`MOCK_MODELS` in settings); the table says it in OpenAI's terms (in Anthropic's:
-`message_delta` with `stop_reason` for `finish_reason`, `message_stop` for `[DONE]`):
+`/v1/messages` (Anthropic events, `message_stop`) alike: the mock speaks every API of
+`gateway.apis.APIS`, and the request's API picks the wire (`Api.mock_wire`). The model name
+picks the behaviour (`MOCK_MODELS` in settings); the table says it in OpenAI's terms (in
+Anthropic's: `message_delta` with `stop_reason` for `finish_reason`, `message_stop` for `[DONE]`):
 
 | model          | what the mock does                                     | client sees        |
 |----------------|--------------------------------------------------------|--------------------|
@@ -33,6 +33,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.apis import APIS, MockWire
 from gateway.errors import (
     ConnectionReset,
     UpstreamAuthFailed,
@@ -40,11 +41,10 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamServerError,
 )
-from gateway.providers.mock_wire import MOCK_WIRES, MockWire
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
-from gateway.streaming import AnthropicDialect, Context, OpenAIDialect
+from gateway.streaming import Context
 
 __all__ = ["MockProvider"]
 
@@ -63,7 +63,7 @@ class MockProvider(Provider):
         redactor: Redactor | None = None,
     ) -> None:
         """The mock holds no secret: `redactor` is taken for the registry's one signature."""
-        super().__init__(name, OpenAIDialect(), AnthropicDialect())
+        super().__init__(name, *APIS)
         self._delay = settings.mock.chunk_delay
         self._slow_delay = settings.mock.slow_chunk_delay
         self._max_event_bytes = limits.max_event_bytes
@@ -87,7 +87,7 @@ class MockProvider(Provider):
         body: dict[str, Any] = json.loads(request.body)
         words = _answer(body).split(" ")
         delay = self._slow_delay if model == "mock-slow" else self._delay
-        wire = MOCK_WIRES[request.dialect](model)
+        wire = request.api.mock_wire(model)
         if request.stream:
             return _MockResponse(self._stream(wire, words, delay))
         return _MockResponse(self._complete(wire, words))

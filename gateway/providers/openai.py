@@ -10,8 +10,8 @@ per upstream (`gateway.providers.http`, where errors are translated too).
 
 from __future__ import annotations
 
+from gateway.apis import OPENAI_CHAT
 from gateway.providers.http import HTTPProvider
-from gateway.streaming import OpenAIDialect
 
 __all__ = ["OpenAIProvider"]
 
@@ -20,4 +20,4 @@ class OpenAIProvider(HTTPProvider):
     """An OpenAI-compatible upstream reached over HTTP(S)."""
 
     default_auth_scheme = "bearer"
-    api_dialect = OpenAIDialect()
+    spoken_apis = (OPENAI_CHAT,)

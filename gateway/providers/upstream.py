@@ -5,10 +5,10 @@ other outcome is raised as a `GatewayError` (an error status is read, bounded, a
 before `open` returns). The response yields the body's bytes exactly as they arrived; framing
 and meaning belong to the streaming core and the request's `Dialect`.
 
-A provider speaks one or more dialects (`dialects`, by name): an HTTP provider speaks its API's
-one; the built-in mock speaks every dialect, so each endpoint works with no configuration. A
-request names its dialect; it is only ever sent to a provider that speaks it (the router holds
-that), so a provider with one dialect never has to look.
+A provider speaks one or more APIs (`apis`, `gateway.apis.Api` values): an HTTP provider
+speaks its family's; the built-in mock speaks every API, so each endpoint works with no
+configuration. A request carries its API; it is only ever sent to a provider that speaks it
+(the router holds that), so a provider with one API never has to look.
 
 Invariants every provider keeps:
 - `open` and `chunks` raise only `GatewayError`s (and `CancelledError`): foreign exceptions are
@@ -24,9 +24,9 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
-from gateway.streaming import Context, Dialect, Timeouts
+from gateway.apis import Api
+from gateway.streaming import Context, Timeouts
 
 __all__ = ["Provider", "UpstreamRequest", "UpstreamResponse"]
 
@@ -40,9 +40,9 @@ class UpstreamRequest:
     model: str  # the model name sent upstream
     stream: bool
     timeouts: Timeouts
+    #: The API the body is written in and the answer must come in.
+    api: Api
     request_id: str = ""
-    #: The `Dialect.name` the body is written in and the answer must come in.
-    dialect: str = "openai"
     #: Headers of the client's request to pass on (already filtered by the endpoint: never
     #: credentials); the provider's own authentication always wins over them.
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -70,15 +70,13 @@ class UpstreamResponse(abc.ABC):
 class Provider(abc.ABC):
     """An upstream API endpoint the gateway can call."""
 
-    def __init__(self, name: str, dialect: Dialect, *more: Dialect) -> None:
+    def __init__(self, name: str, api: Api, *more: Api) -> None:
         self.name = name
-        #: The dialects this provider speaks, by `Dialect.name`.
-        self.dialects: Mapping[str, Dialect] = MappingProxyType(
-            {each.name: each for each in (dialect, *more)}
-        )
+        #: The APIs this provider speaks, in the order it names them.
+        self.apis: tuple[Api, ...] = (api, *more)
 
-    def speaks(self, dialect: str) -> bool:
-        return dialect in self.dialects
+    def speaks(self, api: Api) -> bool:
+        return api in self.apis
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire long-lived resources (connection pools); called once at app start-up."""

@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from gateway.apis import Splice
 from gateway.errors import GatewayError, GatewayOverloaded, UpstreamTruncated
 from gateway.providers import UpstreamRequest
 from gateway.routing.continuation import (
@@ -51,7 +52,6 @@ from gateway.routing.continuation import (
 )
 from gateway.routing.policy import Decision, hurts_target
 from gateway.routing.router import Route, Target
-from gateway.routing.splice import Splice
 from gateway.routing.template import CallTemplate
 from gateway.streaming import Context, ContextAwareStream, SSEEvent
 

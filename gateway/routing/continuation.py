@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from gateway.apis import Api, Splice
 from gateway.errors import (
     GatewayError,
     IdleTimeout,
@@ -36,7 +37,6 @@ from gateway.errors import (
     UpstreamTruncated,
 )
 from gateway.routing.router import Route, Target
-from gateway.routing.splice import SPLICES, Splice
 
 __all__ = [
     "EXHAUSTED",
@@ -70,7 +70,7 @@ class _Request(Protocol):
     @property
     def stream(self) -> bool: ...
     @property
-    def dialect(self) -> str: ...
+    def api(self) -> Api: ...
     @property
     def body(self) -> Mapping[str, Any]: ...
 
@@ -91,7 +91,7 @@ def splice_for(route: Route, request: _Request) -> Splice | None:
         return None
     if not any(target.prefill for target in route.targets):
         return None
-    splice = SPLICES.get(request.dialect)
+    splice = request.api.splice
     return None if splice is None else splice(request.body)
 
 

@@ -8,7 +8,7 @@ the route's default `Timeouts`, the ceilings per-request overrides are clamped t
 name wins, then the patterns in configuration order. The route's name - the configured name or
 pattern, never what the client typed - is what metrics and logs use as its label.
 
-A route serves the API its targets' providers speak: `resolve(model, dialect)` refuses (400, in
+A route serves the APIs its targets' providers speak: `resolve(model, api)` refuses (400, in
 the caller's dialect) a request sent to one API's endpoint for a model whose upstreams speak
 another - the gateway relays, it does not translate between APIs.
 
@@ -22,6 +22,7 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.apis import Api
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
 from gateway.routing.backoff import RetryPolicy
@@ -29,7 +30,7 @@ from gateway.routing.circuit import Circuit, CircuitPolicy
 from gateway.routing.policy import FailurePolicy
 from gateway.routing.slots import Slots
 from gateway.settings import GatewaySettings, TargetSettings
-from gateway.streaming import Dialect, Timeouts
+from gateway.streaming import Timeouts
 
 __all__ = ["Route", "Router", "Target", "is_pattern"]
 
@@ -121,26 +122,26 @@ class Router:
         """Every route: exact names first, then patterns, each in configuration order."""
         return [*self._exact.values(), *self._patterns]
 
-    def resolve(self, model: str, dialect: Dialect | None = None) -> Route:
-        """The route of `model`; with `dialect`, only if every target speaks it."""
+    def resolve(self, model: str, api: Api | None = None) -> Route:
+        """The route of `model`; with `api`, only if every target speaks it."""
         route = self._exact.get(model)
         if route is None:
             route = next((r for r in self._patterns if fnmatch.fnmatchcase(model, r.name)), None)
         if route is None:
             raise UnknownModel(f"model {_quote(model)} is not routed by this gateway")
-        if dialect is not None:
-            _check_dialect(model, route, dialect)
+        if api is not None:
+            _check_api(model, route, api)
         return route
 
-    def models(self, dialect: str | None = None) -> list[str]:
+    def models(self, api: Api | None = None) -> list[str]:
         """The routable model names, in configuration order (patterns are not names); with
-        `dialect`, only those whose every target speaks it."""
-        if dialect is None:
+        `api`, only those whose every target speaks it."""
+        if api is None:
             return list(self._exact)
         return [
             name
             for name, route in self._exact.items()
-            if all(target.provider.speaks(dialect) for target in route.targets)
+            if all(target.provider.speaks(api) for target in route.targets)
         ]
 
     def patterns(self) -> list[str]:
@@ -186,14 +187,14 @@ def _target(
     )
 
 
-def _check_dialect(model: str, route: Route, dialect: Dialect) -> None:
-    strangers = [t.provider for t in route.targets if not t.provider.speaks(dialect.name)]
+def _check_api(model: str, route: Route, api: Api) -> None:
+    strangers = [t.provider for t in route.targets if not t.provider.speaks(api)]
     if not strangers:
         return
-    spoken = strangers[0].dialects.values()
-    where = " or ".join(f"the {other.name} API ({other.endpoint})" for other in spoken)
+    spoken = strangers[0].apis
+    where = " or ".join(f"the {other.family} API ({other.endpoint})" for other in spoken)
     raise InvalidRequest(
-        f"model {_quote(model)} is not served on {dialect.endpoint}: its upstream speaks "
+        f"model {_quote(model)} is not served on {api.endpoint}: its upstream speaks "
         f"{where}, and this gateway does not translate between APIs"
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway.apis import Api
 from gateway.providers import UpstreamRequest
 from gateway.routing.router import Route, Target
 
@@ -29,7 +30,7 @@ class CallTemplate:
     body: Mapping[str, Any]  # the client's JSON body, as validated at the edge
     model: str  # the client's model name
     stream: bool
-    dialect: str  # the `Dialect.name` of the endpoint
+    api: Api  # the API the client called
     request_id: str = ""
     #: Headers of the client's request to pass on (already filtered: never credentials).
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -44,7 +45,7 @@ class CallTemplate:
             {},
             self.model,
             self.stream,
-            self.dialect,
+            self.api,
             self.request_id,
             self.headers,
             self.overrides,
@@ -68,8 +69,8 @@ class CallTemplate:
             model=model,
             stream=self.stream,
             timeouts=route.timeouts_for(self.overrides, target),
+            api=self.api,
             request_id=self.request_id,
-            dialect=self.dialect,
             headers=self.headers,
             on_sent=on_sent,
         )

@@ -24,12 +24,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from gateway.apis import Api, api_at, errors_dialect
 from gateway.errors import GatewayError, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.server.app_state import CAPACITY, GATEWAY_KEYS, METRICS
 from gateway.server.auth import Client
 from gateway.server.capacity import Lease
-from gateway.server.endpoints import Endpoint, dialect_for_path, endpoint_at
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
 
@@ -46,7 +46,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v1/"):
         return await handler(request)
-    endpoint = endpoint_at(request.path) if request.method == "POST" else None
+    api = api_at(request.path) if request.method == "POST" else None
     keys = request.app[GATEWAY_KEYS]
     client: Client | None = None
     lease: Lease | None = None
@@ -55,10 +55,10 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
             client = keys.identify(request.headers)
             if client is None:
                 raise Unauthorized()
-        if endpoint is not None:
+        if api is not None:
             lease = request.app[CAPACITY].admit(client)
     except GatewayError as exc:
-        return _refuse(request, endpoint, exc, client)
+        return _refuse(request, api, exc, client)
     token = None
     if client is not None:
         token = structlog.contextvars.bind_contextvars(client=client.name)["client"]
@@ -72,13 +72,13 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
 
 
 def _refuse(
-    request: web.Request, endpoint: Endpoint | None, error: GatewayError, client: Client | None
+    request: web.Request, api: Api | None, error: GatewayError, client: Client | None
 ) -> web.Response:
     """Answer a refused request in its path's dialect, recorded like any finished request."""
-    dialect = endpoint.dialect if endpoint is not None else dialect_for_path(request.path)
+    dialect = api.dialect if api is not None else errors_dialect(request.path)
     record = RequestRecord(
         request_id=request[REQUEST_ID],
-        endpoint=endpoint.name if endpoint is not None else OTHER_ENDPOINT,
+        endpoint=api.name if api is not None else OTHER_ENDPOINT,
         metrics=request.app[METRICS],
     )
     response = error_response(dialect, error, record.request_id)

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.apis import APIS
 from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.redaction import Redactor
@@ -37,12 +38,10 @@ from gateway.server.auth import GatewayKeys
 from gateway.server.capacity import Capacity
 from gateway.server.circuits import watch_circuits
 from gateway.server.connection import GatewayRunner, handler_options
-from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES
 from gateway.server.handlers import (
-    chat_completions,
+    api_handler,
     healthz,
     list_models,
-    messages,
     metrics_handler,
     readyz,
     refuse_while_draining,
@@ -100,8 +99,8 @@ def create_app(
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.cleanup_ctx.append(_heap_trimming)
-    app.router.add_post(CHAT_COMPLETIONS.path, chat_completions, expect_handler=defer_continue)
-    app.router.add_post(MESSAGES.path, messages, expect_handler=defer_continue)
+    for api in APIS:
+        app.router.add_post(api.path, api_handler(api), expect_handler=defer_continue)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

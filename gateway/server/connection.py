@@ -63,10 +63,11 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import StreamReader
 from multidict import CIMultiDict
 
+from gateway.apis import OPENAI_CHAT
 from gateway.errors import ErrorCategory, InvalidRequest, RequestHeadTooLarge
 from gateway.observability import Metrics
 from gateway.settings import LimitSettings
-from gateway.streaming import OpenAIDialect, StreamError
+from gateway.streaming import StreamError
 
 __all__ = [
     "HEADER_BOUND_FACTOR",
@@ -79,7 +80,7 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("gateway.server")
-_DIALECT = OpenAIDialect()
+_DIALECT = OPENAI_CHAT.dialect
 _API_ERROR = ErrorCategory.API_ERROR
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 #: aiohttp's own bound on header fields, as a multiple of `limits.max_headers`.

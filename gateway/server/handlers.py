@@ -1,18 +1,20 @@
 """HTTP handlers: the relayed API endpoints, model listing and health.
 
-`chat_completions` (OpenAI) and `messages` (Anthropic) are one handler over two `Endpoint`
-values: it validates the request at the edge, resolves its route (which must speak the
-endpoint's dialect), builds the upstream call and hands it to a `Relay`. Every request gets one
+Every API of `gateway.apis.APIS` is served by one handler (`api_handler(api)`): it validates
+the request at the edge against the API's request fields, resolves its route (whose targets
+must speak the API), builds the upstream call and hands it to a `Relay`. Every request gets one
 `RequestRecord`, finished exactly once in this handler's `finally`, whatever path the request
-ended by. Errors are answered in the endpoint's dialect.
+ended by. Errors are answered in the API's dialect.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api, errors_dialect
 from gateway.errors import ClientDisconnected, GatewayError, ServerShutdown, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
@@ -24,47 +26,47 @@ from gateway.server.app_state import (
     SERVER_CONTEXT,
     SETTINGS,
 )
-from gateway.server.chat_request import timeout_overrides
-from gateway.server.endpoints import CHAT_COMPLETIONS, MESSAGES, Endpoint, dialect_for_path
+from gateway.server.edge_request import read_api_request, timeout_overrides
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, RelayLimits, error_response
-from gateway.streaming import OpenAIDialect
 
 __all__ = [
-    "chat_completions",
+    "api_handler",
     "healthz",
     "list_models",
-    "messages",
     "metrics_handler",
     "readyz",
     "refuse_while_draining",
 ]
 
-_OPENAI = OpenAIDialect()
+_OPENAI = OPENAI_CHAT.dialect
 _EPOCH = "1970-01-01T00:00:00Z"  # no creation date is known for a routed name
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """`POST /v1/chat/completions`: OpenAI Chat Completions, streaming and not."""
-    return await _relay(request, CHAT_COMPLETIONS)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    """`POST /v1/messages`: Anthropic Messages, streaming and not."""
-    return await _relay(request, MESSAGES)
+def api_handler(api: Api) -> Handler:
+    """The handler of `POST <api.path>`: `api`'s requests, streaming and not."""
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        return await _relay(request, api)
+
+    relay.__name__ = relay.__qualname__ = f"relay_{api.name}"
+    return relay
 
 
-async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+async def _relay(request: web.Request, api: Api) -> web.StreamResponse:
     record = RequestRecord(
-        request_id=request[REQUEST_ID], endpoint=endpoint.name, metrics=request.app[METRICS]
+        request_id=request[REQUEST_ID], endpoint=api.name, metrics=request.app[METRICS]
     )
     try:
-        relay = await _read_request(request, endpoint, record)
+        relay = await _read_request(request, api, record)
         return await (relay.stream() if record.stream else relay.complete())
     except GatewayError as exc:
         record.fail(exc)
-        response = error_response(endpoint.dialect, exc, record.request_id)
+        response = error_response(api.dialect, exc, record.request_id)
         record.answered(response)
         return response
     except asyncio.CancelledError:
@@ -78,7 +80,7 @@ async def _relay(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         record.finish()
 
 
-async def _read_request(request: web.Request, endpoint: Endpoint, record: RequestRecord) -> Relay:
+async def _read_request(request: web.Request, api: Api, record: RequestRecord) -> Relay:
     """The client's request read, validated and routed: the relay that will answer it.
 
     A function of its own so that what only the edge needed (the validated fields) is
@@ -86,19 +88,19 @@ async def _read_request(request: web.Request, endpoint: Endpoint, record: Reques
     still need it.
     """
     settings = request.app[SETTINGS]
-    fields, body = await endpoint.read(request, settings.limits.max_request_bytes)
+    fields, body = await read_api_request(request, api, settings.limits.max_request_bytes)
     record.stream = fields.stream
     record.model = fields.model
-    route = request.app[ROUTER].resolve(fields.model, endpoint.dialect)
+    route = request.app[ROUTER].resolve(fields.model, api)
     record.bind_route(route.name)
     template = CallTemplate(
-        path=endpoint.upstream_path,
+        path=api.upstream_path,
         body=body,
         model=fields.model,
         stream=fields.stream,
-        dialect=endpoint.dialect.name,
+        api=api,
         request_id=record.request_id,
-        headers=endpoint.forwarded_headers(request),
+        headers=api.forwarded_headers(request.headers),
         overrides=timeout_overrides(request.headers),
     )
     limits = RelayLimits(
@@ -111,7 +113,7 @@ async def _read_request(request: web.Request, endpoint: Endpoint, record: Reques
         record,
         route,
         template,
-        endpoint.dialect,
+        api.dialect,
         limits,
         request.app[SERVER_CONTEXT],
         request.app[REDACTOR],
@@ -123,7 +125,7 @@ async def list_models(request: web.Request) -> web.Response:
     SDK asking: Anthropic's (`client.models.list()` sends `anthropic-version`) or OpenAI's."""
     router = request.app[ROUTER]
     if "anthropic-version" in request.headers:
-        names = router.models(MESSAGES.dialect.name)
+        names = router.models(ANTHROPIC_MESSAGES)
         models = [
             {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
             for name in names
@@ -178,7 +180,7 @@ async def readyz(request: web.Request) -> web.Response:
 def refuse_while_draining(request: web.Request) -> web.Response:
     """A request that arrives while the gateway drains: retryable 503 in the path's dialect,
     connection closed."""
-    dialect = dialect_for_path(request.path)
+    dialect = errors_dialect(request.path)
     response = error_response(dialect, ServerShutdown(), request[REQUEST_ID])
     response.headers["Retry-After"] = "1"
     response.force_close()

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from gateway.apis import errors_dialect
 from gateway.errors import ErrorCategory
-from gateway.server.endpoints import dialect_for_path
 from gateway.streaming import Dialect, StreamError
 
 __all__ = ["REQUEST_ID", "request_id_middleware"]
@@ -36,7 +36,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     # the cost.
     request_id = given if _SANE_ID.fullmatch(given) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
-    dialect = dialect_for_path(request.path)
+    dialect = errors_dialect(request.path)
     # One token held for the request's life; `bound_contextvars` would hold a generator, its
     # frame and a copy of the whole context instead (about 1 KiB per open stream).
     token = structlog.contextvars.bind_contextvars(request_id=request_id)["request_id"]

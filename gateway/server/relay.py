@@ -214,7 +214,7 @@ class Relay:
             ctx.close()
             record.bytes = client.bytes_written
             record.skipped_events = tracker.skipped
-            record.usage = tracker.usage
+            record.tokens = dialect.tokens(tracker.usage)
         self._chain.finish(error)  # how the answering target's answer ended
         if error is not None:
             record.fail(error)
@@ -357,9 +357,8 @@ class Relay:
         finally:
             ctx.close()
         record.first_event_at = first_at
-        usage = answer.get("usage") if isinstance(answer, dict) else None
-        if isinstance(usage, dict):
-            record.usage = usage
+        if isinstance(answer, dict):
+            record.tokens = self._dialect.tokens(answer.get("usage"))
         body, redactions = self._redactor.redact_bytes(body)
         if redactions:
             record.redacted("body", redactions)

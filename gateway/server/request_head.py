@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import hdrs, web
 
+from gateway.apis import errors_dialect
 from gateway.errors import (
     InvalidRequest,
     RequestError,
@@ -42,7 +43,6 @@ from gateway.errors import (
     UnsupportedTransferEncoding,
 )
 from gateway.server.app_state import METRICS, SETTINGS
-from gateway.server.endpoints import dialect_for_path
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
 
@@ -62,7 +62,7 @@ async def request_head_middleware(request: web.Request, handler: Handler) -> web
         return await handler(request)
     _log.info("request_head_rejected", status=error.http_status, problem=error.code)
     request.app[METRICS].errors.labels(error.category.value, error.code).inc()
-    response = error_response(dialect_for_path(request.path), error, request[REQUEST_ID])
+    response = error_response(errors_dialect(request.path), error, request[REQUEST_ID])
     response.force_close()
     return response
 

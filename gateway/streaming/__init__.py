@@ -2,18 +2,20 @@
 
 `Context` (cancellation and deadlines with a cause), `SSEDecoder` (byte-exact framing),
 `ContextAwareStream` / `stream_from_context` (reads interrupted by the context and the phase
-limits), `StreamError` / `make_stream_error` (categorised errors) and the wire `Dialect`s.
+limits), `StreamError` / `make_stream_error` (categorised errors) and the `Dialect` protocol
+(each API's dialect is in its `gateway.apis` package).
 This package imports no aiohttp, pydantic or prometheus; a test holds it to that.
 """
 
 from gateway.errors import ErrorCategory
 from gateway.streaming.context import CancelScope, Context, DeadlineError
 from gateway.streaming.dialect import (
-    AnthropicDialect,
+    HEARTBEAT,
     Dialect,
-    OpenAIDialect,
     StreamTracker,
+    TokenCounts,
     Verdict,
+    compact_json,
     loads_object,
 )
 from gateway.streaming.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
@@ -28,21 +30,22 @@ from gateway.streaming.timeouts import Timeouts
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
-    "AnthropicDialect",
+    "HEARTBEAT",
     "CancelScope",
     "Context",
     "ContextAwareStream",
     "DeadlineError",
     "Dialect",
     "ErrorCategory",
-    "OpenAIDialect",
     "SSEDecoder",
     "SSEEvent",
     "StreamError",
     "StreamTracker",
     "Timeouts",
+    "TokenCounts",
     "Verdict",
     "as_gateway_error",
+    "compact_json",
     "error_for_status",
     "loads_object",
     "make_stream_error",

@@ -22,6 +22,7 @@ import asyncio
 import json
 import signal
 import sys
+from typing import cast
 
 from bench.eventloop import run
 from bench.system import raise_fd_limit
@@ -77,8 +78,8 @@ class _Connection(asyncio.Protocol):
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's is not a subclass of `asyncio.Transport`, only alike).
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._left >= 0:

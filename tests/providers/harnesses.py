@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api
 from gateway.providers import PROVIDER_KINDS, Provider
 from gateway.settings import LimitSettings, MockSettings, UpstreamSettings
 from gateway.streaming import SSEDecoder, SSEEvent
@@ -45,6 +46,7 @@ def decode(body: bytes) -> list[SSEEvent]:
 
 class Wire(Protocol):
     dialect: ClassVar[str]
+    api: ClassVar[Api]
     path: ClassVar[str]  # relative to the upstream's base URL
     terminal: ClassVar[bytes]  # the marker that ends a complete stream
     #: Whether a bad request keeps the upstream's code and param (OpenAI's error shape has them).
@@ -63,6 +65,7 @@ class Wire(Protocol):
 
 class OpenAIWire:
     dialect = "openai"
+    api = OPENAI_CHAT
     path = "/chat/completions"
     terminal = b"data: [DONE]\n\n"
     reports_codes = True
@@ -92,6 +95,7 @@ class OpenAIWire:
 
 class AnthropicWire:
     dialect = "anthropic"
+    api = ANTHROPIC_MESSAGES
     path = "/v1/messages"
     terminal = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     reports_codes = False

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from gateway.errors import (
     GatewayError,
     UpstreamBadRequest,
@@ -59,8 +60,8 @@ def request(
         model="m",
         stream=stream,
         timeouts=Timeouts(),
+        api=ANTHROPIC_MESSAGES,
         request_id=request_id,
-        dialect="anthropic",
         headers=headers or {},
     )
 
@@ -103,10 +104,10 @@ async def error_of(
 # --- what is sent ------------------------------------------------------------------------------
 
 
-def test_anthropic_speaks_the_anthropic_dialect_only(upstream: FakeUpstream) -> None:
+def test_anthropic_speaks_the_anthropic_messages_api_only(upstream: FakeUpstream) -> None:
     subject = anthropic(upstream)
-    assert set(subject.dialects) == {"anthropic"}
-    assert not subject.speaks("openai")
+    assert subject.apis == (ANTHROPIC_MESSAGES,)
+    assert not subject.speaks(OPENAI_CHAT)
 
 
 async def test_the_body_goes_byte_exact_to_v1_messages_under_the_base_url(

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.apis import OPENAI_CHAT
 from gateway.errors import (
     APIError,
     ConnectFailed,
@@ -222,6 +223,7 @@ def request(
         model=model,
         stream=stream,
         timeouts=timeouts or Timeouts(),
+        api=OPENAI_CHAT,
     )
 
 

@@ -21,6 +21,7 @@ What every provider promises:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.apis import OPENAI_CHAT
 from gateway.errors import (
     GatewayError,
     UpstreamAuthFailed,
@@ -45,7 +47,7 @@ from gateway.providers import (
 from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, Timeouts
 from tests.conftest import UPSTREAM_KEY, StartGateway
-from tests.providers.harnesses import HARNESSES, MESSAGES, Harness
+from tests.providers.harnesses import HARNESSES, MESSAGES, WIRES, Harness
 from tests.support.fake_upstream import FakeUpstream
 
 # --- harnesses ---------------------------------------------------------------------------------
@@ -66,9 +68,9 @@ async def test_every_dialect_a_kind_speaks_is_covered_by_its_harness(
 ) -> None:
     for kind, (factory, dialects) in HARNESSES.items():
         subject = factory(upstream, dialects[0])
-        assert set(subject.provider.dialects) == set(dialects), kind
-        assert all(subject.provider.speaks(dialect) for dialect in dialects)
-        assert not subject.provider.speaks("no-such-dialect")
+        assert {api.family for api in subject.provider.apis} == set(dialects), kind
+        assert all(subject.provider.speaks(WIRES[dialect].api) for dialect in dialects)
+        assert not subject.provider.speaks(dataclasses.replace(OPENAI_CHAT, name="other"))
 
 
 @pytest.fixture(params=KIND_DIALECTS)
@@ -109,7 +111,7 @@ def call(
         model=model,
         stream=stream,
         timeouts=Timeouts(),
-        dialect=wire.dialect,
+        api=wire.api,
         on_sent=on_sent,
     )
 
@@ -403,6 +405,7 @@ async def open_and_close(provider: Provider, model: str) -> None:
         model=model,
         stream=True,
         timeouts=Timeouts(),
+        api=OPENAI_CHAT,
     )
     try:
         response = await provider.open(ctx, request)
@@ -458,6 +461,7 @@ async def test_openai_forwards_the_body_byte_exact_to_the_configured_path(
             model="m",
             stream=True,
             timeouts=Timeouts(),
+            api=OPENAI_CHAT,
             request_id="req-123",
         )
         response = await provider.open(ctx, request)

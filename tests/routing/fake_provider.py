@@ -19,19 +19,12 @@ from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api
 from gateway.errors import GatewayError, UpstreamTruncated
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.routing import Circuit, CircuitPolicy, OpenStream, Route, Router, Target
 from gateway.settings import GatewaySettings
-from gateway.streaming import (
-    AnthropicDialect,
-    Context,
-    ContextAwareStream,
-    Dialect,
-    OpenAIDialect,
-    SSEDecoder,
-    SSEEvent,
-)
+from gateway.streaming import Context, ContextAwareStream, SSEDecoder, SSEEvent
 
 __all__ = [
     "CeilingRandom",
@@ -114,8 +107,8 @@ def stream_of(*steps: Step | Iterable[bytes]) -> FakeStream:
 class FakeProvider(Provider):
     """An upstream the tests' attempts answer for; `open` is never called."""
 
-    def __init__(self, name: str, dialect: Dialect) -> None:
-        super().__init__(name, dialect)
+    def __init__(self, name: str, api: Api) -> None:
+        super().__init__(name, api)
         self.outcomes: list[Outcome] = []
         self.streams: list[FakeStream] = []
         self.calls: list[UpstreamRequest] = []
@@ -218,7 +211,8 @@ _KINDS: dict[str, dict[str, Any]] = {
     "openai": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"},
     "anthropic": {"kind": "anthropic", "base_url": "http://127.0.0.1:9"},
 }
-_DIALECTS: dict[str, type[Dialect]] = {"openai": OpenAIDialect, "anthropic": AnthropicDialect}
+#: The API of each upstream kind.
+APIS: dict[str, Api] = {"openai": OPENAI_CHAT, "anthropic": ANTHROPIC_MESSAGES}
 
 
 def build_route(*targets: dict[str, Any] | str, dialect: str = "openai", **route: Any) -> Route:
@@ -233,7 +227,7 @@ def build_route(*targets: dict[str, Any] | str, dialect: str = "openai", **route
         routes=[{"model": "m", "targets": configs, **route}],
         circuit=circuit,
     )
-    providers = {name: FakeProvider(name, _DIALECTS[dialect]()) for name in names}
+    providers = {name: FakeProvider(name, APIS[dialect]) for name in names}
     return Router(settings, providers).resolve("m")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.apis.openai_chat import OpenAISplice
 from gateway.errors import (
     ClientDisconnected,
     ConnectionReset,
@@ -35,9 +36,9 @@ from gateway.errors import (
     UpstreamServerError,
 )
 from gateway.routing import CallTemplate, Chain, CircuitPolicy, CircuitState, Route
-from gateway.routing.splice import OpenAISplice
 from gateway.streaming import Context, SSEEvent
 from tests.routing.fake_provider import (
+    APIS,
     CeilingRandom,
     Clock,
     FakeProvider,
@@ -70,7 +71,7 @@ def make_chain(
 ) -> tuple[Chain, Recorder]:
     body = {"model": "m", "messages": MESSAGES, "stream": stream}
     path = "/messages" if dialect == "anthropic" else "/chat/completions"
-    template = CallTemplate(path=path, body=body, model="m", stream=stream, dialect=dialect)
+    template = CallTemplate(path=path, body=body, model="m", stream=stream, api=APIS[dialect])
     recorder = Recorder()
     return Chain(route, template, recorder, rng=CeilingRandom()), recorder
 

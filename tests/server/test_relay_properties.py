@@ -33,6 +33,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from gateway.apis import OPENAI_CHAT
 from gateway.errors import (
     ConnectionReset,
     GatewayError,
@@ -42,7 +43,7 @@ from gateway.errors import (
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.server import create_app, start_server
 from gateway.settings import GatewaySettings
-from gateway.streaming import Context, OpenAIDialect
+from gateway.streaming import Context
 
 MODEL = "m"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -90,7 +91,7 @@ class ScriptedProvider(Provider):
     """Kind-agnostic, OpenAI dialect; every call plays back the same script."""
 
     def __init__(self, script: Script) -> None:
-        super().__init__("scripted", OpenAIDialect())
+        super().__init__("scripted", OPENAI_CHAT)
         self._script = script
         self.responses: list[ScriptedResponse] = []
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.routing.splice import AnthropicSplice, OpenAISplice
+from gateway.apis.anthropic_messages import AnthropicSplice
+from gateway.apis.openai_chat import OpenAISplice
 from gateway.streaming import SSEDecoder, SSEEvent
 from tests.support import anthropic_wire as claude
 from tests.support.openai_wire import DONE, chunk_event, openai_chunks

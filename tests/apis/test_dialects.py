@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gateway.errors as errors_module
+from gateway.apis.anthropic_messages import AnthropicDialect
+from gateway.apis.openai_chat import OpenAIDialect
 from gateway.errors import (
     ClientDisconnected,
     ConnectionReset,
@@ -32,9 +34,7 @@ from gateway.errors import (
     UpstreamTruncated,
 )
 from gateway.streaming import (
-    AnthropicDialect,
     Dialect,
-    OpenAIDialect,
     SSEDecoder,
     SSEEvent,
     StreamError,

@@ -1,0 +1,112 @@
+"""The Anthropic Messages dialect: named events (`message_start` ... `message_stop`), errors in
+Anthropic's `{"type": "error", "error": {"type", "message"}}` shape with its error types.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import ErrorCategory
+from gateway.streaming import (
+    Dialect,
+    SSEEvent,
+    StreamError,
+    StreamTracker,
+    Verdict,
+    compact_json,
+    loads_object,
+)
+
+__all__ = ["AnthropicDialect"]
+
+_ANTHROPIC_TYPES: dict[ErrorCategory, str] = {
+    ErrorCategory.TIMEOUT: "timeout_error",
+    ErrorCategory.RATE_LIMIT: "rate_limit_error",
+    ErrorCategory.API_ERROR: "api_error",
+    ErrorCategory.NETWORK: "api_error",
+    ErrorCategory.STREAM_INTERRUPTED: "api_error",
+    ErrorCategory.CONTEXT_CANCELED: "api_error",
+}
+
+#: Codes whose Anthropic error type is more specific than their category's.
+_ANTHROPIC_CODE_TYPES: dict[str, str] = {
+    "gateway_overloaded": "overloaded_error",
+    "server_shutdown": "overloaded_error",
+    "invalid_request": "invalid_request_error",
+    "request_head_too_large": "invalid_request_error",
+    "unsupported_transfer_encoding": "invalid_request_error",
+    "upstream_bad_request": "invalid_request_error",
+    "model_not_found": "not_found_error",
+    "request_too_large": "request_too_large",
+    "unauthorized": "authentication_error",
+    # aiohttp's own rejections (gateway.server.middlewares)
+    "not_found": "not_found_error",
+    "method_not_allowed": "invalid_request_error",
+}
+
+
+class _AnthropicTracker(StreamTracker):
+    """Anthropic Messages: `event: message_stop` ends the stream, `event: error` is the
+    upstream's own terminal error, `ping` passes through as it is. The event's name is its
+    `event:` field, or the `type` of its JSON when an upstream leaves that field out."""
+
+    __slots__ = ()
+
+    def inspect(self, event: SSEEvent) -> Verdict:
+        data = event.data
+        if data is None:
+            return Verdict.SKIP
+        kind = event.event
+        payload = loads_object(data)
+        if kind is None and payload is not None:
+            kind = payload.get("type")
+        if kind == "message_stop":
+            return Verdict.END
+        if kind == "error":
+            return Verdict.END_WITH_ERROR
+        if kind == "ping":
+            return Verdict.FORWARD
+        if payload is None:
+            self.skipped += 1
+            return Verdict.SKIP
+        if kind == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict):
+                self._add_usage(message.get("usage"))
+        elif kind == "message_delta":
+            delta = payload.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self.complete = True
+            self._add_usage(payload.get("usage"))
+        return Verdict.FORWARD
+
+    def _add_usage(self, usage: object) -> None:
+        """Merge a usage object: `message_delta`'s counts are cumulative and may leave the
+        input counts of `message_start` out or null, which must not erase them."""
+        if isinstance(usage, dict):
+            known = {key: value for key, value in usage.items() if value is not None}
+            self.usage = {**(self.usage or {}), **known}
+
+
+class AnthropicDialect(Dialect):
+    name = "anthropic"
+    usage_keys = ("input_tokens", "output_tokens")
+    endpoint = "POST /v1/messages"
+    completion_trailer = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+    def tracker(self) -> StreamTracker:
+        return _AnthropicTracker()
+
+    @staticmethod
+    def error_type(error: StreamError) -> str:
+        """Anthropic's `error.type` for a gateway error."""
+        return _ANTHROPIC_CODE_TYPES.get(error.code) or _ANTHROPIC_TYPES[error.type]
+
+    def _payload(self, error: StreamError) -> bytes:
+        return compact_json(
+            {"type": "error", "error": {"type": self.error_type(error), "message": error.message}}
+        )
+
+    def error_event(self, error: StreamError) -> bytes:
+        return b"event: error\ndata: " + self._payload(error) + b"\n\n"
+
+    def error_body(self, error: StreamError) -> bytes:
+        return self._payload(error)

@@ -1,0 +1,62 @@
+"""What the built-in mock writes on Chat Completions (see `gateway.apis.mock_wire`)."""
+
+from __future__ import annotations
+
+import time
+
+from gateway.apis.mock_wire import PROMPT_TOKENS, MockWire, dumps
+
+__all__ = ["OpenAIMockWire"]
+
+
+class OpenAIMockWire(MockWire):
+    """`chat.completion.chunk` events sharing one id and timestamp; `data: [DONE]`."""
+
+    terminal = b"data: [DONE]\n\n"
+    garbage = b"data: {this is not json\n\n"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self._head = {
+            "id": f"chatcmpl-mock-{time.monotonic_ns():x}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def _chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return b"data: " + dumps({**self._head, "choices": [choice]}) + b"\n\n"
+
+    def opening(self) -> list[bytes]:
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def text(self, text: str) -> bytes:
+        self.words += 1
+        return self._chunk({"content": text})
+
+    def closing(self) -> list[bytes]:
+        return [self._chunk({}, finish_reason="stop")]
+
+    def completion(self, text: str) -> bytes:
+        words = len(text.split())
+        return dumps(
+            {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": PROMPT_TOKENS,
+                    "completion_tokens": words,
+                    "total_tokens": PROMPT_TOKENS + words,
+                },
+            }
+        )

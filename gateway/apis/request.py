@@ -1,0 +1,39 @@
+"""The fields of a client's request that the gateway reads at the edge, for every API.
+
+Each API's request model (`gateway.apis.<api>.request`) subclasses `EdgeRequest`: a pydantic
+model that names the fields the gateway relies on (`model`, `stream`) or that the API requires,
+and allows every other field, which is forwarded as the client wrote it. `validated` turns the
+first problem into a 400 naming its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from gateway.errors import InvalidRequest
+
+__all__ = ["EdgeRequest", "validated"]
+
+Fields = TypeVar("Fields", bound=BaseModel)
+
+
+class EdgeRequest(BaseModel):
+    """What the gateway reads of any API's request: the model routed on, and whether the
+    answer streams."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    stream: StrictBool = False
+
+
+def validated(fields: type[Fields], body: dict[str, Any]) -> Fields:
+    """`body` validated as `fields`; the first problem, with its place, becomes a 400."""
+    try:
+        return fields.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidRequest(f"invalid request: {where}: {first['msg']}") from None
