@@ -13,6 +13,7 @@ from gateway.apis.anthropic_messages import ANTHROPIC_MESSAGES
 from gateway.apis.base import Api, Headers
 from gateway.apis.mock_wire import MockWire
 from gateway.apis.openai_chat import OPENAI_CHAT
+from gateway.apis.openai_responses import OPENAI_RESPONSES
 from gateway.apis.request import EdgeRequest, validated
 from gateway.apis.splice import Splice
 from gateway.streaming import Dialect
@@ -21,6 +22,7 @@ __all__ = [
     "ANTHROPIC_MESSAGES",
     "APIS",
     "OPENAI_CHAT",
+    "OPENAI_RESPONSES",
     "Api",
     "EdgeRequest",
     "Headers",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 #: Every API the gateway serves, in the order they are routed and listed.
-APIS: tuple[Api, ...] = (OPENAI_CHAT, ANTHROPIC_MESSAGES)
+APIS: tuple[Api, ...] = (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES)
 
 
 def api_at(path: str) -> Api | None:

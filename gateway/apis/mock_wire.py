@@ -8,7 +8,7 @@ package: `gateway.apis.<api>.mock_wire`). Each wire renders:
   `message_start`, `content_block_start` and a `ping`, as Anthropic's API sends them);
 - `text(word)`: one event carrying a piece of the answer;
 - `closing()`: the events that say the answer is complete (`finish_reason` / `message_delta`
-  with `stop_reason`), and `terminal`, the marker that ends the stream;
+  with `stop_reason`), and `terminal()`, the marker that ends the stream;
 - `garbage`: one event whose data is not JSON (for `mock-garbage`);
 - `completion(text)`: the whole answer as the non-streaming JSON body.
 
@@ -18,27 +18,51 @@ Every event is compact single-line JSON, so the gateway relays it byte-exact.
 from __future__ import annotations
 
 import json
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-__all__ = ["PROMPT_TOKENS", "MockWire", "dumps"]
+__all__ = ["PROMPT_TOKENS", "MockWire", "dumps", "text_of"]
 
 #: The prompt tokens every mock answer reports.
 PROMPT_TOKENS = 8
+
+
+#: The content parts whose text a user's message holds, across the APIs.
+_TEXT_PARTS = frozenset({"text", "input_text"})
 
 
 def dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def text_of(content: object) -> str:
+    """The text of a message's content: a string, or a list of text blocks/parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    parts = [part for part in content if isinstance(part, dict) and part.get("type") in _TEXT_PARTS]
+    return " ".join(part["text"] for part in parts if isinstance(part.get("text"), str))
+
+
 class MockWire:
     """One answer's framing in one API; one instance per answer."""
 
-    terminal: ClassVar[bytes]
     garbage: ClassVar[bytes]
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.words = 0  # pieces of text written so far (the completion token count)
+
+    def said(self, body: Mapping[str, Any]) -> str:
+        """What the user said last in the request `body` (the mock echoes it): the last user
+        message of `messages`, its text parts joined."""
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            for message in reversed(messages):
+                if isinstance(message, dict) and message.get("role") == "user":
+                    return text_of(message.get("content"))
+        return ""
 
     def opening(self) -> list[bytes]:
         raise NotImplementedError
@@ -47,6 +71,10 @@ class MockWire:
         raise NotImplementedError
 
     def closing(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def terminal(self) -> bytes:
+        """The event that ends the stream (after `closing()`)."""
         raise NotImplementedError
 
     def completion(self, text: str) -> bytes:

@@ -85,9 +85,9 @@ class MockProvider(Provider):
                 param="messages",
             )
         body: dict[str, Any] = json.loads(request.body)
-        words = _answer(body).split(" ")
-        delay = self._slow_delay if model == "mock-slow" else self._delay
         wire = request.api.mock_wire(model)
+        words = _answer(wire.said(body)).split(" ")
+        delay = self._slow_delay if model == "mock-slow" else self._delay
         if request.stream:
             return _MockResponse(self._stream(wire, words, delay))
         return _MockResponse(self._complete(wire, words))
@@ -115,7 +115,7 @@ class MockProvider(Provider):
         for event in wire.closing():
             yield event
         if model != "mock-no-done":
-            yield wire.terminal
+            yield wire.terminal()
 
     async def _complete(self, wire: MockWire, words: list[str]) -> AsyncIterator[bytes]:
         if wire.model in ("mock-silent", "mock-stall"):
@@ -139,23 +139,8 @@ class _MockResponse(UpstreamResponse):
             await aclose()
 
 
-def _answer(body: dict[str, Any]) -> str:
-    said = ""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                said = " ".join(_text_of(message.get("content")).split())[:_ECHO_CHARS]
-                break
+def _answer(said: str) -> str:
+    said = " ".join(said.split())[:_ECHO_CHARS]
     answer = "Hello! This is the sse-gateway mock provider, streaming one word at a time."
     return f"{answer} You said: {said}" if said else answer
 
-
-def _text_of(content: object) -> str:
-    """The text of a message's content: a string, or a list of text blocks/parts."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    blocks = [block for block in content if isinstance(block, dict) and block.get("type") == "text"]
-    return " ".join(block["text"] for block in blocks if isinstance(block.get("text"), str))

@@ -220,7 +220,7 @@ class Relay:
             record.fail(error)
             if not client.committed:
                 return self._error_response(error)
-            frame = dialect.error_event(make_stream_error(error))
+            frame = dialect.error_event(make_stream_error(error), tracker)
             await self._finish(client, self._redactor.redact_bytes(frame)[0])
         else:
             await self._finish(client, b"")

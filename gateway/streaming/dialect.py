@@ -90,8 +90,9 @@ class Dialect:
     def tracker(self) -> StreamTracker:
         raise NotImplementedError
 
-    def error_event(self, error: StreamError) -> bytes:
-        """The one SSE frame that ends a committed stream with `error`."""
+    def error_event(self, error: StreamError, tracker: StreamTracker | None = None) -> bytes:
+        """The one SSE frame that ends a committed stream with `error` (`tracker`: the
+        stream's, for a dialect whose frames number themselves)."""
         raise NotImplementedError
 
     def error_body(self, error: StreamError) -> bytes:

@@ -105,7 +105,7 @@ class AnthropicDialect(Dialect):
             {"type": "error", "error": {"type": self.error_type(error), "message": error.message}}
         )
 
-    def error_event(self, error: StreamError) -> bytes:
+    def error_event(self, error: StreamError, tracker: StreamTracker | None = None) -> bytes:
         return b"event: error\ndata: " + self._payload(error) + b"\n\n"
 
     def error_body(self, error: StreamError) -> bytes:

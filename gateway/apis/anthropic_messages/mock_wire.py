@@ -13,7 +13,6 @@ __all__ = ["AnthropicMockWire"]
 class AnthropicMockWire(MockWire):
     """Anthropic Messages events (`event:` + `data:`), one text block; `message_stop`."""
 
-    terminal = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     garbage = b"event: content_block_delta\ndata: {this is not json\n\n"
 
     def __init__(self, model: str) -> None:
@@ -65,6 +64,9 @@ class AnthropicMockWire(MockWire):
                 }
             ),
         ]
+
+    def terminal(self) -> bytes:
+        return b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     def completion(self, text: str) -> bytes:
         self.words = len(text.split())

@@ -66,7 +66,7 @@ class OpenAIDialect(Dialect):
             "param": error.param,
         }
 
-    def error_event(self, error: StreamError) -> bytes:
+    def error_event(self, error: StreamError, tracker: StreamTracker | None = None) -> bytes:
         # The seed's {"type", "message"} and the OpenAI SDK's {"error": {...}} in one object,
         # so both the seed's consumers and `openai` (which raises APIError) understand it.
         data: dict[str, Any] = {

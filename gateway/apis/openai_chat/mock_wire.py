@@ -12,7 +12,6 @@ __all__ = ["OpenAIMockWire"]
 class OpenAIMockWire(MockWire):
     """`chat.completion.chunk` events sharing one id and timestamp; `data: [DONE]`."""
 
-    terminal = b"data: [DONE]\n\n"
     garbage = b"data: {this is not json\n\n"
 
     def __init__(self, model: str) -> None:
@@ -37,6 +36,9 @@ class OpenAIMockWire(MockWire):
 
     def closing(self) -> list[bytes]:
         return [self._chunk({}, finish_reason="stop")]
+
+    def terminal(self) -> bytes:
+        return b"data: [DONE]\n\n"
 
     def completion(self, text: str) -> bytes:
         words = len(text.split())

@@ -1,0 +1,96 @@
+"""The OpenAI Responses dialect: typed events (`event: response.output_text.delta` / `data:
+{"type": ..., "sequence_number": N, ...}`), ended by one terminal `response.*` event.
+
+The tracker judges each event by its name (the `event:` field, or its JSON's `type` when an
+upstream leaves the field out):
+
+- `response.completed` and `response.incomplete` end the stream: the response is over (an
+  incomplete one ran out of output tokens or was filtered: still the upstream's last word);
+- `response.failed` and `error` are the upstream's own failure: relayed, then the stream ends;
+- every other event is forwarded when its data is a JSON object, skipped when it is not.
+
+There is no "complete without its marker" in this API: only a terminal event says a response
+is over, so a stream that ends without one has been cut (contract section 2), whatever it sent.
+Usage comes in the terminal event's `response.usage` (`input_tokens`, `output_tokens`). The
+gateway's own error event after the first byte (contract section 5) numbers itself after the
+last `sequence_number` relayed and nests the OpenAI error object, so that openai-python raises
+`APIError` on it; before the first byte errors are OpenAI's JSON body, as on chat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.apis.openai_chat.dialect import OpenAIDialect
+from gateway.streaming import (
+    SSEEvent,
+    StreamError,
+    StreamTracker,
+    Verdict,
+    compact_json,
+    loads_object,
+)
+
+__all__ = ["ResponsesDialect", "ResponsesTracker"]
+
+#: The events that end a Responses stream, and what each means for the relay.
+_TERMINAL = {
+    "response.completed": Verdict.END,
+    "response.incomplete": Verdict.END,
+    "response.failed": Verdict.END_WITH_ERROR,
+    "error": Verdict.END_WITH_ERROR,
+}
+
+
+class ResponsesTracker(StreamTracker):
+    """One Responses stream's state: its usage and the last `sequence_number` relayed."""
+
+    __slots__ = ("sequence_number",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sequence_number = -1  # none relayed yet
+
+    def inspect(self, event: SSEEvent) -> Verdict:
+        data = event.data
+        if data is None:
+            return Verdict.SKIP
+        payload = loads_object(data)
+        if payload is None:
+            self.skipped += 1
+            return Verdict.SKIP
+        kind = event.event or payload.get("type")
+        number = payload.get("sequence_number")
+        if isinstance(number, int) and not isinstance(number, bool):
+            self.sequence_number = max(self.sequence_number, number)
+        verdict = _TERMINAL.get(kind) if isinstance(kind, str) else None
+        if verdict is None:
+            return Verdict.FORWARD
+        response = payload.get("response")
+        if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+            self.usage = response["usage"]
+        self.complete = verdict is Verdict.END
+        return verdict
+
+
+class ResponsesDialect(OpenAIDialect):
+    name = "openai"
+    endpoint = "POST /v1/responses"
+    completion_trailer = b""  # never written: only a terminal event completes a response
+    usage_keys = ("input_tokens", "output_tokens")
+
+    def tracker(self) -> StreamTracker:
+        return ResponsesTracker()
+
+    def error_event(self, error: StreamError, tracker: StreamTracker | None = None) -> bytes:
+        number = tracker.sequence_number + 1 if isinstance(tracker, ResponsesTracker) else 0
+        nested = self._error_object(error)
+        data: dict[str, Any] = {
+            "type": "error",
+            "code": nested["code"],
+            "message": error.message,
+            "param": error.param,
+            "sequence_number": number,
+            "error": nested,
+        }
+        return b"event: error\ndata: " + compact_json(data) + b"\n\n"
