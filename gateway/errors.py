@@ -38,6 +38,8 @@ boundary (`gateway.providers.http` for upstream I/O); classification never looks
     │       ├── Unauthorized                        unauthorized, 401 (no or wrong gateway key)
     │       ├── RequestTimeout                      request_timeout, 408 (body too slow)
     │       ├── RequestTooLarge                     request_too_large, 413
+    │       ├── UnsupportedMediaType                unsupported_media_type, 415
+    │       ├── UnsupportedEndpoint                 unsupported_endpoint, 404
     │       ├── RequestHeadTooLarge                 request_head_too_large, 431
     │       └── UnsupportedTransferEncoding         unsupported_transfer_encoding, 501
     └── StreamInterrupted                           category stream_interrupted, 502
@@ -83,6 +85,8 @@ __all__ = [
     "StreamInterrupted",
     "Unauthorized",
     "UnknownModel",
+    "UnsupportedEndpoint",
+    "UnsupportedMediaType",
     "UnsupportedTransferEncoding",
     "UpstreamAuthFailed",
     "UpstreamBadRequest",
@@ -376,6 +380,23 @@ class RequestTooLarge(RequestError):
     code = "request_too_large"
     http_status = 413
     default_message = "the request body is too large"
+
+
+class UnsupportedMediaType(RequestError):
+    """An API request whose body is not `application/json` (contract section 1): a cross-site
+    form or `text/plain` POST never spends tokens."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    default_message = "the request body must be application/json"
+
+
+class UnsupportedEndpoint(RequestError):
+    """A path (or method) the gateway does not serve."""
+
+    code = "unsupported_endpoint"
+    http_status = 404
+    default_message = "the gateway does not serve this endpoint"
 
 
 class RequestHeadTooLarge(RequestError):

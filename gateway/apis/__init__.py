@@ -9,19 +9,26 @@ Dependencies point one way: `gateway.apis` builds on `gateway.streaming` (the pu
 used by the providers, the router and the server.
 """
 
+from gateway.apis.anthropic_count_tokens import ANTHROPIC_COUNT_TOKENS
 from gateway.apis.anthropic_messages import ANTHROPIC_MESSAGES
 from gateway.apis.base import Api, Headers
 from gateway.apis.mock_wire import MockWire
 from gateway.apis.openai_chat import OPENAI_CHAT
+from gateway.apis.openai_completions import OPENAI_COMPLETIONS
+from gateway.apis.openai_embeddings import OPENAI_EMBEDDINGS
 from gateway.apis.openai_responses import OPENAI_RESPONSES
 from gateway.apis.request import EdgeRequest, validated
 from gateway.apis.splice import Splice
 from gateway.streaming import Dialect
 
 __all__ = [
+    "ANTHROPIC_COUNT_TOKENS",
     "ANTHROPIC_MESSAGES",
     "APIS",
+    "API_ROOTS",
     "OPENAI_CHAT",
+    "OPENAI_COMPLETIONS",
+    "OPENAI_EMBEDDINGS",
     "OPENAI_RESPONSES",
     "Api",
     "EdgeRequest",
@@ -29,26 +36,55 @@ __all__ = [
     "MockWire",
     "Splice",
     "api_at",
+    "canonical_path",
     "errors_dialect",
+    "served_endpoints",
     "validated",
 ]
 
 #: Every API the gateway serves, in the order they are routed and listed.
-APIS: tuple[Api, ...] = (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES)
+APIS: tuple[Api, ...] = (
+    OPENAI_CHAT,
+    OPENAI_RESPONSES,
+    OPENAI_EMBEDDINGS,
+    OPENAI_COMPLETIONS,
+    ANTHROPIC_MESSAGES,
+    ANTHROPIC_COUNT_TOKENS,
+)
+
+
+#: The first segments of the paths under `/v1/` the gateway serves (APIs, models, streams).
+API_ROOTS = frozenset({*(api.path.split("/")[2] for api in APIS), "models", "streams"})
+
+
+def canonical_path(path: str) -> str:
+    """`path` in its `/v1/` form: every API path is also served without the prefix (contract
+    section 1), e.g. `/chat/completions` is `/v1/chat/completions`; other paths unchanged."""
+    if path.startswith("/v1/"):
+        return path
+    root = path.split("/", 2)[1] if path.startswith("/") else ""
+    return "/v1" + path if root in API_ROOTS else path
 
 
 def api_at(path: str) -> Api | None:
-    """The API served at exactly `path`, if any."""
+    """The API served at exactly `path` (with or without `/v1`), if any."""
+    path = canonical_path(path)
     for api in APIS:
         if api.path == path:
             return api
     return None
 
 
+def served_endpoints() -> list[str]:
+    """Every endpoint of the API surface, as a 404 names them (each also without `/v1`)."""
+    return [api.endpoint for api in APIS] + ["GET /v1/models", "GET /v1/models/{id}"]
+
+
 def errors_dialect(path: str) -> Dialect:
     """The dialect an error on `path` is written in: the API that serves `path` or a path under
     it (Anthropic's under `/v1/messages`), else OpenAI's - also for a request that never reached
     a handler (an unknown path, a wrong method, the drain refusal)."""
+    path = canonical_path(path)
     for api in APIS:
         if api.serves(path):
             return api.dialect

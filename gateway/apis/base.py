@@ -46,8 +46,8 @@ class Api:
     dialect: Dialect
     #: The fields of the client's request the gateway reads (the rest is forwarded as is).
     request: type[EdgeRequest]
-    #: What the built-in mock writes in this API, for one answer of a model.
-    mock_wire: Callable[[str], MockWire]
+    #: What the built-in mock writes in this API, for one answer of (a model, a request).
+    mock_wire: Callable[[str, Mapping[str, Any]], MockWire]
     #: A stream's continuation state, if a cut stream of this API can be continued by prefill.
     splice: Callable[[Mapping[str, Any]], Splice] | None = None
     #: The client's headers that go upstream (already sane: never credentials).

@@ -50,14 +50,15 @@ class MockWire:
 
     garbage: ClassVar[bytes]
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, body: Mapping[str, Any]) -> None:
         self.model = model
+        self.body = body  # the request's JSON
         self.words = 0  # pieces of text written so far (the completion token count)
 
-    def said(self, body: Mapping[str, Any]) -> str:
-        """What the user said last in the request `body` (the mock echoes it): the last user
-        message of `messages`, its text parts joined."""
-        messages = body.get("messages")
+    def said(self) -> str:
+        """What the user said last in the request (the mock echoes it): the last user message
+        of `messages`, its text parts joined."""
+        messages = self.body.get("messages")
         if isinstance(messages, list):
             for message in reversed(messages):
                 if isinstance(message, dict) and message.get("role") == "user":

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from gateway.errors import InvalidRequest
 
-__all__ = ["EdgeRequest", "validated"]
+__all__ = ["EdgeRequest", "WholeAnswerRequest", "validated"]
 
 Fields = TypeVar("Fields", bound=BaseModel)
 
@@ -27,6 +27,18 @@ class EdgeRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=256)
     stream: StrictBool = False
+
+
+class WholeAnswerRequest(EdgeRequest):
+    """A request of an API that never streams (embeddings, token counts): `stream: true` is a
+    400, not a stream that would never come."""
+
+    @field_validator("stream")
+    @classmethod
+    def _never_streams(cls, stream: bool) -> bool:
+        if stream:
+            raise ValueError("this endpoint does not stream")
+        return stream
 
 
 def validated(fields: type[Fields], body: dict[str, Any]) -> Fields:

@@ -11,7 +11,7 @@ errors are translated in `gateway.providers.http`, which understands Anthropic's
 
 from __future__ import annotations
 
-from gateway.apis import ANTHROPIC_MESSAGES
+from gateway.apis import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from gateway.providers.http import HTTPProvider
 from gateway.providers.upstream import UpstreamRequest
 
@@ -22,7 +22,7 @@ class AnthropicProvider(HTTPProvider):
     """An Anthropic Messages upstream reached over HTTP(S)."""
 
     default_auth_scheme = "x-api-key"
-    spoken_apis = (ANTHROPIC_MESSAGES,)
+    spoken_apis = (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS)
 
     def api_headers(self, request: UpstreamRequest) -> dict[str, str]:
         return {"anthropic-version": self.settings.anthropic_version}

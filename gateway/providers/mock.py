@@ -85,8 +85,8 @@ class MockProvider(Provider):
                 param="messages",
             )
         body: dict[str, Any] = json.loads(request.body)
-        wire = request.api.mock_wire(model)
-        words = _answer(wire.said(body)).split(" ")
+        wire = request.api.mock_wire(model, body)
+        words = _answer(wire.said()).split(" ")
         delay = self._slow_delay if model == "mock-slow" else self._delay
         if request.stream:
             return _MockResponse(self._stream(wire, words, delay))

@@ -10,7 +10,7 @@ per upstream (`gateway.providers.http`, where errors are translated too).
 
 from __future__ import annotations
 
-from gateway.apis import OPENAI_CHAT, OPENAI_RESPONSES
+from gateway.apis import OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS, OPENAI_RESPONSES
 from gateway.providers.http import HTTPProvider
 
 __all__ = ["OpenAIProvider"]
@@ -20,4 +20,4 @@ class OpenAIProvider(HTTPProvider):
     """An OpenAI-compatible upstream reached over HTTP(S)."""
 
     default_auth_scheme = "bearer"
-    spoken_apis = (OPENAI_CHAT, OPENAI_RESPONSES)
+    spoken_apis = (OPENAI_CHAT, OPENAI_RESPONSES, OPENAI_EMBEDDINGS, OPENAI_COMPLETIONS)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway.apis import Api, api_at, errors_dialect
+from gateway.apis import Api, api_at, canonical_path, errors_dialect
 from gateway.errors import GatewayError, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.server.app_state import CAPACITY, GATEWAY_KEYS, METRICS
@@ -44,7 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/v1/"):
+    if not canonical_path(request.path).startswith("/v1/"):
         return await handler(request)
     api = api_at(request.path) if request.method == "POST" else None
     keys = request.app[GATEWAY_KEYS]

@@ -40,6 +40,7 @@ from gateway.server.circuits import watch_circuits
 from gateway.server.connection import GatewayRunner, handler_options
 from gateway.server.handlers import (
     api_handler,
+    get_model,
     healthz,
     list_models,
     metrics_handler,
@@ -99,9 +100,15 @@ def create_app(
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.cleanup_ctx.append(_heap_trimming)
+    # Every API path also without `/v1` (contract section 1): SDKs configured with a bare
+    # base URL call `/chat/completions`.
     for api in APIS:
-        app.router.add_post(api.path, api_handler(api), expect_handler=defer_continue)
-    app.router.add_get("/v1/models", list_models)
+        handler = api_handler(api)
+        for path in (api.path, api.path.removeprefix("/v1")):
+            app.router.add_post(path, handler, expect_handler=defer_continue)
+    for prefix in ("/v1", ""):
+        app.router.add_get(f"{prefix}/models", list_models)
+        app.router.add_get(prefix + "/models/{model_id:.+}", get_model)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if settings.metrics.enabled and settings.metrics.listen is None:

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.apis import Api, EdgeRequest, validated
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, UnsupportedMediaType
 from gateway.server.request_body import read_json_object
 
 __all__ = ["TIMEOUT_HEADERS", "read_api_request", "timeout_overrides"]
@@ -31,9 +31,21 @@ TIMEOUT_HEADERS = {
 async def read_api_request(
     request: web.Request, api: Api, max_bytes: int
 ) -> tuple[EdgeRequest, dict[str, Any]]:
-    """The validated fields of `api`'s request and the raw JSON object they came from."""
+    """The validated fields of `api`'s request and the raw JSON object they came from; a body
+    that is not `application/json` (its parameters, such as `charset`, allowed) is refused
+    unread."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the request body must be application/json, not {_shown(request.content_type)}"
+        )
     body = await read_json_object(request, max_bytes)
     return validated(api.request, body), body
+
+
+def _shown(content_type: str, limit: int = 64) -> str:
+    """A client's content type made safe to echo (printable, capped; JSON-encoded later)."""
+    shown = "".join(ch if ch.isprintable() else "?" for ch in content_type[:limit])
+    return repr(shown + ("..." if len(content_type) > limit else ""))
 
 
 def timeout_overrides(headers: Mapping[str, str]) -> dict[str, float]:

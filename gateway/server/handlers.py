@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api, errors_dialect
-from gateway.errors import ClientDisconnected, GatewayError, ServerShutdown, Unauthorized
+from gateway.errors import (
+    ClientDisconnected,
+    GatewayError,
+    ServerShutdown,
+    Unauthorized,
+    UnknownModel,
+)
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
 from gateway.server.app_state import (
@@ -33,6 +39,7 @@ from gateway.server.relay import Relay, RelayLimits, error_response
 
 __all__ = [
     "api_handler",
+    "get_model",
     "healthz",
     "list_models",
     "metrics_handler",
@@ -143,6 +150,24 @@ async def list_models(request: web.Request) -> web.Response:
         for name in router.models()
     ]
     return web.json_response({"object": "list", "data": data})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """`GET /v1/models/{id}`: one routable model (a configured name, or a name one of the
+    route patterns matches), in the shape of the SDK asking; else 404 `model_not_found`."""
+    model = request.match_info["model_id"]
+    anthropic = "anthropic-version" in request.headers
+    try:
+        request.app[ROUTER].resolve(model)
+    except UnknownModel as exc:
+        dialect = ANTHROPIC_MESSAGES.dialect if anthropic else _OPENAI
+        return error_response(dialect, exc, request[REQUEST_ID])
+    if anthropic:
+        body = {"type": "model", "id": model, "display_name": model, "created_at": _EPOCH}
+        return web.json_response(body)
+    return web.json_response(
+        {"id": model, "object": "model", "created": 0, "owned_by": "sse-gateway"}
+    )
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

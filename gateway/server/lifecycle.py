@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from gateway.apis import canonical_path
+
 __all__ = ["LIFECYCLE", "Lifecycle", "drain_middleware"]
 
 
@@ -60,7 +62,7 @@ def drain_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/v1/"):
+        if not canonical_path(request.path).startswith("/v1/"):
             return await handler(request)
         lifecycle = request.app[LIFECYCLE]
         if lifecycle.draining:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway.apis import errors_dialect
+from gateway.apis import errors_dialect, served_endpoints
 from gateway.errors import ErrorCategory
 from gateway.streaming import Dialect, StreamError
 
@@ -45,7 +45,8 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _json_error(dialect, exc.status, exc.reason, _code(exc.status))
+        message = _not_served(request) if exc.status == 404 else exc.reason
+        response = _json_error(dialect, exc.status, message, _code(exc.status))
         if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
@@ -61,8 +62,20 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 def _code(status: int) -> str:
-    return {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+    return {404: "unsupported_endpoint", 405: "method_not_allowed", 413: "request_too_large"}.get(
         status, "invalid_request"
+    )
+
+
+def _not_served(request: web.Request, limit: int = 128) -> str:
+    """A 404's message: the path asked for (printable, capped) and the endpoints served."""
+    path = request.path
+    shown = "".join(ch if ch.isprintable() else "?" for ch in path[:limit])
+    shown += "..." if len(path) > limit else ""
+    served = ", ".join(served_endpoints())
+    return (
+        f"{request.method} {shown} is not an endpoint of this gateway; it serves {served} "
+        "(each also without /v1), GET /healthz, GET /readyz and GET /metrics"
     )
 
 

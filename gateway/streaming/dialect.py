@@ -8,7 +8,6 @@ name. A dialect says:
   dialect promises, e.g. OpenAI `data:` that is not JSON), or end the stream after it (the
   terminal marker, or the upstream's own error payload); and whether the answer is complete
   (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
-- which endpoint clients send the API's requests to (`endpoint`, named in messages);
 - what to append when an upstream ended cleanly after a complete answer but forgot its marker;
 - how an error is written after the response is committed (`error_event`, contract section 5)
   and before (`error_body`, contract section 4);
@@ -79,8 +78,6 @@ class Dialect:
     """Conventions of one API family. Stateless; safe to share across streams."""
 
     name: ClassVar[str]
-    #: Where clients send this API's requests (the gateway serves the same path).
-    endpoint: ClassVar[str]
     #: Appended when the upstream ended cleanly after a complete answer without its marker.
     completion_trailer: ClassVar[bytes]
     heartbeat: ClassVar[bytes] = HEARTBEAT

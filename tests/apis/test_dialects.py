@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gateway.errors as errors_module
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from gateway.apis.anthropic_messages import AnthropicDialect
 from gateway.apis.openai_chat import OpenAIDialect
 from gateway.errors import (
@@ -298,8 +299,8 @@ def test_the_heartbeat_is_a_comment_that_no_tracker_forwards(dialect: Dialect) -
     assert dialect.tracker().inspect(event) is Verdict.SKIP
 
 
-def test_each_dialect_names_its_endpoint():
-    assert (OPENAI.endpoint, ANTHROPIC.endpoint) == (
+def test_each_api_names_its_endpoint():
+    assert (OPENAI_CHAT.endpoint, ANTHROPIC_MESSAGES.endpoint) == (
         "POST /v1/chat/completions",
         "POST /v1/messages",
     )

@@ -255,7 +255,8 @@ async def walk_error_paths(url: str, port: int, seen: Seen) -> None:
                         interval=0, start=10**6)  # fmt: skip
     seen.add("long-key", 0, {}, raw.received)
     body = json.dumps(chat("ok")).encode()
-    slow_head = head("POST", "/v1/chat/completions", {**clear, "Content-Length": str(len(body))})
+    json_body = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    slow_head = head("POST", "/v1/chat/completions", {**clear, **json_body})
     slow = await trickle(port, slow_head + body, interval=0.05, start=len(slow_head))
     seen.add("slow-body", 0, {}, slow.received)
 

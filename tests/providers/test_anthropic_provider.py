@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from gateway.apis import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES, OPENAI_CHAT
 from gateway.errors import (
     GatewayError,
     UpstreamBadRequest,
@@ -104,9 +104,9 @@ async def error_of(
 # --- what is sent ------------------------------------------------------------------------------
 
 
-def test_anthropic_speaks_the_anthropic_messages_api_only(upstream: FakeUpstream) -> None:
+def test_anthropic_speaks_the_anthropic_apis_only(upstream: FakeUpstream) -> None:
     subject = anthropic(upstream)
-    assert subject.apis == (ANTHROPIC_MESSAGES,)
+    assert subject.apis == (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS)
     assert not subject.speaks(OPENAI_CHAT)
 
 

@@ -189,7 +189,11 @@ async def test_broken_chunked_framing_while_the_body_is_read_ends_at_the_body_de
     # aiohttp's parser does not fail a body read it already started when the framing breaks
     # (the read would wait for ever): the body deadline answers it, in the dialect.
     gw = await start_gateway(upstream, models=(MODEL,), limits={"body_timeout": 0.5})
-    fields = {"Transfer-Encoding": "chunked", "Expect": "100-continue"}
+    fields = {
+        "Content-Type": "application/json",
+        "Transfer-Encoding": "chunked",
+        "Expect": "100-continue",
+    }
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw))
     try:
         writer.write(head("POST", path, fields))

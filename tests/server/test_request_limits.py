@@ -142,7 +142,8 @@ async def test_slow_body_on_messages_gets_408_in_anthropic_shape(
 ) -> None:
     gw = await start_gateway(upstream, models=(MODEL,), limits={"body_timeout": 0.3})
     body = json.dumps({"model": MODEL, "max_tokens": 5, "messages": []}).encode()
-    request = head("POST", "/v1/messages", {"Content-Length": str(len(body))}) + body
+    fields = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    request = head("POST", "/v1/messages", fields) + body
 
     slow = await trickle(port_of(gw), request, interval=TRICKLE, start=len(request) - len(body))
 
@@ -194,7 +195,8 @@ async def test_expect_continue_is_not_granted_to_a_request_refused_from_its_head
         upstream, models=(MODEL,), limits={"max_request_bytes": 1024}, auth={"keys": [CANARY]}
     )
     auth = {"Authorization": f"Bearer {CANARY}", **headers}
-    fields = {"Content-Length": str(length), "Expect": "100-continue", **auth}
+    fields = {"Content-Type": "application/json", "Content-Length": str(length),
+              "Expect": "100-continue", **auth}  # fmt: skip
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw))
     try:
         writer.write(head("POST", path, fields))

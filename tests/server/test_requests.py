@@ -185,7 +185,7 @@ async def test_unknown_path_is_404_json(http: aiohttp.ClientSession) -> None:
         assert response.status == 404
         error = await error_of(response)
 
-    assert error["code"] == "not_found"
+    assert error["code"] == "unsupported_endpoint"
 
 
 async def test_get_on_chat_endpoint_is_405_json_with_allow(http: aiohttp.ClientSession) -> None:

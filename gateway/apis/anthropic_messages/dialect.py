@@ -33,12 +33,13 @@ _ANTHROPIC_CODE_TYPES: dict[str, str] = {
     "invalid_request": "invalid_request_error",
     "request_head_too_large": "invalid_request_error",
     "unsupported_transfer_encoding": "invalid_request_error",
+    "unsupported_media_type": "invalid_request_error",
+    "unsupported_endpoint": "not_found_error",
     "upstream_bad_request": "invalid_request_error",
     "model_not_found": "not_found_error",
     "request_too_large": "request_too_large",
     "unauthorized": "authentication_error",
     # aiohttp's own rejections (gateway.server.middlewares)
-    "not_found": "not_found_error",
     "method_not_allowed": "invalid_request_error",
 }
 
@@ -89,7 +90,6 @@ class _AnthropicTracker(StreamTracker):
 class AnthropicDialect(Dialect):
     name = "anthropic"
     usage_keys = ("input_tokens", "output_tokens")
-    endpoint = "POST /v1/messages"
     completion_trailer = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     def tracker(self) -> StreamTracker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.apis.mock_wire import PROMPT_TOKENS, MockWire, dumps
@@ -15,8 +16,8 @@ class AnthropicMockWire(MockWire):
 
     garbage = b"event: content_block_delta\ndata: {this is not json\n\n"
 
-    def __init__(self, model: str) -> None:
-        super().__init__(model)
+    def __init__(self, model: str, body: Mapping[str, Any]) -> None:
+        super().__init__(model, body)
         self._id = f"msg_mock_{time.monotonic_ns():x}"
 
     @staticmethod

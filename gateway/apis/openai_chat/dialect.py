@@ -52,7 +52,6 @@ class _OpenAITracker(StreamTracker):
 
 class OpenAIDialect(Dialect):
     name = "openai"
-    endpoint = "POST /v1/chat/completions"
     completion_trailer = b"data: [DONE]\n\n"
 
     def tracker(self) -> StreamTracker:

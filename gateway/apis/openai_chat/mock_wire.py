@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from gateway.apis.mock_wire import PROMPT_TOKENS, MockWire, dumps
 
@@ -14,8 +16,8 @@ class OpenAIMockWire(MockWire):
 
     garbage = b"data: {this is not json\n\n"
 
-    def __init__(self, model: str) -> None:
-        super().__init__(model)
+    def __init__(self, model: str, body: Mapping[str, Any]) -> None:
+        super().__init__(model, body)
         self._head = {
             "id": f"chatcmpl-mock-{time.monotonic_ns():x}",
             "object": "chat.completion.chunk",

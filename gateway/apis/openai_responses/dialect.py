@@ -75,7 +75,6 @@ class ResponsesTracker(StreamTracker):
 
 class ResponsesDialect(OpenAIDialect):
     name = "openai"
-    endpoint = "POST /v1/responses"
     completion_trailer = b""  # never written: only a terminal event completes a response
     usage_keys = ("input_tokens", "output_tokens")
 

@@ -24,8 +24,8 @@ class ResponsesMockWire(MockWire):
 
     garbage = b"event: response.output_text.delta\ndata: {this is not json\n\n"
 
-    def __init__(self, model: str) -> None:
-        super().__init__(model)
+    def __init__(self, model: str, body: Mapping[str, Any]) -> None:
+        super().__init__(model, body)
         stamp = f"{time.monotonic_ns():x}"
         self._id = f"resp_mock_{stamp}"
         self._item_id = f"msg_mock_{stamp}"
@@ -33,9 +33,9 @@ class ResponsesMockWire(MockWire):
         self._sequence = 0
         self._text = ""
 
-    def said(self, body: Mapping[str, Any]) -> str:
+    def said(self) -> str:
         """The request's `input`: a string, or the last user message among its items."""
-        given = body.get("input")
+        given = self.body.get("input")
         if isinstance(given, str):
             return given
         if isinstance(given, list):
