@@ -5,7 +5,7 @@ carries, as class attributes, the wire category (one of the six `ErrorCategory` 
 from the Go seed), a `code` from a closed set that says exactly what happened, the HTTP status it
 becomes before a response is committed, and whether retrying the same request may succeed.
 Foreign exceptions (aiohttp, OSError, JSON) are translated into this tree at one place per
-boundary (`gateway.providers.http` for upstream I/O); classification never looks at message text.
+boundary (`gateway.transport` for upstream I/O); classification never looks at message text.
 
     GatewayError
     ├── GatewayTimeout (also TimeoutError)          category timeout, 504

@@ -6,7 +6,8 @@ The client's Messages request is sent as the endpoint built it (the target's mod
 `x-api-key` unless the upstream's `auth_scheme` says `bearer`. `anthropic-version` is the
 client's (passed on by the endpoint when it is sane) or else the upstream's `anthropic_version`
 setting; `anthropic-beta` is passed on as the client sent it. The answer is relayed byte-exact;
-errors are translated in `gateway.providers.http`, which understands Anthropic's error bodies.
+error answers are translated in `gateway.providers.http`, which understands Anthropic's error
+bodies.
 """
 
 from __future__ import annotations

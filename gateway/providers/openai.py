@@ -4,8 +4,8 @@ OpenAI itself, vLLM, Ollama, llama.cpp, LM Studio, Groq, Together, OpenRouter...
 same request at `{base_url}/chat/completions` and stream the same SSE chunks. The provider
 forwards the client's body (with the target's model name, set by the router), authenticates
 with the key from its settings (never the client's; `Authorization: Bearer` unless the upstream's
-`auth_scheme` says `x-api-key`), and reads the answer through one pooled `aiohttp.ClientSession`
-per upstream (`gateway.providers.http`, where errors are translated too).
+`auth_scheme` says `x-api-key`), and reads the answer through the upstream's pooled connections
+(`gateway.providers.http`, where error answers are translated, over `gateway.transport`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `make_stream_error(exc)` is the seed's `MakeStreamError`, fixed: it classifies by exception type
 and HTTP status, never by searching message text. `GatewayError`s carry their own category and
 code; the few stdlib exceptions that can reach the core are mapped by type here (aiohttp's are
-translated earlier, in `gateway.providers.http`); anything else is an internal failure whose
+translated earlier, in `gateway.transport`); anything else is an internal failure whose
 text is not shown to clients.
 
 `StreamError.to_sse_event()` renders the seed's frame with a real JSON encoder: the output is

@@ -8,8 +8,8 @@ descriptors (both ends) and one task (the fake's handler of that connection), wh
 `Holdings.own_fds` and `Holdings.own_tasks` leave out - what remains must return to its
 baseline whatever the pool keeps.
 
-`pool_use(app)` asks the gateway's HTTP providers' aiohttp connectors how many connections are
-in use and how many idle (private aiohttp attributes: no public API says it).
+`pool_use(app)` asks the gateway's HTTP providers' transports' aiohttp connectors how many
+connections are in use and how many idle (private aiohttp attributes: no public API says it).
 
 `LeakWatch` collects, while active, what a leak leaves behind in Python: `ResourceWarning`s
 ("Unclosed client session", "unclosed transport"), warnings raised in `__del__` (unraisable),
@@ -128,8 +128,10 @@ class PoolUse:
 def pool_use(app: web.Application) -> PoolUse:
     in_use = idle = limit = 0
     for provider in app[PROVIDERS].values():
-        # An HTTP provider's pools: one for streams, one for whole answers.
-        for session in getattr(provider, "_sessions", {}).values():
+        # An HTTP provider's transport (`AiohttpClient`) and its pools: one for streams, one
+        # for whole answers.
+        client = getattr(provider, "_client", None)
+        for session in getattr(client, "_sessions", {}).values():
             connector: Any = session.connector
             in_use += len(connector._acquired)
             idle += sum(len(conns) for conns in connector._conns.values())

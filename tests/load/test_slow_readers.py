@@ -14,7 +14,7 @@ size: as many connections as `limits.max_streams`), a fast upstream (`tests/load
 4. has the readers leave (mid-stream): the gateway ends every stream (`gateway_active_streams`
    back to 0) and its RSS must come back within `LEFT_PER_STREAM` per stream of the baseline.
 
-The budget per stream is the design's (`gateway.providers.http`, `gateway.server.sse_response`):
+The budget per stream is the design's (`gateway.transport`, `gateway.server.sse_response`):
 what an idle stream holds, plus on the upstream side aiohttp's buffer (paused above 2 x 8 KiB)
 and one socket read over it (at most twice the 32 KiB receive buffer), the relay's read (16
 KiB), the batch being written (a read plus an event's start held over, and its copy in the

@@ -1,4 +1,4 @@
-"""The HTTP providers' one error boundary (gateway/providers/http.py).
+"""The HTTP providers' one error boundary (gateway/transport, gateway/providers/http.py).
 
 `translate_errors()` turns every aiohttp/OS exception an upstream call can raise into the
 `GatewayError` it stands for, chained to the original, by type only; `GatewayError`s and
@@ -47,10 +47,11 @@ from gateway.errors import (
     UpstreamTruncated,
 )
 from gateway.providers import PROVIDER_KINDS, Provider, UpstreamRequest
-from gateway.providers.http import sanitize_message, translate_errors
+from gateway.providers.http import sanitize_message
 from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, Timeouts
+from gateway.transport import translate_errors
 from tests.conftest import UPSTREAM_KEY
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import FakeUpstream, UpstreamCall
