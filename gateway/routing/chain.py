@@ -14,12 +14,13 @@ its events are spliced in, or, when no continuation can be made, the stream ends
 have, with the failure that cut it.
 
 Invariants:
-- a target whose circuit is open (`Circuit.admit()`) or whose `Slots` are full is skipped,
-  never waited for; every slot taken is given back when its call is over (a failed attempt at
-  once; the answering one when the caller is done);
-- every call is reported to its target's circuit: a success when it answered (its first
+- each call holds a `CallLease` of its target's backend (`gateway.state`: the circuit's
+  permission and a slot); a target whose circuit is open (`CircuitOpen`) or that is full is
+  skipped, never waited for; every slot taken is given back when its call is over (a failed
+  attempt at once; the answering one when the caller is done);
+- every call's verdict is reported on its lease: a success when it answered (its first
   event, for a stream), a failure when it failed by the target's fault (before its first event,
-  or later: a cut, a stall), else released; a breaker only reorders the chain, it never turns
+  or later: a cut, a stall), else abandoned; a breaker only reorders the chain, it never turns
   a request away by itself;
 - the `ChainObserver` hears of every attempt (its target when it starts, its error if it
   fails), so the request's record knows which upstream answered;
@@ -53,6 +54,7 @@ from gateway.routing.continuation import (
 from gateway.routing.policy import Decision, hurts_target
 from gateway.routing.router import Route, Target
 from gateway.routing.template import CallTemplate
+from gateway.state import CallLease, CircuitOpen
 from gateway.streaming import Context, ContextAwareStream, SSEEvent
 
 __all__ = ["Chain", "ChainObserver", "OpenStream"]
@@ -91,7 +93,7 @@ class ChainObserver(Protocol):
 class Chain:
     """Runs one request over one route's targets; use once."""
 
-    __slots__ = ("_observer", "_rng", "answering", "route", "template")
+    __slots__ = ("_observer", "_rng", "answering", "kept", "route", "template")
 
     def __init__(
         self,
@@ -108,6 +110,9 @@ class Chain:
         self._rng = rng
         #: The target whose answer is being read (`run(keep=True)`), until `finish()`.
         self.answering: Target | None = None
+        #: The lease of the latest answer kept (`run(keep=True)`): its slot is the caller's to
+        #: `release()` when its use of the answer is over; `finish()` tells its verdict.
+        self.kept: CallLease | None = None
 
     def finish(self, error: GatewayError | None) -> None:
         """How the answer being read ended: well (None), or with `error` (a cut, a stall...),
@@ -116,10 +121,11 @@ class Chain:
         target, self.answering = self.answering, None
         if target is None:
             return
+        assert self.kept is not None  # kept with `answering`
         if error is None:
-            target.circuit.succeeded()
+            self.kept.succeeded()
         elif hurts_target(error):
-            target.circuit.failed()
+            self.kept.failed()
 
     async def run(
         self, ctx: Context, attempt: Attempt[T], *, keep: bool = False
@@ -131,8 +137,8 @@ class Chain:
         is skipped; if that leaves no call to make, those targets are called anyway, in order:
         a breaker decides where a request goes, it never turns one away by itself. When every
         target failed, the last error of a call is raised (or, if no call could be made, why
-        not). With `keep`, the answering target's slot stays taken: the caller gives it back
-        (`target.slots.release()`) when its use of the answer is over.
+        not). With `keep`, the answering call's slot stays taken: the caller gives it back
+        (`chain.kept.release()`) when its use of the answer is over.
         """
         walk = _Walk()
         targets = self.route.targets
@@ -164,9 +170,9 @@ class Chain:
         """
         policy = self.route.policy
         for number in itertools.count(1):
-            walk.admit(target)
+            lease = await walk.admit(target)
             try:
-                value = await self._call(target, attempt, keep)
+                value = await self._call(target, lease, attempt, keep)
             except GatewayError as error:
                 decision = policy.decide(error)
                 if decision is Decision.STOP:
@@ -183,10 +189,15 @@ class Chain:
         raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
     async def _call(
-        self, target: Target, attempt: Attempt[T], keep: bool, body: Any | None = None
+        self,
+        target: Target,
+        lease: CallLease,
+        attempt: Attempt[T],
+        keep: bool,
+        body: Any | None = None,
     ) -> T:
-        """One call to `target` (with `body`, default the client's), admitted by its circuit
-        and with its slot taken. The circuit hears how it went; the slot is given back unless
+        """One call to `target` (with `body`, default the client's) on `lease`: its circuit's
+        permission and slot. The lease hears how it went; its slot is given back unless
         kept."""
         try:
             self._observer.attempt_started(target)
@@ -195,23 +206,23 @@ class Chain:
             )
             value = await attempt(target, call)
         except GatewayError as error:
-            target.slots.release()
+            lease.release()
             if hurts_target(error):
-                target.circuit.failed()
+                lease.failed()
             else:
-                target.circuit.released()
+                lease.abandoned()
             self._observer.attempt_failed(target, error)
             raise
         except BaseException:
-            target.slots.release()
-            target.circuit.released()
+            lease.release()
+            lease.abandoned()
             raise
         if keep:
-            target.circuit.answered()  # how the answer ends is reported by `finish()`
-            self.answering = target
+            lease.answered()  # how the answer ends is reported by `finish()`
+            self.answering, self.kept = target, lease
         else:
-            target.circuit.succeeded()
-            target.slots.release()
+            lease.succeeded()
+            lease.release()
         return value
 
     def _retry_delay(self, ctx: Context, error: GatewayError, number: int) -> float | None:
@@ -241,9 +252,11 @@ class Chain:
         self, ctx: Context, open_stream: OpenStream
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that cannot continue: the answering upstream's reads."""
-        target, (upstream, first) = await self.run(
+        _, (upstream, first) = await self.run(
             ctx, functools.partial(_first_events, open_stream), keep=True
         )
+        lease = self.kept
+        assert lease is not None  # kept by `run`
         # No call will follow this answer: the client's body (often the largest thing a
         # request holds) is let go rather than kept for as long as the answer streams.
         self.template = self.template.without_body()
@@ -253,7 +266,7 @@ class Chain:
                 yield events
         finally:
             await upstream.aclose()
-            target.slots.release()
+            lease.release()
 
     async def _spliced_stream(
         self, ctx: Context, open_stream: OpenStream, splice: Splice
@@ -263,7 +276,7 @@ class Chain:
         target, (upstream, first) = await self.run(
             ctx, functools.partial(_first_events, open_stream), keep=True
         )
-        held: Target | None = target
+        held = self.kept  # the lease of the answer being read, until it is given back
         plan = Continuation(self.route)
         cause: GatewayError | None = None  # what cut the stream, once it has been continued
         try:
@@ -289,7 +302,7 @@ class Chain:
                     continue
                 await upstream.aclose()
                 assert held is not None
-                held.slots.release()
+                held.release()
                 held = None
                 cause = error or UpstreamTruncated()
                 self.finish(cause)
@@ -298,13 +311,13 @@ class Chain:
                     if error is None:
                         return  # the relay sees the stream short of its end: cut
                     raise error
-                held = target = resumed[0]
+                target, held = resumed[0], self.kept
                 upstream, events = resumed[1], splice.rewrite(resumed[2])
                 _check_spliced(splice, cause)
         finally:
             await upstream.aclose()
             if held is not None:
-                held.slots.release()
+                held.release()
 
     async def _resume(
         self,
@@ -328,12 +341,15 @@ class Chain:
         body = splice.body(self.template.body)
         called = False
         for target in plan.candidates(after):
-            if ctx.done() or not plan.take(target):
+            if ctx.done():
+                continue
+            lease = await plan.take(target)
+            if lease is None:
                 continue
             called = True
             try:
                 upstream, first = await self._call(
-                    target, functools.partial(_first_events, open_stream), True, body
+                    target, lease, functools.partial(_first_events, open_stream), True, body
                 )
             except GatewayError as failure:
                 observer.continuing(target, result_of(failure), error)
@@ -370,19 +386,18 @@ class _Walk:
     open_circuits: list[Target] = field(default_factory=list)
     last_resort: bool = False  # calling targets whose circuit is open: no call was possible
 
-    def admit(self, target: Target) -> None:
-        """Take `target`'s circuit permission and a slot, or raise `_Skipped` with neither."""
-        circuit = target.circuit
-        admitted = circuit.admit()
-        if not (admitted or self.last_resort):
+    async def admit(self, target: Target) -> CallLease:
+        """`target`'s circuit permission and a slot (as a last resort, the slot alone), or
+        raise `_Skipped` with neither."""
+        try:
+            return await target.backend.acquire(last_resort=self.last_resort)
+        except CircuitOpen:
             if target not in self.open_circuits:
                 self.open_circuits.append(target)
-            raise _Skipped(_CIRCUIT_OPEN)
-        if not target.slots.acquire():
-            if admitted:
-                circuit.released()
+            raise _Skipped(_CIRCUIT_OPEN) from None
+        except GatewayOverloaded:
             self.refusal = GatewayOverloaded(_ALL_BUSY, retry_after="1")
-            raise _Skipped(GatewayOverloaded.code)
+            raise _Skipped(GatewayOverloaded.code) from None
 
 
 _CIRCUIT_OPEN = "circuit_open"

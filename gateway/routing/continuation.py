@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from gateway.apis import Api, Splice
 from gateway.errors import (
     GatewayError,
+    GatewayOverloaded,
     IdleTimeout,
     NetworkError,
     RequestError,
@@ -37,6 +38,7 @@ from gateway.errors import (
     UpstreamTruncated,
 )
 from gateway.routing.router import Route, Target
+from gateway.state import CallLease, CircuitOpen
 
 __all__ = [
     "EXHAUSTED",
@@ -110,13 +112,15 @@ class Continuation:
         ordered = self._targets[index:] + self._targets[:index]
         return [target for target in ordered if target.prefill]
 
-    def take(self, target: Target) -> bool:
-        """Claim one continuation call on `target`: a call left, its circuit's permission and
-        a slot (given back by the caller); False, with nothing taken, if any is missing."""
-        if self._left <= 0 or not target.circuit.admit():
-            return False
-        if not target.slots.acquire():
-            target.circuit.released()
-            return False
+    async def take(self, target: Target) -> CallLease | None:
+        """Claim one continuation call on `target`: a call left, and its backend's lease (its
+        circuit's permission and a slot, given back by the caller); None, with nothing taken,
+        if any is missing."""
+        if self._left <= 0:
+            return None
+        try:
+            lease = await target.backend.acquire()
+        except (CircuitOpen, GatewayOverloaded):
+            return None
         self._left -= 1
-        return True
+        return lease

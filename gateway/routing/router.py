@@ -12,24 +12,23 @@ A route serves the APIs its targets' providers speak: `resolve(model, api)` refu
 the caller's dialect) a request sent to one API's endpoint for a model whose upstreams speak
 another - the gateway relays, it does not translate between APIs.
 
-Targets that name the same upstream and model share their state (in-flight `Slots`, health
-`Circuit`) across routes: it is one backend however many names route to it.
+Targets that name the same upstream and model share their state (a `gateway.state.Backend`:
+requests in flight, health) across routes: it is one backend however many names route to it.
+`Router` takes the resolved routes; `gateway.routing.routes.build_routes` makes them from the
+settings, the providers and the state store.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.apis import Api
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
-from gateway.routing.backoff import RetryPolicy
-from gateway.routing.circuit import Circuit, CircuitPolicy
 from gateway.routing.policy import FailurePolicy
-from gateway.routing.slots import Slots
-from gateway.settings import GatewaySettings, TargetSettings
+from gateway.state import Backend
 from gateway.streaming import Timeouts
 
 __all__ = ["Route", "Router", "Target", "is_pattern"]
@@ -48,13 +47,11 @@ class Target:
 
     provider: Provider
     model: str | None  # None: the client's model name, unchanged
+    #: The backend's shared state: its slots and circuit (one per upstream + model).
+    backend: Backend = field(compare=False)
     #: This target's own `connect` / `first_byte` / `idle` limits, over the route's.
     timeouts: Mapping[str, float] = field(default_factory=dict)
     prefill: bool = False  # continues a final assistant message
-    slots: Slots = field(default_factory=Slots, compare=False)
-    circuit: Circuit = field(
-        default_factory=lambda: Circuit("", CircuitPolicy(failures=0)), compare=False
-    )
 
     @property
     def name(self) -> str:
@@ -87,35 +84,16 @@ class Route:
 
 
 class Router:
-    """Resolves model names to routes; built once from settings and the providers."""
+    """Resolves model names to routes; built once from the resolved routes."""
 
-    def __init__(self, settings: GatewaySettings, providers: Mapping[str, Provider]) -> None:
-        defaults = settings.default_timeouts()
-        ceilings = settings.timeout_ceilings()
-        retry = settings.retry.overrides()
-        circuit = CircuitPolicy(settings.circuit.failures, settings.circuit.cooldown)
-        shared: dict[tuple[str, str | None], _Shared] = {}
+    def __init__(self, routes: Iterable[Route]) -> None:
         self._exact: dict[str, Route] = {}
         self._patterns: list[Route] = []
-        for config in settings.routes:
-            route = Route(
-                name=config.model,
-                targets=tuple(
-                    _target(target, providers, shared, circuit) for target in config.targets
-                ),
-                timeouts=config.timeouts.over(defaults),
-                ceilings=config.max_timeouts.over(ceilings),
-                policy=FailurePolicy(
-                    retry=RetryPolicy(**{**retry, **config.retry.overrides()}),
-                    failover_on=frozenset(config.failover_on),
-                    propagate=frozenset(config.propagate),
-                ),
-                continuations=config.continuations,
-            )
-            if is_pattern(config.model):
+        for route in routes:
+            if is_pattern(route.name):
                 self._patterns.append(route)
             else:
-                self._exact[config.model] = route
+                self._exact[route.name] = route
 
     @property
     def routes(self) -> list[Route]:
@@ -148,43 +126,10 @@ class Router:
         """The glob patterns routed, in configuration order."""
         return [route.name for route in self._patterns]
 
-    def circuits(self) -> list[Circuit]:
-        """Every target's circuit, once each (targets naming one backend share theirs)."""
-        unique = {id(t.circuit): t.circuit for route in self.routes for t in route.targets}
+    def backends(self) -> list[Backend]:
+        """Every target's backend, once each (targets naming one backend share it)."""
+        unique = {id(t.backend): t.backend for route in self.routes for t in route.targets}
         return list(unique.values())
-
-
-@dataclass(frozen=True, slots=True)
-class _Shared:
-    """The state of one backend (upstream + model), whichever routes name it."""
-
-    slots: Slots
-    circuit: Circuit
-
-
-def _target(
-    config: TargetSettings,
-    providers: Mapping[str, Provider],
-    shared: dict[tuple[str, str | None], _Shared],
-    policy: CircuitPolicy,
-) -> Target:
-    key = (config.upstream, config.model)
-    state = shared.get(key)
-    if state is None:
-        name = f"{config.upstream}/{config.model or '*'}"
-        state = shared[key] = _Shared(Slots(config.max_streams), Circuit(name, policy))
-    elif config.max_streams is not None and state.slots.limit != config.max_streams:
-        # The same backend named twice with different limits: the tighter one holds.
-        limit = state.slots.limit
-        state.slots.limit = min(limit or config.max_streams, config.max_streams)
-    return Target(
-        provider=providers[config.upstream],
-        model=config.model,
-        timeouts=config.timeouts.overrides(),
-        prefill=config.prefill,
-        slots=state.slots,
-        circuit=state.circuit,
-    )
 
 
 def _check_api(model: str, route: Route, api: Api) -> None:

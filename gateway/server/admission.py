@@ -7,10 +7,11 @@ before `100 Continue` is sent, see `gateway.server.request_body`). For a `/v1/*`
 1. with gateway keys configured, the request must present one (`Authorization: Bearer` or
    `x-api-key`, `gateway.server.auth`): else 401 in the path's dialect (Anthropic's
    `authentication_error` on `/v1/messages`) with `WWW-Authenticate`;
-2. a relayed request (a POST to an API endpoint) must get a `Lease` of the app's `Capacity`:
-   else 429 (the key's own limits) or 503 (the gateway's `limits.max_streams`), both with
-   `Retry-After`, at once. The lease is released when the handler returns, that is when the
-   response has been relayed.
+2. a relayed request (a POST to an API endpoint) must get a `Lease` of the app's state store
+   (`gateway.state.Admission.admit`, given the key's name and limits): else 429 (the key's
+   own limits) or 503 (the gateway's `limits.max_streams`), both with `Retry-After`, at once.
+   The lease is released when the handler returns, that is when the response has been
+   relayed.
 
 A refused request is recorded like any other (one `request_finished` line, the metrics: outcome
 `api_error` or `rate_limit`, route `none`). The client's name - never its key - is bound into
@@ -27,11 +28,11 @@ from aiohttp import web
 from gateway.apis import Api, api_at, canonical_path, errors_dialect
 from gateway.errors import GatewayError, Unauthorized
 from gateway.observability import RequestRecord
-from gateway.server.app_state import CAPACITY, GATEWAY_KEYS, METRICS
+from gateway.server.app_state import GATEWAY_KEYS, METRICS, STORE
 from gateway.server.auth import Client
-from gateway.server.capacity import Lease
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
+from gateway.state import KeyLimits, Lease
 
 __all__ = ["OTHER_ENDPOINT", "admission_middleware"]
 
@@ -56,7 +57,7 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
             if client is None:
                 raise Unauthorized()
         if api is not None:
-            lease = request.app[CAPACITY].admit(client)
+            lease = await request.app[STORE].admit(_limits(client))
     except GatewayError as exc:
         return _refuse(request, api, exc, client)
     token = None
@@ -69,6 +70,13 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
             lease.release()
         if token is not None:
             structlog.contextvars.reset_contextvars(client=token)
+
+
+def _limits(client: Client | None) -> KeyLimits | None:
+    """What admission needs of `client`: its name and limits."""
+    if client is None:
+        return None
+    return KeyLimits(client.name, client.max_streams, client.requests_per_minute)
 
 
 def _refuse(

@@ -22,10 +22,9 @@ from gateway.apis import APIS
 from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.redaction import Redactor
-from gateway.routing import Router
+from gateway.routing import Router, build_routes
 from gateway.server.admission import admission_middleware
 from gateway.server.app_state import (
-    CAPACITY,
     GATEWAY_KEYS,
     METRICS,
     PROVIDERS,
@@ -33,9 +32,9 @@ from gateway.server.app_state import (
     ROUTER,
     SERVER_CONTEXT,
     SETTINGS,
+    STORE,
 )
 from gateway.server.auth import GatewayKeys
-from gateway.server.capacity import Capacity
 from gateway.server.circuits import watch_circuits
 from gateway.server.connection import GatewayRunner, handler_options
 from gateway.server.handlers import (
@@ -53,6 +52,7 @@ from gateway.server.middlewares import request_id_middleware
 from gateway.server.request_body import defer_continue
 from gateway.server.request_head import request_head_middleware
 from gateway.settings import GatewaySettings
+from gateway.state import MemoryStore, StateStore
 from gateway.streaming import Context
 
 __all__ = ["RUNNER_OPTIONS", "GatewayRunner", "create_app", "create_metrics_app", "start_server"]
@@ -71,8 +71,11 @@ def create_app(
     *,
     providers: Mapping[str, Provider] | None = None,
     metrics: Metrics | None = None,
+    store: StateStore | None = None,
 ) -> web.Application:
-    """A gateway application; `providers` replaces the ones built from settings (tests)."""
+    """A gateway application; `providers` replaces the ones built from settings (tests);
+    `store` holds its limits and circuits (default: a `MemoryStore` of this process, with
+    `limits.max_streams`; a store given is used as it was made)."""
     metrics = metrics or Metrics()
     app = web.Application(
         middlewares=[
@@ -91,11 +94,13 @@ def create_app(
     app[SETTINGS] = settings
     app[REDACTOR] = redactor
     app[PROVIDERS] = providers
-    app[ROUTER] = Router(settings, providers)
+    if store is None:
+        store = MemoryStore(max_streams=settings.limits.max_streams)
+    app[STORE] = store
+    app[ROUTER] = Router(build_routes(settings, providers, store))
     app[METRICS] = metrics
-    watch_circuits(app[ROUTER], app[METRICS])
+    watch_circuits(app[ROUTER], store, app[METRICS])
     app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)
-    app[CAPACITY] = Capacity(settings.limits.max_streams)
     app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
@@ -141,8 +146,8 @@ async def _server_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _heap_trimming(app: web.Application) -> AsyncIterator[None]:
     """Memory that ended requests freed goes back to the system (`gateway.server.heap`)."""
-    capacity = app[CAPACITY]
-    trimmer = HeapTrimmer(lambda: capacity.in_flight, trim=malloc_trim())
+    store = app[STORE]
+    trimmer = HeapTrimmer(lambda: store.in_flight, trim=malloc_trim())
     trimmer.start()
     yield
     trimmer.stop()

@@ -11,12 +11,11 @@ from gateway.providers import Provider
 from gateway.redaction import Redactor
 from gateway.routing import Router
 from gateway.server.auth import GatewayKeys
-from gateway.server.capacity import Capacity
 from gateway.settings import GatewaySettings
+from gateway.state import StateStore
 from gateway.streaming import Context
 
 __all__ = [
-    "CAPACITY",
     "GATEWAY_KEYS",
     "METRICS",
     "PROVIDERS",
@@ -24,6 +23,7 @@ __all__ = [
     "ROUTER",
     "SERVER_CONTEXT",
     "SETTINGS",
+    "STORE",
 ]
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -34,8 +34,10 @@ ROUTER = web.AppKey("router", Router)
 SERVER_CONTEXT = web.AppKey("server_context", Context)
 #: The gateway keys clients must present (empty: no key needed).
 GATEWAY_KEYS = web.AppKey("gateway_keys", GatewayKeys)
-#: Relayed requests in flight, overall and per gateway key (`gateway.server.admission`).
-CAPACITY = web.AppKey("capacity", Capacity)
+#: The state store: admission (relayed requests in flight, overall and per gateway key,
+#: `gateway.server.admission`) and the backends' slots and circuits (the router's targets).
+#: Subscripted rather than given the type: mypy takes no protocol where a class is expected.
+STORE = web.AppKey[StateStore]("store")
 #: The app's Prometheus metrics (one registry per app).
 METRICS = web.AppKey("metrics", Metrics)
 #: Every secret the app holds, kept out of what it relays (`gateway.redaction`).

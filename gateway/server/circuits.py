@@ -1,9 +1,9 @@
 """Circuit transitions made observable: the `gateway_circuit_state` gauge and one log line each.
 
-`watch_circuits(router, metrics)` is called once per app: every target's circuit starts at 0
-(closed) in the gauge, so a dashboard sees every target, and each later transition sets it and
-logs `circuit_opened` (a warning: a target is being skipped), `circuit_half_open` (one probe is
-let through) or `circuit_closed`.
+`watch_circuits(router, store, metrics)` is called once per app: every target's circuit starts
+at its state in the gauge (0, closed, for a new store), so a dashboard sees every target, and
+each later transition the store reports sets it and logs `circuit_opened` (a warning: a target
+is being skipped), `circuit_half_open` (one probe is let through) or `circuit_closed`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import structlog
 
 from gateway.observability import Metrics
-from gateway.routing import Circuit, CircuitState, Router
+from gateway.routing import Router
+from gateway.state import Backends, CircuitChange, CircuitState
 
 __all__ = ["watch_circuits"]
 
@@ -23,15 +24,15 @@ _EVENTS = {
 }
 
 
-def watch_circuits(router: Router, metrics: Metrics) -> None:
-    """Report every circuit of `router` to `metrics` and the log from now on."""
+def watch_circuits(router: Router, store: Backends, metrics: Metrics) -> None:
+    """Report every circuit of `router`'s backends to `metrics` and the log from now on."""
 
-    def changed(circuit: Circuit) -> None:
-        state = circuit.state
-        metrics.circuit_state.labels(circuit.name).set(int(state))
+    def changed(change: CircuitChange) -> None:
+        state = change.state
+        metrics.circuit_state.labels(change.backend).set(int(state))
         level = _log.warning if state is CircuitState.OPEN else _log.info
-        level(_EVENTS[state], target=circuit.name, failures=circuit.failures)
+        level(_EVENTS[state], target=change.backend, failures=change.failures)
 
-    for circuit in router.circuits():
-        metrics.circuit_state.labels(circuit.name).set(int(circuit.state))
-        circuit.watch(changed)
+    for backend in router.backends():
+        metrics.circuit_state.labels(backend.name).set(int(backend.circuit_state))
+    store.watch(changed)

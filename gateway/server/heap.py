@@ -10,9 +10,10 @@ free page wherever it lies: the same process went back to 127 MB. Collecting the
 first (`gc.collect()`) gained 0-17 MB more, at the price of a pause that grows with the live
 objects, so it is left to Python's own collector.
 
-Policy: every `interval` seconds the trimmer looks at the requests in flight (`Capacity`); when
-at least `min_ended` fewer are in flight than at the highest count since the last trim, their
-memory is free to give back and the heap is trimmed. A trim walks the heap's free lists:
+Policy: every `interval` seconds the trimmer looks at the requests in flight (those this
+process admitted: the state store's `in_flight`); when at least `min_ended` fewer are in flight
+than at the highest count since the last trim, their memory is free to give back and the heap
+is trimmed. A trim walks the heap's free lists:
 10 ms with 2,000 streams open, 70 ms when it returns 560 MB (the same run). An idle or steady
 gateway never trims; nothing is done per request.
 

@@ -1,8 +1,43 @@
 """Shared state of the gateway: the limits, circuits and leases replicas would share.
 
-`gateway.state.lease.Lease` is the one vocabulary of every limiter.
+`gateway.state.lease.Lease` is the one vocabulary of every limiter. `StateStore`
+(`gateway.state.store`) is the one interface routing and server speak to: admission (requests
+in flight overall and per gateway key, keys' rates) and backends (each `upstream/model`'s
+slots and circuit). `MemoryStore` keeps it all in this process. This package imports no
+routing, server or provider code: they depend on it, never the other way.
 """
 
+from gateway.state.capacity import Capacity
+from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
 from gateway.state.lease import Lease
+from gateway.state.memory import MemoryBackend, MemoryStore
+from gateway.state.slots import Slots
+from gateway.state.store import (
+    Admission,
+    Backend,
+    Backends,
+    CallLease,
+    CircuitChange,
+    CircuitOpen,
+    KeyLimits,
+    StateStore,
+)
 
-__all__ = ["Lease"]
+__all__ = [
+    "Admission",
+    "Backend",
+    "Backends",
+    "CallLease",
+    "Capacity",
+    "Circuit",
+    "CircuitChange",
+    "CircuitOpen",
+    "CircuitPolicy",
+    "CircuitState",
+    "KeyLimits",
+    "Lease",
+    "MemoryBackend",
+    "MemoryStore",
+    "Slots",
+    "StateStore",
+]

@@ -22,8 +22,9 @@ from typing import Any, TypeAlias
 from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api
 from gateway.errors import GatewayError, UpstreamTruncated
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
-from gateway.routing import Circuit, CircuitPolicy, OpenStream, Route, Router, Target
+from gateway.routing import OpenStream, Route, Router, Target, build_routes
 from gateway.settings import GatewaySettings
+from gateway.state import Circuit, CircuitPolicy, MemoryBackend, MemoryStore
 from gateway.streaming import Context, ContextAwareStream, SSEDecoder, SSEEvent
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "attempt",
     "build_route",
     "fake",
+    "memory",
     "opener",
     "stream_of",
     "with_clock",
@@ -125,6 +127,13 @@ def fake(target: Target) -> FakeProvider:
     provider = target.provider
     assert isinstance(provider, FakeProvider)
     return provider
+
+
+def memory(target: Target) -> MemoryBackend:
+    """`target`'s backend state, as the memory store keeps it (its slots, its circuit)."""
+    backend = target.backend
+    assert isinstance(backend, MemoryBackend)
+    return backend
 
 
 async def attempt(target: Target, call: UpstreamRequest) -> str:
@@ -217,8 +226,9 @@ APIS: dict[str, Api] = {"openai": OPENAI_CHAT, "anthropic": ANTHROPIC_MESSAGES}
 
 def build_route(*targets: dict[str, Any] | str, dialect: str = "openai", **route: Any) -> Route:
     """The route `m` over `targets` (an upstream name, or a target's settings), each upstream a
-    `FakeProvider` of its name, built by the real `Router` from real settings. `circuit` in
-    `route` is the gateway's global section; the rest is the route's own."""
+    `FakeProvider` of its name, built by the real `build_routes` from real settings over a
+    `MemoryStore`. `circuit` in `route` is the gateway's global section; the rest is the
+    route's own."""
     circuit = route.pop("circuit", {})
     configs = [{"upstream": t} if isinstance(t, str) else t for t in targets]
     names = dict.fromkeys(config["upstream"] for config in configs)
@@ -228,13 +238,18 @@ def build_route(*targets: dict[str, Any] | str, dialect: str = "openai", **route
         circuit=circuit,
     )
     providers = {name: FakeProvider(name, APIS[dialect]) for name in names}
-    return Router(settings, providers).resolve("m")
+    store = MemoryStore(max_streams=settings.limits.max_streams)
+    return Router(build_routes(settings, providers, store)).resolve("m")
 
 
 def with_clock(route: Route, clock: Clock, policy: CircuitPolicy) -> Route:
-    """`route` with every target's circuit on `clock` (the router's run on the real one)."""
+    """`route` with every target's circuit on `clock` (the store's run on the real one); the
+    targets keep their slots."""
     targets = tuple(
-        dataclasses.replace(target, circuit=Circuit(target.name, policy, clock=clock))
+        dataclasses.replace(
+            target,
+            backend=MemoryBackend(memory(target).slots, Circuit(target.name, policy, clock=clock)),
+        )
         for target in route.targets
     )
     return dataclasses.replace(route, targets=targets)

@@ -35,7 +35,8 @@ from gateway.errors import (
     UpstreamRejected,
     UpstreamServerError,
 )
-from gateway.routing import CallTemplate, Chain, CircuitPolicy, CircuitState, Route
+from gateway.routing import CallTemplate, Chain, Route
+from gateway.state import CircuitPolicy, CircuitState
 from gateway.streaming import Context, SSEEvent
 from tests.routing.fake_provider import (
     APIS,
@@ -47,6 +48,7 @@ from tests.routing.fake_provider import (
     attempt,
     build_route,
     fake,
+    memory,
     opener,
     stream_of,
     with_clock,
@@ -81,7 +83,7 @@ def providers(route: Route) -> list[FakeProvider]:
 
 
 def open_circuit(route: Route, index: int) -> None:
-    circuit = route.targets[index].circuit
+    circuit = memory(route.targets[index]).circuit
     while circuit.state is not CircuitState.OPEN:
         assert circuit.admit()
         circuit.failed()
@@ -131,7 +133,7 @@ async def test_first_answer_wins_and_no_further_target_is_called() -> None:
     assert (target, value) == (route.targets[0], "from a")
     assert b.calls == []
     assert heard.heard == [("started", "a"), ("sent",)]  # on_sent is the observer's
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 async def test_each_call_names_its_targets_model_and_limits() -> None:
@@ -223,7 +225,7 @@ async def test_target_fault_that_a_retry_cannot_mend_fails_over_at_once(
         ("failing_over", "a", type(error).code),
         ("started", "b"),
     ]
-    assert route.targets[0].circuit.failures == 1  # the target's fault counts
+    assert memory(route.targets[0]).circuit.failures == 1  # the target's fault counts
 
 
 @pytest.mark.parametrize(
@@ -251,9 +253,9 @@ async def test_error_ending_the_request_neither_retries_nor_fails_over_nor_hurts
     assert raised.value is error
     assert heard.story() == [("started", "a"), ("failed", "a", error.code)]
     assert b.calls == []
-    circuit = route.targets[0].circuit
+    circuit = memory(route.targets[0]).circuit
     assert (circuit.failures, circuit.state) == (0, CircuitState.CLOSED)
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 async def test_failover_on_code_moves_a_refused_request_to_the_next_target() -> None:
@@ -267,7 +269,7 @@ async def test_failover_on_code_moves_a_refused_request_to_the_next_target() -> 
 
     assert (target.provider, value) == (b, "larger context")
     assert ("failing_over", "a", "upstream_bad_request") in heard.story()
-    assert route.targets[0].circuit.failures == 0  # still the request's fault, not a's
+    assert memory(route.targets[0]).circuit.failures == 0  # still the request's fault, not a's
 
 
 async def test_propagate_code_stops_even_a_retryable_error() -> None:
@@ -379,7 +381,7 @@ async def test_context_ending_during_the_backoff_raises_its_cause_and_calls_no_m
         await task
     assert raised.value is left
     assert (len(a.calls), b.calls) == (1, [])
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 # --- run(): circuits ---------------------------------------------------------------------------
@@ -410,7 +412,7 @@ async def test_each_failed_call_counts_and_a_circuit_opened_by_retries_ends_them
 
     assert target.provider is b
     assert len(a.calls) == 2  # the third attempt found the circuit open
-    assert route.targets[0].circuit.state is CircuitState.OPEN
+    assert memory(route.targets[0]).circuit.state is CircuitState.OPEN
     assert heard.story()[-2:] == [("failing_over", "a", "circuit_open"), ("started", "b")]
 
 
@@ -432,7 +434,7 @@ async def test_when_every_circuit_is_open_the_targets_are_called_anyway_in_order
         ("failed", "a", "upstream_auth_failed"),
         ("started", "b"),
     ]
-    assert route.targets[1].circuit.state is CircuitState.CLOSED  # it answered
+    assert memory(route.targets[1]).circuit.state is CircuitState.CLOSED  # it answered
 
 
 async def test_an_open_circuit_is_no_last_resort_once_another_targets_call_failed() -> None:
@@ -465,7 +467,7 @@ async def test_after_its_cooldown_one_probe_is_let_through_and_its_answer_closes
     target, value = await make_chain(route)[0].run(Context(), attempt)
 
     assert (target.provider, value) == (a, "probe answered")
-    assert route.targets[0].circuit.state is CircuitState.CLOSED
+    assert memory(route.targets[0]).circuit.state is CircuitState.CLOSED
 
 
 async def test_while_a_probe_is_out_other_requests_skip_its_target() -> None:
@@ -479,7 +481,7 @@ async def test_while_a_probe_is_out_other_requests_skip_its_target() -> None:
     b.outcomes.append("from b")
     probe = asyncio.create_task(make_chain(route)[0].run(Context(), attempt))
     await gate.reached.wait()
-    circuit = route.targets[0].circuit
+    circuit = memory(route.targets[0]).circuit
     assert circuit.state is CircuitState.HALF_OPEN
 
     other, heard = make_chain(route)
@@ -490,7 +492,7 @@ async def test_while_a_probe_is_out_other_requests_skip_its_target() -> None:
     gate.opened.set()
     target, _ = await probe
     assert target.provider is a
-    assert route.targets[0].circuit.state is CircuitState.CLOSED
+    assert memory(route.targets[0]).circuit.state is CircuitState.CLOSED
 
 
 async def test_failed_probe_opens_the_circuit_for_another_cooldown() -> None:
@@ -505,7 +507,7 @@ async def test_failed_probe_opens_the_circuit_for_another_cooldown() -> None:
     target, _ = await make_chain(route)[0].run(Context(), attempt)
 
     assert target.provider is b
-    circuit = route.targets[0].circuit
+    circuit = memory(route.targets[0]).circuit
     assert (circuit.state, circuit.retry_after()) == (CircuitState.OPEN, COOLDOWN)
 
 
@@ -526,7 +528,7 @@ async def test_cancelled_probe_lets_the_next_request_probe() -> None:
     target, value = await make_chain(route)[0].run(Context(), attempt)
 
     assert (target.provider, value) == (a, "second probe answered")
-    assert route.targets[0].circuit.state is CircuitState.CLOSED
+    assert memory(route.targets[0]).circuit.state is CircuitState.CLOSED
 
 
 # --- run(): slots ------------------------------------------------------------------------------
@@ -535,7 +537,7 @@ async def test_cancelled_probe_lets_the_next_request_probe() -> None:
 async def test_full_target_is_skipped_without_a_call() -> None:
     route = build_route({"upstream": "a", "max_streams": 1}, "b")
     a, b = providers(route)
-    assert route.targets[0].slots.acquire()  # another request's
+    assert memory(route.targets[0]).slots.acquire()  # another request's
     b.outcomes.append("from b")
     chain, heard = make_chain(route)
 
@@ -543,14 +545,14 @@ async def test_full_target_is_skipped_without_a_call() -> None:
 
     assert (target.provider, a.calls) == (b, [])
     assert heard.story() == [("failing_over", "a", "gateway_overloaded"), ("started", "b")]
-    assert route.targets[0].slots.in_use == 1  # the other request's slot, untouched
+    assert memory(route.targets[0]).slots.in_use == 1  # the other request's slot, untouched
 
 
 async def test_route_whose_every_target_is_full_is_refused_as_overloaded() -> None:
     route = build_route({"upstream": "a", "max_streams": 1}, {"upstream": "b", "max_streams": 1})
     a, b = providers(route)
     for target in route.targets:
-        assert target.slots.acquire()
+        assert memory(target).slots.acquire()
     chain, _ = make_chain(route)
 
     with pytest.raises(GatewayOverloaded) as raised:
@@ -568,7 +570,7 @@ async def test_full_half_open_target_gives_its_probe_back_for_a_later_request() 
     a, b = providers(route)
     open_circuit(route, 0)
     clock.now += COOLDOWN
-    slots = route.targets[0].slots
+    slots = memory(route.targets[0]).slots
     assert slots.acquire()
     b.outcomes.append("from b")
     target, _ = await make_chain(route)[0].run(Context(), attempt)
@@ -592,7 +594,7 @@ async def test_every_slot_is_given_back_after_a_failure_and_a_success() -> None:
 
     await chain.run(Context(), attempt)
 
-    assert [target.slots.in_use for target in route.targets] == [0, 0]
+    assert [memory(target).slots.in_use for target in route.targets] == [0, 0]
     assert chain.answering is None  # nothing kept: nothing for finish() to report
 
 
@@ -604,10 +606,13 @@ async def test_kept_answer_holds_its_slot_until_the_caller_gives_it_back() -> No
 
     target, _ = await chain.run(Context(), attempt, keep=True)
 
-    assert (chain.answering, target.slots.in_use) == (target, 1)
+    assert (chain.answering, memory(target).slots.in_use) == (target, 1)
     chain.finish(None)
     assert chain.answering is None
-    target.slots.release()
+    assert chain.kept is not None
+    chain.kept.release()
+    chain.kept.release()  # idempotent: the slot is not given back twice
+    assert memory(target).slots.in_use == 0
 
 
 @pytest.mark.parametrize(
@@ -625,7 +630,7 @@ async def test_finish_reports_how_the_answer_ended_to_its_targets_circuit_once(
 ) -> None:
     route = build_route("a")
     (a,) = providers(route)
-    circuit = route.targets[0].circuit
+    circuit = memory(route.targets[0]).circuit
     assert circuit.admit()
     circuit.failed()  # an earlier request's failure
     a.outcomes.append("being read")
@@ -637,7 +642,9 @@ async def test_finish_reports_how_the_answer_ended_to_its_targets_circuit_once(
     chain.finish(ConnectionReset())  # once only
 
     assert circuit.failures == failures
-    target.slots.release()
+    assert chain.kept is not None
+    chain.kept.release()
+    assert memory(target).slots.in_use == 0
 
 
 # --- stream(): the first event is the answer ---------------------------------------------------
@@ -657,7 +664,7 @@ async def test_stream_relays_the_answering_upstreams_events_byte_exact() -> None
     assert (b.calls, heard.story()) == ([], [("started", "a")])
     assert chain.answering is route.targets[0]  # the relay's finish() is still to come
     assert chain.template.body == {}  # no call follows: the client's body is let go
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
     assert a.calls[0].stream
 
 
@@ -701,7 +708,7 @@ async def test_stream_failing_after_its_first_event_ends_without_another_call() 
     assert raw(events) == b"".join(FIRST)
     assert heard.story() == [("started", "a")]
     assert b.calls == []
-    circuit = route.targets[0].circuit
+    circuit = memory(route.targets[0]).circuit
     assert circuit.failures == 0
     chain.finish(error)  # as the relay reports the cut
     assert circuit.failures == 1
@@ -722,7 +729,7 @@ async def test_first_event_closes_a_half_open_probe_before_the_stream_ends() -> 
     async with contextlib.aclosing(stream):
         first = await anext(stream)
         assert raw(first) == WHOLE[0]
-        assert route.targets[0].circuit.state is CircuitState.CLOSED
+        assert memory(route.targets[0]).circuit.state is CircuitState.CLOSED
         gate.opened.set()
         rest = [event async for batch in stream for event in batch]
 
@@ -742,11 +749,11 @@ async def test_stream_closed_early_closes_its_upstream_and_gives_back_its_slot(
     stream = chain.stream(ctx, opener(ctx))
 
     assert raw(await anext(stream)) == FIRST[0]
-    assert route.targets[0].slots.in_use == 1  # held while the answer is read
+    assert memory(route.targets[0]).slots.in_use == 1  # held while the answer is read
     await stream.aclose()  # the relay is done with it (the client left, or the end)
 
     assert upstream.closed.is_set()
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 # --- stream(): continuation of a stream cut mid-answer -----------------------------------------
@@ -778,9 +785,9 @@ async def test_cut_stream_is_continued_on_its_own_target_and_spliced_into_one_an
         ("started", "a"),
         ("continuing", "a", "ok", "connection_reset"),
     ]
-    assert route.targets[0].circuit.failures == 1  # the cut counted against a
+    assert memory(route.targets[0]).circuit.failures == 1  # the cut counted against a
     assert chain.answering is route.targets[0]
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 async def test_continuation_asks_its_own_target_then_the_next_then_those_before_it() -> None:
@@ -832,7 +839,7 @@ async def test_continuation_skips_a_target_whose_circuit_the_cut_just_opened() -
     events, _ = await read(chain.stream(ctx, opener(ctx)))
 
     assert openai_text(events) == "The quick brown fox"
-    assert route.targets[0].circuit.state is CircuitState.OPEN
+    assert memory(route.targets[0]).circuit.state is CircuitState.OPEN
     assert (len(a.calls), heard.of("continuing")) == (
         1,
         [("continuing", "b", "ok", "connection_reset")],
@@ -857,7 +864,7 @@ async def test_when_every_continuation_fails_the_stream_ends_with_the_cut_it_con
         ("continuing", "a", "failed", "connection_reset"),
         ("continuing", "b", "rejected", "connection_reset"),
     ]
-    assert [target.slots.in_use for target in route.targets] == [0, 0]
+    assert [memory(target).slots.in_use for target in route.targets] == [0, 0]
 
 
 async def test_answer_that_cannot_be_continued_by_prefill_ends_with_its_cut() -> None:
@@ -894,7 +901,7 @@ async def test_continuations_are_bounded_and_a_short_end_past_them_is_left_to_th
         ("continuing", "a", "exhausted", "upstream_truncated"),
     ]
     assert len(a.calls) == 2
-    assert route.targets[0].circuit.failures == 2  # each cut counted, once
+    assert memory(route.targets[0]).circuit.failures == 2  # each cut counted, once
     assert chain.answering is None  # already reported: the relay's finish() adds nothing
 
 
@@ -975,7 +982,7 @@ async def test_continuation_that_opens_no_text_block_ends_the_stream_with_the_cu
 
     assert error is cut
     assert raw(events) == b"".join(first)
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 # --- cancellation ------------------------------------------------------------------------------
@@ -996,8 +1003,8 @@ async def test_cancelling_run_during_a_call_propagates_and_gives_back_its_slot()
         await task
     assert task.cancelled()
     assert (heard.story(), b.calls) == ([("started", "a")], [])
-    assert route.targets[0].slots.in_use == 0
-    assert route.targets[0].circuit.failures == 0
+    assert memory(route.targets[0]).slots.in_use == 0
+    assert memory(route.targets[0]).circuit.failures == 0
 
 
 async def test_cancelling_run_during_the_backoff_propagates() -> None:
@@ -1015,7 +1022,7 @@ async def test_cancelling_run_during_the_backoff_propagates() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (len(a.calls), b.calls) == (1, [])
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 async def test_cancelling_a_stream_waiting_for_its_first_event_closes_the_upstream() -> None:
@@ -1035,7 +1042,7 @@ async def test_cancelling_a_stream_waiting_for_its_first_event_closes_the_upstre
         await task
     assert upstream.closed.is_set()
     assert (heard.story(), b.calls) == ([("started", "a")], [])
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 @pytest.mark.parametrize("prefill", [False, True], ids=["plain", "continuable"])
@@ -1057,7 +1064,7 @@ async def test_cancelling_a_stream_mid_answer_closes_its_upstream_and_frees_its_
     with pytest.raises(asyncio.CancelledError):
         await task
     assert upstream.closed.is_set()
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
     assert heard.of("continuing") == []  # the client leaving is no cut to continue
     assert len(a.calls) == 1
 
@@ -1090,7 +1097,7 @@ async def test_first_events_the_splice_cannot_read_still_close_upstream_and_free
         await read(chain.stream(ctx, opener(ctx)))
 
     assert upstream.closed.is_set()
-    assert route.targets[0].slots.in_use == 0
+    assert memory(route.targets[0]).slots.in_use == 0
 
 
 async def test_chunk_with_unreadable_choices_is_relayed_on_a_continuable_route() -> None:

@@ -2,7 +2,8 @@
 
 Exact names win over patterns; patterns are tried in configuration order; a route's label is
 its configured name or pattern. A target's own limits sit between the route's and the
-request's; targets naming the same upstream and model share their in-flight slots.
+request's; targets naming the same upstream and model share their backend's state (in-flight
+slots, circuit) from the store.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.errors import UnknownModel
+from gateway.errors import GatewayOverloaded, UnknownModel
 from gateway.providers import build_providers
-from gateway.routing import Router, is_pattern
+from gateway.routing import Router, build_routes, is_pattern
 from gateway.settings import GatewaySettings
+from gateway.state import MemoryBackend, MemoryStore
 from gateway.streaming import Timeouts
 
 UPSTREAMS: dict[str, Any] = {
@@ -28,7 +30,8 @@ UPSTREAMS: dict[str, Any] = {
 
 def router(*routes: dict[str, Any], **settings: Any) -> Router:
     config = GatewaySettings(upstreams=UPSTREAMS, routes=list(routes), **settings)
-    return Router(config, build_providers(config))
+    store = MemoryStore(max_streams=config.limits.max_streams)
+    return Router(build_routes(config, build_providers(config), store))
 
 
 def test_exact_name_wins_over_a_pattern_listed_before_it() -> None:
@@ -99,19 +102,38 @@ def test_target_limits_sit_between_the_routes_and_the_requests() -> None:
     assert route.timeouts_for({"idle": 1}, primary).idle == 1
 
 
-def test_targets_naming_the_same_backend_share_their_slots() -> None:
+async def test_targets_naming_the_same_backend_share_their_slots() -> None:
     routes = router(
         {"model": "a", "targets": [{"upstream": "primary", "model": "x", "max_streams": 3}]},
         {"model": "b", "targets": [{"upstream": "primary", "model": "x", "max_streams": 2}]},
         {"model": "c", "targets": [{"upstream": "primary", "model": "y", "max_streams": 2}]},
     )
     a, b, c = (routes.resolve(name).targets[0] for name in "abc")
-    assert a.slots is b.slots
-    assert a.slots.limit == 2  # the tighter limit holds
-    assert c.slots is not a.slots
-    assert [a.slots.acquire(), b.slots.acquire(), a.slots.acquire()] == [True, True, False]
-    a.slots.release()
-    assert b.slots.acquire()
+    assert a.backend is b.backend
+    assert isinstance(a.backend, MemoryBackend)
+    assert a.backend.slots.limit == 2  # the tighter limit holds
+    assert c.backend is not a.backend
+    assert routes.backends() == [a.backend, c.backend]  # each backend once
+    first, _ = await a.backend.acquire(), await b.backend.acquire()
+    with pytest.raises(GatewayOverloaded):
+        await a.backend.acquire()
+    first.release()
+    await b.backend.acquire()
+
+
+def test_a_backends_limit_is_the_tightest_any_of_its_targets_sets() -> None:
+    routes = router(
+        {"model": "a", "targets": [{"upstream": "primary", "model": "x"}]},
+        {"model": "b", "targets": [{"upstream": "primary", "model": "x", "max_streams": 4}]},
+        {"model": "c", "targets": [{"upstream": "primary", "model": "x"}]},
+        {"model": "d", "targets": [{"upstream": "primary", "model": "y"}]},
+    )
+    limits = {}
+    for name in "abcd":
+        backend = routes.resolve(name).targets[0].backend
+        assert isinstance(backend, MemoryBackend)
+        limits[name] = backend.slots.limit
+    assert limits == {"a": 4, "b": 4, "c": 4, "d": None}  # none set: unlimited
 
 
 def test_a_chain_mixing_the_openai_and_anthropic_apis_is_refused() -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.cli import main
 from gateway.observability import configure_logging
-from gateway.server.app_state import CAPACITY
+from gateway.server.app_state import STORE
 from gateway.settings import GatewaySettings
 from gateway.settings.auth import hash_key
 from tests.conftest import StartGateway
@@ -246,7 +246,7 @@ async def test_a_key_over_its_streams_gets_429_while_others_and_running_streams_
     # Its streams over, the key may stream again.
     status, _, _ = await post(client, url, CHAT, **bearer(KEY))
     assert status == 200
-    assert gw.app[CAPACITY].in_flight == 0
+    assert gw.app[STORE].in_flight == 0
 
 
 async def test_a_key_over_its_requests_per_minute_gets_429_with_retry_after(

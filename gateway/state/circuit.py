@@ -1,4 +1,4 @@
-"""`Circuit`: one target's health as this process has seen it - a circuit breaker.
+"""`Circuit`: one backend's health as this process has seen it - the memory store's breaker.
 
     CLOSED --(`failures` consecutive failures)--> OPEN --(`cooldown` passed; one call)--> HALF_OPEN
     HALF_OPEN --(the probe succeeds)--> CLOSED        HALF_OPEN --(the probe fails)--> OPEN
@@ -16,8 +16,9 @@
 
 A success reported by a call that was let through before the circuit opened closes it too:
 the target answered. The state lives in this process only (see the README on several
-replicas); time is the monotonic clock given (`time.monotonic` by default), so a test can
-drive it. `on_change` hears of every transition (metrics, logs).
+replicas; a shared store keeps it elsewhere, `gateway.state.store`); time is the monotonic
+clock given (`time.monotonic` by default), so a test can drive it. `on_change` hears of every
+transition (metrics, logs).
 """
 
 from __future__ import annotations
@@ -51,8 +52,16 @@ class CircuitPolicy:
 class Circuit:
     """The breaker of one target (shared by every route that names the same backend)."""
 
-    __slots__ = ("_clock", "_failures", "_on_change", "_opened_at", "_policy", "_probing", "_state",
-                 "name")
+    __slots__ = (
+        "_clock",
+        "_failures",
+        "_on_change",
+        "_opened_at",
+        "_policy",
+        "_probing",
+        "_state",
+        "name",
+    )
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routing.circuit import Circuit, CircuitPolicy, CircuitState
+from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
 
 CLOSED, HALF_OPEN, OPEN = CircuitState.CLOSED, CircuitState.HALF_OPEN, CircuitState.OPEN
 

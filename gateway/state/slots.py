@@ -1,4 +1,4 @@
-"""`Slots`: how many requests a target may have in flight at once, in this process.
+"""`Slots`: how many requests a backend may have in flight at once, in this process.
 
 A target with `max_streams` set holds one slot per request it serves, from the attempt that
 opens the call until the response is over (a stream's last byte, a body read to its end).

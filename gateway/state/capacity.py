@@ -1,6 +1,7 @@
-"""`Capacity`: relayed requests in flight, overall and per gateway key, and each key's rate.
+"""`Capacity`: relayed requests in flight, overall and per gateway key, and each key's rate -
+the memory store's admission (`gateway.state.memory`).
 
-`admit(client)` decides at once - it never waits - and either returns a `Lease`, released
+`admit(key)` decides at once - it never waits - and either returns a `Lease`, released
 when the request ends however it ends, or raises what the client is told:
 
 - `KeyRateLimited` (429): the key started `requests_per_minute` requests within the last
@@ -12,7 +13,7 @@ when the request ends however it ends, or raises what the client is told:
 
 A refused request takes nothing (no token, no slot). The counted unit is a relayed request,
 streaming or not: whether a request streams is in its body, which is not read yet when it is
-admitted. State is kept per client name, a closed set from the configuration. This is one
+admitted. State is kept per key name, a closed set from the configuration. This is one
 process's view: with `workers: N` each worker admits up to the limits on its own.
 """
 
@@ -23,9 +24,10 @@ import time
 from collections.abc import Callable
 
 from gateway.errors import GatewayOverloaded, KeyConcurrencyLimited, KeyRateLimited
-from gateway.server.auth import Client
+from gateway.state.lease import Lease
+from gateway.state.store import KeyLimits
 
-__all__ = ["Capacity", "Lease"]
+__all__ = ["Capacity"]
 
 _RETRY_SOON = "1"  # seconds: a slot frees up when any one request ends
 
@@ -35,9 +37,9 @@ class _KeyState:
 
     __slots__ = ("in_flight", "max_streams", "per_minute", "refilled_at", "tokens")
 
-    def __init__(self, client: Client, now: float) -> None:
-        self.max_streams = client.max_streams
-        self.per_minute = client.requests_per_minute
+    def __init__(self, key: KeyLimits, now: float) -> None:
+        self.max_streams = key.max_streams
+        self.per_minute = key.requests_per_minute
         self.in_flight = 0
         self.tokens = float(self.per_minute or 0)
         self.refilled_at = now
@@ -66,8 +68,9 @@ class _KeyState:
         self.in_flight += 1
 
 
-class Lease:
-    """One admitted request's place; `release()` it once the request ends (idempotent)."""
+class _Lease:
+    """One admitted request's place (a `Lease`); `release()` it once the request ends
+    (idempotent)."""
 
     __slots__ = ("_capacity", "_key", "_released")
 
@@ -86,7 +89,7 @@ class Lease:
 
 
 class Capacity:
-    """Admission counters of one app: `max_streams` overall, and each client's own limits."""
+    """Admission counters of one process: `max_streams` overall, and each key's own limits."""
 
     def __init__(self, max_streams: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_streams = max_streams
@@ -94,9 +97,10 @@ class Capacity:
         self._clock = clock
         self._keys: dict[str, _KeyState] = {}
 
-    def admit(self, client: Client | None) -> Lease:
-        """A lease for one more request of `client` (None: no key), or the error refusing it."""
-        key = self._key_state(client) if client is not None else None
+    def admit(self, limits: KeyLimits | None) -> Lease:
+        """A lease for one more request of `limits`' key (None: no key), or the error refusing
+        it."""
+        key = self._key_state(limits) if limits is not None else None
         if key is not None:
             key.check(self._clock())
         if self.in_flight >= self.max_streams:
@@ -108,18 +112,18 @@ class Capacity:
         if key is not None:
             key.take()
         self.in_flight += 1
-        return Lease(self, key)
+        return _Lease(self, key)
 
-    def in_flight_for(self, client: Client) -> int:
-        """Requests of `client` in flight now."""
-        key = self._keys.get(client.name)
+    def in_flight_for(self, limits: KeyLimits) -> int:
+        """Requests of `limits`' key in flight now."""
+        key = self._keys.get(limits.name)
         return key.in_flight if key is not None else 0
 
-    def _key_state(self, client: Client) -> _KeyState | None:
-        """The state of a client with limits (None for one without)."""
-        if client.max_streams is None and client.requests_per_minute is None:
+    def _key_state(self, limits: KeyLimits) -> _KeyState | None:
+        """The state of a key with limits (None for one without)."""
+        if limits.max_streams is None and limits.requests_per_minute is None:
             return None
-        key = self._keys.get(client.name)
+        key = self._keys.get(limits.name)
         if key is None:
-            key = self._keys[client.name] = _KeyState(client, self._clock())
+            key = self._keys[limits.name] = _KeyState(limits, self._clock())
         return key

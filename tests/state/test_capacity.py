@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import GatewayOverloaded, KeyConcurrencyLimited, KeyRateLimited
-from gateway.server.auth import Client
-from gateway.server.capacity import Capacity
+from gateway.state.capacity import Capacity
+from gateway.state.store import KeyLimits
 
 
 class Clock:
@@ -21,16 +21,16 @@ class Clock:
 def test_a_key_may_burst_its_minute_then_goes_at_the_steady_rate() -> None:
     clock = Clock()
     capacity = Capacity(100, clock=clock)
-    client = Client("c", requests_per_minute=6)  # one every 10 s
+    key = KeyLimits("c", requests_per_minute=6)  # one every 10 s
 
-    leases = [capacity.admit(client) for _ in range(6)]
+    leases = [capacity.admit(key) for _ in range(6)]
     with pytest.raises(KeyRateLimited) as refused:
-        capacity.admit(client)
+        capacity.admit(key)
     clock.now += 9.0
     with pytest.raises(KeyRateLimited) as again:
-        capacity.admit(client)
+        capacity.admit(key)
     clock.now += 1.0
-    leases.append(capacity.admit(client))
+    leases.append(capacity.admit(key))
 
     assert refused.value.retry_after == "10"
     assert again.value.retry_after == "1"
@@ -40,34 +40,34 @@ def test_a_key_may_burst_its_minute_then_goes_at_the_steady_rate() -> None:
 def test_the_bucket_refills_to_its_size_and_no_further() -> None:
     clock = Clock()
     capacity = Capacity(100, clock=clock)
-    client = Client("c", requests_per_minute=2)
+    key = KeyLimits("c", requests_per_minute=2)
     clock.now += 3600
 
     for _ in range(2):
-        capacity.admit(client).release()
+        capacity.admit(key).release()
     with pytest.raises(KeyRateLimited):
-        capacity.admit(client)
+        capacity.admit(key)
 
 
 def test_a_refused_request_takes_no_token_and_no_slot() -> None:
     clock = Clock()
     capacity = Capacity(1, clock=clock)
-    client = Client("c", max_streams=5, requests_per_minute=2)
-    held = capacity.admit(client)
+    key = KeyLimits("c", max_streams=5, requests_per_minute=2)
+    held = capacity.admit(key)
 
     for _ in range(5):
         with pytest.raises(GatewayOverloaded):
-            capacity.admit(client)  # refused overall: its token is not spent
+            capacity.admit(key)  # refused overall: its token is not spent
     held.release()
 
-    capacity.admit(client)  # the second token is still there
+    capacity.admit(key)  # the second token is still there
     assert capacity.in_flight == 1
-    assert capacity.in_flight_for(client) == 1
+    assert capacity.in_flight_for(key) == 1
 
 
 def test_key_concurrency_is_per_key_and_released_once() -> None:
     capacity = Capacity(10)
-    one, two = Client("one", max_streams=1), Client("two", max_streams=1)
+    one, two = KeyLimits("one", max_streams=1), KeyLimits("two", max_streams=1)
     lease = capacity.admit(one)
 
     with pytest.raises(KeyConcurrencyLimited) as refused:
@@ -86,7 +86,7 @@ def test_key_concurrency_is_per_key_and_released_once() -> None:
 
 def test_without_a_key_only_the_global_limit_applies() -> None:
     capacity = Capacity(2)
-    leases = [capacity.admit(None), capacity.admit(Client("unlimited"))]
+    leases = [capacity.admit(None), capacity.admit(KeyLimits("unlimited"))]
 
     with pytest.raises(GatewayOverloaded) as refused:
         capacity.admit(None)
