@@ -2,8 +2,9 @@
 
 `create_app(settings)` builds everything a gateway needs (providers, router, routes) with no
 module-level state, so tests build as many independent apps as they like, each with its own
-settings and providers. Apps are served by a `GatewayRunner` (`gateway.server.connection`: the
-request-head deadline and limits, set per app in its `handler_args`) with handler cancellation
+settings and providers. Apps are served by a `GatewayRunner` (`gateway.server.runner`: each
+connection a `gateway.server.connection.GatewayRequestHandler` with the request-head deadline
+and limits of the app's settings) with handler cancellation
 on (`RUNNER_OPTIONS`): a client that disconnects cancels its handler, which is how a vanished
 client closes its upstream at once. Every request passes `request_head_middleware` (framing,
 header count) and every `/v1/*` request `admission_middleware` (gateway keys, capacity) before
@@ -36,7 +37,6 @@ from gateway.server.app_state import (
 )
 from gateway.server.auth import GatewayKeys
 from gateway.server.circuits import watch_circuits
-from gateway.server.connection import GatewayRunner, handler_options
 from gateway.server.handlers import (
     api_handler,
     get_model,
@@ -48,9 +48,11 @@ from gateway.server.handlers import (
 )
 from gateway.server.heap import HeapTrimmer, malloc_trim
 from gateway.server.lifecycle import LIFECYCLE, Lifecycle, drain_middleware
+from gateway.server.listener import ListenerSite, listening_socket
 from gateway.server.middlewares import request_id_middleware
 from gateway.server.request_body import defer_continue
 from gateway.server.request_head import request_head_middleware
+from gateway.server.runner import GatewayRunner
 from gateway.settings import GatewaySettings
 from gateway.state import MemoryStore, StateStore
 from gateway.streaming import Context
@@ -85,9 +87,6 @@ def create_app(
             admission_middleware,
         ],
         client_max_size=settings.limits.max_request_bytes,
-        handler_args=handler_options(
-            settings.limits, metrics, server_header=settings.server.header
-        ),
     )
     redactor = Redactor(settings.secret_values())
     providers = dict(providers) if providers is not None else build_providers(settings, redactor)
@@ -126,9 +125,6 @@ def create_metrics_app(app: web.Application) -> web.Application:
     settings = app[SETTINGS]
     metrics_app = web.Application(
         middlewares=[request_id_middleware, request_head_middleware],
-        handler_args=handler_options(
-            settings.limits, app[METRICS], server_header=settings.server.header
-        ),
     )
     metrics_app[SETTINGS] = settings
     metrics_app[METRICS] = app[METRICS]
@@ -163,9 +159,16 @@ async def _provider_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving `app`; returns the runner (to `cleanup()`) and the bound port."""
-    runner = GatewayRunner(app, **RUNNER_OPTIONS)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    return runner, int(runner.addresses[-1][1])
+    """Start serving `app` on `host`:`port` (0: any free port) as a worker serves it (a
+    `ListenerSite`); returns the runner (to `cleanup()`, which closes the socket) and the bound
+    port."""
+    sock = listening_socket(host, port)
+    try:
+        runner = GatewayRunner(app, **RUNNER_OPTIONS)
+        await runner.setup()
+        site = ListenerSite(runner, sock)
+        await site.start()
+    except BaseException:
+        sock.close()
+        raise
+    return runner, site.port

@@ -43,7 +43,10 @@ aiohttp's own rejections, the unparsable-head answers above - carries `Server: <
 factory gives each request a `StreamWriter` whose public `on_headers_sent` hook sets it just
 before the head is written, the one point every response passes.
 
-`GatewayRunner` is `web.AppRunner` serving through `GatewayRequestHandler`.
+`GatewayRunner` (`gateway.server.runner`) serves an app through `GatewayRequestHandler`s.
+Everything here is public aiohttp: `web.RequestHandler` and its `handle_error()`, its
+`max_field_size`, the asyncio protocol's `pause_writing()`/`resume_writing()`, a writer's
+`output_size`, and `aiohttp.http.StreamWriter` with its `on_headers_sent` hook.
 """
 
 from __future__ import annotations
@@ -72,11 +75,10 @@ from gateway.streaming import StreamError
 __all__ = [
     "HEADER_BOUND_FACTOR",
     "GatewayRequestHandler",
-    "GatewayRunner",
-    "GatewayServer",
     "handler_options",
     "header_bound",
     "stalled_writing",
+    "with_server_header",
 ]
 
 _log = structlog.get_logger("gateway.server")
@@ -96,9 +98,10 @@ def header_bound(max_headers: int) -> int:
 def handler_options(
     limits: LimitSettings, metrics: Metrics, *, server_header: str = ""
 ) -> dict[str, Any]:
-    """The per-connection options of `limits` (an `Application`'s `handler_args`), where
-    `GatewayRequestHandler` counts the heads it rejects (`gateway_errors_total`), and the
-    `Server` header of every response (empty: none)."""
+    """The per-connection options of `limits`, where `GatewayRequestHandler` counts the heads
+    it rejects (`gateway_errors_total`), and the `Server` header of every response (empty:
+    none). `GatewayRunner` gives them to every connection of the app it serves, from the app's
+    `SETTINGS` and `METRICS`; an app's `handler_args` are not read by it."""
     return {
         "server_header": server_header,
         "keepalive_timeout": limits.head_timeout,
@@ -151,7 +154,9 @@ class GatewayRequestHandler(web.RequestHandler):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self.write_stall is not None and self._stall_timer is None:
-            self._stall_timer = self._loop.call_later(self.write_stall, self._write_stalled)
+            # Called by the transport, in its loop: the running loop is the connection's.
+            loop = asyncio.get_running_loop()
+            self._stall_timer = loop.call_later(self.write_stall, self._write_stalled)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -255,28 +260,3 @@ def with_server_header(factory: RequestFactory) -> RequestFactory:
         return factory(message, payload, protocol, writer, task)
 
     return make
-
-
-class GatewayServer(web.Server):
-    """`web.Server` whose connections are `GatewayRequestHandler`s."""
-
-    def __call__(self) -> GatewayRequestHandler:
-        return GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class GatewayRunner(web.AppRunner):
-    """`web.AppRunner` serving its app through `GatewayServer`."""
-
-    __slots__ = ()
-
-    async def _make_server(self) -> web.Server:
-        # The app's own server (its startup run, its handler and request factory), rebuilt as
-        # a `GatewayServer` with the same options: aiohttp has no hook for the protocol class.
-        made = await super()._make_server()
-        return GatewayServer(
-            made.request_handler,
-            request_factory=with_server_header(made.request_factory),
-            handler_cancellation=made.handler_cancellation,
-            loop=made._loop,
-            **made._kwargs,
-        )

@@ -37,6 +37,7 @@ from gateway.errors import ServerShutdown
 from gateway.server.app import RUNNER_OPTIONS, GatewayRunner, create_app, create_metrics_app
 from gateway.server.app_state import SERVER_CONTEXT
 from gateway.server.lifecycle import LIFECYCLE
+from gateway.server.listener import ListenerSite, listening_socket
 from gateway.settings import GatewaySettings, ListenSettings
 
 __all__ = ["Listeners", "bind", "run_worker", "serve"]
@@ -64,27 +65,8 @@ class Listeners:
 
 
 def bind(listen: ListenSettings, *, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket on `listen` (IPv4 or IPv6, by the host's address family).
-
-    `reuse_port`: several sockets may listen on the port (`SO_REUSEPORT`), and the kernel
-    spreads new connections over them.
-    """
-    info = socket.getaddrinfo(
-        listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    family, kind, proto, _, address = info[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    """A listening TCP socket on `listen` (`gateway.server.listener.listening_socket`)."""
+    return listening_socket(listen.host, listen.port, reuse_port=reuse_port)
 
 
 def bind_group(listen: ListenSettings, count: int) -> list[socket.socket]:
@@ -150,45 +132,34 @@ async def run_worker(settings: GatewaySettings, listeners: Listeners) -> None:
     try:
         for runner, sock in zip(runners, sockets, strict=True):
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await ListenerSite(runner, sock).start()
         _log.info("worker_serving", pid=os.getpid())
         await signals.first.wait()
-        await _drain(app, runners, sockets, settings.drain_grace)
+        await _drain(app, runners, settings.drain_grace)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
 
 
-async def _stop_accepting(runners: list[web.AppRunner], sockets: list[socket.socket]) -> None:
+async def _stop_accepting(runners: list[web.AppRunner]) -> None:
     """Stop accepting at once; connections already open stay served.
 
     A request on an open connection gets a retryable 503 with `Connection: close`
-    (`drain_middleware`), never silence. The order matters on CPython 3.11: a connection that
-    was `accept()`ed gets its transport in a later loop turn, and if the server is closed in
-    between, `Server._attach` fails an assertion and the connection is left open unread. So:
-    no more `accept()` first, then two loop turns for the accepted ones, then close.
-    (aiohttp's `pre_shutdown()` is not used either: a request read just as it runs is neither
-    answered nor closed until the end of the drain.)
+    (`drain_middleware`), never silence. Each site is a `ListenerSite`: once its `stop()`
+    returns, nothing more is accepted, its socket is closed, and every connection it accepted
+    is set up (no asyncio server to race with: see `gateway.server.listener`). (aiohttp's
+    `pre_shutdown()` is not used: a request read just as it runs is neither answered nor
+    closed until the end of the drain.)
     """
-    loop = asyncio.get_running_loop()
-    for sock in sockets:
-        loop.remove_reader(sock.fileno())
-    for _ in range(2):
-        await asyncio.sleep(0)
     for runner in runners:
         for site in list(runner.sites):
             await site.stop()
 
 
-async def _drain(
-    app: web.Application,
-    runners: list[web.AppRunner],
-    sockets: list[socket.socket],
-    grace: float,
-) -> None:
+async def _drain(app: web.Application, runners: list[web.AppRunner], grace: float) -> None:
     lifecycle = app[LIFECYCLE]
     lifecycle.begin_drain()
-    await _stop_accepting(runners, sockets)
+    await _stop_accepting(runners)
     _log.info("drain_started", in_flight=lifecycle.in_flight, grace=grace)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(grace):
