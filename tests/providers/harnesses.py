@@ -1,10 +1,12 @@
-"""Contract harnesses: every provider kind, in every dialect it speaks, behind one interface.
+"""Contract harnesses: every provider kind, in every API it speaks, behind one interface.
 
 A `Harness` is a provider plus the model names that make it answer normally, answer an error
 status, stall or fail mid-stream (the fake upstream's scripts for the HTTP kinds, the built-in
-model names for `mock`), and the `Wire` of the dialect it is driven in: how a request is written
-and what a complete answer looks like. The contract tests only use these interfaces and never
-branch on a kind or a dialect.
+model names for `mock`), and the `Wire` of the API it is driven in: how a request is written,
+what the fake upstream sends back in that API, and what a complete answer looks like. Wires are
+keyed by API (`Api.name`: `chat_completions`, `responses`, `messages`), not by dialect family,
+so that two APIs of one family (OpenAI's Chat Completions and Responses) are each covered. The
+contract tests only use these interfaces and never branch on a kind or an API.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES, Api
 from gateway.providers import PROVIDER_KINDS, Provider
 from gateway.settings import LimitSettings, MockSettings, UpstreamSettings
 from gateway.streaming import SSEDecoder, SSEEvent
 from tests.conftest import UPSTREAM_KEY
 from tests.support import anthropic_wire as claude
 from tests.support import fake_upstream as fake
+from tests.support import openai_wire
+from tests.support import responses_wire as responses
 from tests.support.fake_upstream import FakeUpstream, UpstreamCall
 
-__all__ = ["HARNESSES", "MESSAGES", "Harness", "Wire", "decode"]
+__all__ = ["HARNESSES", "MESSAGES", "WIRES", "Harness", "Wire", "decode"]
 
 MESSAGES = [{"role": "user", "content": "hi there"}]
 #: What every bad-request answer of every harness says (in its own words around it).
@@ -41,40 +45,50 @@ def decode(body: bytes) -> list[SSEEvent]:
     return [event for event in events if event.data is not None]
 
 
-# --- wires: one per dialect --------------------------------------------------------------------
+# --- wires: one per API ------------------------------------------------------------------------
 
 
 class Wire(Protocol):
-    dialect: ClassVar[str]
     api: ClassVar[Api]
     path: ClassVar[str]  # relative to the upstream's base URL
-    terminal: ClassVar[bytes]  # the marker that ends a complete stream
     #: Whether a bad request keeps the upstream's code and param (OpenAI's error shape has them).
     reports_codes: ClassVar[bool]
 
     def body(self, model: str, stream: bool) -> dict[str, Any]: ...
 
+    def upstream_events(self) -> list[bytes]:
+        """A whole stream as an upstream of this API sends it (its terminal event included)."""
+        ...
+
+    def upstream_completion(self) -> bytes:
+        """A whole non-streaming answer as an upstream of this API sends it."""
+        ...
+
     def stream_text(self, body: bytes) -> str:
-        """Check that `body` is a complete stream of this dialect; return its text."""
+        """Check that `body` is a complete stream of this API; return its text."""
         ...
 
     def completion_text(self, body: bytes) -> str:
-        """Check that `body` is a complete JSON answer of this dialect; return its text."""
+        """Check that `body` is a complete JSON answer of this API; return its text."""
         ...
 
 
 class OpenAIWire:
-    dialect = "openai"
     api = OPENAI_CHAT
     path = "/chat/completions"
-    terminal = b"data: [DONE]\n\n"
     reports_codes = True
 
     def body(self, model: str, stream: bool) -> dict[str, Any]:
         return {"model": model, "messages": MESSAGES, "stream": stream}
 
+    def upstream_events(self) -> list[bytes]:
+        return [*openai_wire.openai_chunks(["Hel", "lo", "!"]), openai_wire.DONE]
+
+    def upstream_completion(self) -> bytes:
+        return openai_wire.completion("Hello!", "fake-model")
+
     def stream_text(self, body: bytes) -> str:
-        assert body.endswith(self.terminal)
+        assert body.endswith(openai_wire.DONE)
         *answer, done = decode(body)
         assert done.data == "[DONE]"
         assert answer
@@ -94,17 +108,21 @@ class OpenAIWire:
 
 
 class AnthropicWire:
-    dialect = "anthropic"
     api = ANTHROPIC_MESSAGES
     path = "/v1/messages"
-    terminal = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     reports_codes = False
 
     def body(self, model: str, stream: bool) -> dict[str, Any]:
         return {"model": model, "max_tokens": 64, "messages": MESSAGES, "stream": stream}
 
+    def upstream_events(self) -> list[bytes]:
+        return claude.anthropic_events(["Hel", "lo", "!"])
+
+    def upstream_completion(self) -> bytes:
+        return claude.anthropic_message()
+
     def stream_text(self, body: bytes) -> str:
-        assert body.endswith(self.terminal)
+        assert body.endswith(claude.MESSAGE_STOP)
         events = decode(body)
         payloads = [json.loads(event.data or "") for event in events]
         assert [event.event for event in events] == [payload["type"] for payload in payloads]
@@ -124,7 +142,54 @@ class AnthropicWire:
         return text
 
 
-WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "anthropic": AnthropicWire()}
+class ResponsesWire:
+    api = OPENAI_RESPONSES
+    path = "/responses"
+    reports_codes = True
+
+    def body(self, model: str, stream: bool) -> dict[str, Any]:
+        return {"model": model, "input": MESSAGES, "stream": stream}
+
+    def upstream_events(self) -> list[bytes]:
+        return responses.responses_events(["Hel", "lo", "!"])
+
+    def upstream_completion(self) -> bytes:
+        return responses.responses_completion()
+
+    def stream_text(self, body: bytes) -> str:
+        events = decode(body)
+        payloads = [json.loads(event.data or "") for event in events]
+        assert [event.event for event in events] == [payload["type"] for payload in payloads]
+        numbers = [payload["sequence_number"] for payload in payloads]
+        assert numbers == sorted(set(numbers))  # strictly increasing
+        kinds = [payload["type"] for payload in payloads]
+        assert kinds[0] == "response.created"
+        assert kinds.count("response.completed") == 1
+        assert kinds[-1] == "response.completed"  # the terminal event ends the body
+        final = payloads[-1]["response"]
+        assert final["status"] == "completed"
+        assert final["usage"]["output_tokens"] > 0
+        deltas = [
+            payload for payload in payloads if payload["type"] == "response.output_text.delta"
+        ]
+        text = "".join(payload["delta"] for payload in deltas)
+        assert final["output"][0]["content"][0]["text"] == text
+        return text
+
+    def completion_text(self, body: bytes) -> str:
+        response = json.loads(body)
+        assert (response["object"], response["status"]) == ("response", "completed")
+        assert response["usage"]["output_tokens"] > 0
+        message = response["output"][0]
+        assert (message["type"], message["role"]) == ("message", "assistant")
+        text: str = message["content"][0]["text"]
+        return text
+
+
+#: Per API (`Api.name`): its wire.
+WIRES: dict[str, Wire] = {
+    wire.api.name: wire for wire in (OpenAIWire(), ResponsesWire(), AnthropicWire())
+}
 
 
 # --- harnesses: one per provider kind ----------------------------------------------------------
@@ -163,9 +228,9 @@ class _FakeHarness:
     models: ClassVar[Models] = FAKE_MODELS
     kind: ClassVar[str]
 
-    def __init__(self, upstream: FakeUpstream, dialect: str) -> None:
+    def __init__(self, upstream: FakeUpstream, api: str) -> None:
         self.upstream = upstream
-        self.wire = WIRES[dialect]
+        self.wire = WIRES[api]
         self._last: UpstreamCall | None = None
         scripts = self.scripts()
         for behaviour, model in self.models.items():
@@ -204,9 +269,10 @@ class OpenAIHarness(_FakeHarness):
             param="messages",
             code="context_length_exceeded",
         )
+        events = self.wire.upstream_events()
         return {
-            "stream": fake.sse_stream(),
-            "complete": fake.json_completion(),
+            "stream": fake.sse_stream(events, done=False),
+            "complete": fake.status(200, body=self.wire.upstream_completion()),
             "rate_limited": fake.status(
                 429,
                 body=fake.openai_error("Rate limit reached", type="requests"),
@@ -218,8 +284,8 @@ class OpenAIHarness(_FakeHarness):
             ),
             "bad_request": fake.status(400, body=context_length),
             "stall_before_headers": fake.stall_before_headers(),
-            "stall_mid_stream": fake.stall_after(1),
-            "reset_mid_stream": fake.cut_rst(1, chunked=True),
+            "stall_mid_stream": fake.stall_after(1, events),
+            "reset_mid_stream": fake.cut_rst(1, chunked=True, chunks=events),
         }
 
 
@@ -232,10 +298,10 @@ class AnthropicHarness(_FakeHarness):
         return f"http://127.0.0.1:{upstream.port}"  # the API root: the provider adds /v1/messages
 
     def scripts(self) -> dict[str, fake.Behaviour]:
-        events = claude.anthropic_events(["Hel", "lo", "!"])
+        events = self.wire.upstream_events()
         return {
             "stream": fake.sse_stream(events, done=False),
-            "complete": fake.status(200, body=claude.anthropic_message()),
+            "complete": fake.status(200, body=self.wire.upstream_completion()),
             "rate_limited": fake.status(
                 429,
                 body=claude.anthropic_error("rate_limit_error", "Number of requests exceeded"),
@@ -274,8 +340,8 @@ class MockHarness:
         "reset_mid_stream": "mock-reset",
     }
 
-    def __init__(self, upstream: FakeUpstream, dialect: str) -> None:
-        self.wire = WIRES[dialect]
+    def __init__(self, upstream: FakeUpstream, api: str) -> None:
+        self.wire = WIRES[api]
         settings = UpstreamSettings(kind="mock", mock=MockSettings(chunk_delay=0))
         self.provider = PROVIDER_KINDS["mock"]("mock", settings, LimitSettings())
 
@@ -286,9 +352,9 @@ class MockHarness:
         return None
 
 
-#: Per provider kind: its harness, and the dialects the kind speaks (each is tested).
+#: Per provider kind: its harness, and the APIs the kind speaks (`Api.name`; each is tested).
 HARNESSES: dict[str, tuple[Callable[[FakeUpstream, str], Harness], tuple[str, ...]]] = {
-    "openai": (OpenAIHarness, ("openai",)),
-    "anthropic": (AnthropicHarness, ("anthropic",)),
-    "mock": (MockHarness, ("anthropic", "openai")),
+    "openai": (OpenAIHarness, ("chat_completions", "responses")),
+    "anthropic": (AnthropicHarness, ("messages",)),
+    "mock": (MockHarness, ("chat_completions", "messages", "responses")),
 }

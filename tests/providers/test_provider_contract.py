@@ -1,15 +1,15 @@
 """The provider contract (gateway/providers/upstream.py), one suite run against every provider kind,
-in every dialect it speaks.
+in every API it speaks.
 
 Every kind in `PROVIDER_KINDS` gets a `Harness` (tests/providers/harnesses.py): a started
 provider plus the model names that make it answer normally, answer an error status, stall or
-fail mid-stream, driven in one dialect's `Wire`. The tests below only use that interface and
-never branch on the kind or the dialect; a new kind without a harness fails the suite, and so
-does a kind that speaks a dialect its harness does not cover.
+fail mid-stream, driven in one API's `Wire` (Chat Completions, Responses, Messages). The tests
+below only use that interface and never branch on the kind or the API; a new kind without a
+harness fails the suite, and so does a kind that speaks an API its harness does not cover.
 
 What every provider promises:
 - a 2xx `open()` yields non-empty reads that make up a complete stream (or a JSON answer) of the
-  request's dialect, and `on_sent` is called exactly once per open, before the first read;
+  request's API, and `on_sent` is called exactly once per open, before the first read;
 - error statuses arrive as the matching `GatewayError` (429 with its Retry-After, 400 with the
   upstream's message, and its code where the dialect has one), and nothing but `GatewayError`s
   and `CancelledError` ever escapes;
@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.apis import OPENAI_CHAT
+from gateway.apis import APIS, OPENAI_CHAT
 from gateway.errors import (
     GatewayError,
     UpstreamAuthFailed,
@@ -48,14 +48,15 @@ from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, Timeouts
 from tests.conftest import UPSTREAM_KEY, StartGateway
 from tests.providers.harnesses import HARNESSES, MESSAGES, WIRES, Harness
+from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import FakeUpstream
 
 # --- harnesses ---------------------------------------------------------------------------------
 
-KIND_DIALECTS = [
-    pytest.param((kind, dialect), id=kind if len(dialects) == 1 else f"{kind}-{dialect}")
-    for kind, (_, dialects) in sorted(HARNESSES.items())
-    for dialect in dialects
+KIND_APIS = [
+    pytest.param((kind, api), id=f"{kind}-{api}")
+    for kind, (_, apis) in sorted(HARNESSES.items())
+    for api in apis
 ]
 
 
@@ -63,23 +64,27 @@ def test_every_provider_kind_has_a_contract_harness() -> None:
     assert set(HARNESSES) == set(PROVIDER_KINDS)
 
 
-async def test_every_dialect_a_kind_speaks_is_covered_by_its_harness(
+async def test_every_api_a_kind_speaks_is_covered_by_its_harness(
     upstream: FakeUpstream,
 ) -> None:
-    for kind, (factory, dialects) in HARNESSES.items():
-        subject = factory(upstream, dialects[0])
-        assert {api.family for api in subject.provider.apis} == set(dialects), kind
-        assert all(subject.provider.speaks(WIRES[dialect].api) for dialect in dialects)
+    for kind, (factory, apis) in HARNESSES.items():
+        subject = factory(upstream, apis[0])
+        assert {api.name for api in subject.provider.apis} == set(apis), kind
+        assert all(subject.provider.speaks(WIRES[api].api) for api in apis)
         assert not subject.provider.speaks(dataclasses.replace(OPENAI_CHAT, name="other"))
 
 
-@pytest.fixture(params=KIND_DIALECTS)
+def test_every_api_the_gateway_serves_has_a_wire() -> None:
+    assert set(WIRES) == {api.name for api in APIS}
+
+
+@pytest.fixture(params=KIND_APIS)
 async def harness(request: pytest.FixtureRequest, upstream: FakeUpstream) -> AsyncIterator[Harness]:
-    kind, dialect = request.param
+    kind, api = request.param
     if kind not in HARNESSES:
         pytest.fail(f"provider kind {kind!r} has no contract harness: add one to HARNESSES")
     factory, _ = HARNESSES[kind]
-    subject = factory(upstream, dialect)
+    subject = factory(upstream, api)
     await subject.provider.start()
     try:
         yield subject
@@ -146,7 +151,7 @@ def new_tasks(before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
 # --- a normal answer ---------------------------------------------------------------------------
 
 
-async def test_stream_yields_a_complete_event_stream_of_the_requests_dialect(
+async def test_stream_yields_a_complete_event_stream_of_the_requests_api(
     harness: Harness, ctx: Context
 ) -> None:
     response = await harness.provider.open(ctx, call(harness, "stream"))
@@ -163,7 +168,7 @@ async def test_stream_yields_a_complete_event_stream_of_the_requests_dialect(
     assert harness.wire.stream_text(b"".join(chunks))
 
 
-async def test_non_streaming_request_returns_the_dialects_json_answer(
+async def test_non_streaming_request_returns_the_apis_json_answer(
     harness: Harness, ctx: Context
 ) -> None:
     response = await harness.provider.open(ctx, call(harness, "complete", stream=False))
@@ -389,7 +394,7 @@ async def test_provider_is_reusable_after_an_error_and_a_cancel(
         body = b"".join(await read_all(response))
     finally:
         await response.aclose()
-    assert body.endswith(harness.wire.terminal)
+    assert harness.wire.stream_text(body)
 
 
 # --- credentials (HTTP providers) --------------------------------------------------------------
@@ -511,3 +516,38 @@ async def test_client_credentials_never_reach_the_upstream_through_the_gateway(
         ("authorization", f"Bearer {UPSTREAM_KEY}")
     ]
     assert "sk-client-own-key" not in repr(dict(received.headers))
+
+
+@pytest.mark.parametrize("api", HARNESSES["openai"][1])
+async def test_openai_sends_each_api_to_its_own_upstream_path(
+    upstream: FakeUpstream, api: str
+) -> None:
+    wire = WIRES[api]
+    upstream.script("m", fake.sse_stream(wire.upstream_events(), done=False))
+    settings = UpstreamSettings(kind="openai", base_url=upstream.base_url, api_key=UPSTREAM_KEY)
+    provider = PROVIDER_KINDS["openai"]("fake", settings, LimitSettings())
+    body = json.dumps(wire.body("m", True)).encode()
+    ctx = Context.with_timeout(10)
+    await provider.start()
+    try:
+        request = UpstreamRequest(
+            path=wire.api.upstream_path,
+            body=body,
+            model="m",
+            stream=True,
+            timeouts=Timeouts(),
+            api=wire.api,
+        )
+        response = await provider.open(ctx, request)
+        try:
+            relayed = b"".join(await read_all(response))
+        finally:
+            await response.aclose()
+    finally:
+        ctx.close()
+        await provider.aclose()
+
+    (received,) = upstream.requests
+    assert (received.path, received.raw_body) == ("/v1" + wire.api.upstream_path, body)
+    assert relayed == b"".join(wire.upstream_events())  # byte-exact
+    assert wire.stream_text(relayed) == "Hello!"
