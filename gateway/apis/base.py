@@ -21,7 +21,7 @@ from typing import Any
 from multidict import MultiMapping
 
 from gateway.apis.mock_wire import MockWire
-from gateway.apis.request import EdgeRequest
+from gateway.apis.request import EdgeRequest, WholeAnswerRequest
 from gateway.apis.splice import Splice
 from gateway.streaming import Dialect
 
@@ -62,6 +62,11 @@ class Api:
     def family(self) -> str:
         """The API family's name (`openai`, `anthropic`), as messages name it."""
         return self.dialect.name
+
+    @property
+    def streams(self) -> bool:
+        """Whether this API's answers may stream (its request takes `stream: true`)."""
+        return not issubclass(self.request, WholeAnswerRequest)
 
     def serves(self, path: str) -> bool:
         """Whether `path` is this API's endpoint or under it (its errors are in this API's

@@ -149,7 +149,7 @@ def test_data_that_is_not_a_json_object_is_skipped_and_counted(data: str) -> Non
 
 def test_the_mock_wires_garbage_event_is_skipped() -> None:
     subject = tracker()
-    [event] = decode(ResponsesMockWire("mock-garbage").garbage)
+    [event] = decode(ResponsesMockWire("mock-garbage", {}).garbage)
     assert subject.inspect(event) is Verdict.SKIP
     assert subject.skipped == 1
 
@@ -208,7 +208,7 @@ def test_a_terminal_event_without_a_usage_object_leaves_usage_unset(response: ob
 
 
 def test_the_mock_stream_reports_its_usage_in_the_terminal_event() -> None:
-    mock = ResponsesMockWire("mock")
+    mock = ResponsesMockWire("mock", {})
     frames = [*mock.opening(), mock.text("a"), mock.text(" b"), *mock.closing(), mock.terminal()]
     subject = tracker()
 
@@ -223,7 +223,7 @@ def test_the_mock_stream_reports_its_usage_in_the_terminal_event() -> None:
 
 
 def test_the_mock_completion_is_a_completed_response_with_usage() -> None:
-    body = json.loads(ResponsesMockWire("mock").completion("one two three"))
+    body = json.loads(ResponsesMockWire("mock", {}).completion("one two three"))
     assert (body["object"], body["status"]) == ("response", "completed")
     assert body["output"][0]["content"][0]["text"] == "one two three"
     assert RESPONSES.tokens(body["usage"])["completion"] == 3
@@ -335,5 +335,5 @@ def test_the_api_is_served_at_v1_responses_and_relayed_to_responses() -> None:
         "/v1/responses",
         "/responses",
     )
-    assert OPENAI_RESPONSES.dialect.endpoint == "POST /v1/responses"
+    assert OPENAI_RESPONSES.endpoint == "POST /v1/responses"
     assert OPENAI_RESPONSES.splice is None  # a cut response is not continued by prefill

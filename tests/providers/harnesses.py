@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES, Api
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_RESPONSES, Api
 from gateway.providers import PROVIDER_KINDS, Provider
 from gateway.settings import LimitSettings, MockSettings, UpstreamSettings
 from gateway.streaming import SSEDecoder, SSEEvent
@@ -186,9 +186,52 @@ class ResponsesWire:
         return text
 
 
-#: Per API (`Api.name`): its wire.
+class CompletionsWire:
+    api = OPENAI_COMPLETIONS
+    path = "/completions"
+    reports_codes = True
+
+    def body(self, model: str, stream: bool) -> dict[str, Any]:
+        return {"model": model, "prompt": "hi", "stream": stream}
+
+    @staticmethod
+    def _chunk(text: str, finish_reason: str | None = None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}
+        payload = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "fake-model",
+                   "choices": [choice]}  # fmt: skip
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    def upstream_events(self) -> list[bytes]:
+        pieces = [self._chunk(text) for text in ("Hel", "lo", "!")]
+        return [*pieces, self._chunk("", "stop"), openai_wire.DONE]
+
+    def upstream_completion(self) -> bytes:
+        choice = {"text": "Hello!", "index": 0, "logprobs": None, "finish_reason": "stop"}
+        return json.dumps({"id": "cmpl-1", "object": "text_completion", "created": 1,
+                           "model": "fake-model", "choices": [choice]}).encode()  # fmt: skip
+
+    def stream_text(self, body: bytes) -> str:
+        assert body.endswith(openai_wire.DONE)
+        *answer, done = decode(body)
+        assert done.data == "[DONE]"
+        payloads = [json.loads(event.data or "") for event in answer]
+        assert {payload["object"] for payload in payloads} == {"text_completion"}
+        assert payloads[-1]["choices"][0]["finish_reason"] == "stop"
+        return "".join(payload["choices"][0]["text"] for payload in payloads)
+
+    def completion_text(self, body: bytes) -> str:
+        completion = json.loads(body)
+        assert completion["object"] == "text_completion"
+        assert completion["choices"][0]["finish_reason"] == "stop"
+        text: str = completion["choices"][0]["text"]
+        return text
+
+
+#: Per streaming API (`Api.name`): its wire. The APIs that never stream (embeddings, token
+#: counts) are held by tests/e2e/test_api_surface.py.
 WIRES: dict[str, Wire] = {
-    wire.api.name: wire for wire in (OpenAIWire(), ResponsesWire(), AnthropicWire())
+    wire.api.name: wire
+    for wire in (OpenAIWire(), ResponsesWire(), CompletionsWire(), AnthropicWire())
 }
 
 
@@ -354,7 +397,7 @@ class MockHarness:
 
 #: Per provider kind: its harness, and the APIs the kind speaks (`Api.name`; each is tested).
 HARNESSES: dict[str, tuple[Callable[[FakeUpstream, str], Harness], tuple[str, ...]]] = {
-    "openai": (OpenAIHarness, ("chat_completions", "responses")),
+    "openai": (OpenAIHarness, ("chat_completions", "responses", "completions")),
     "anthropic": (AnthropicHarness, ("messages",)),
-    "mock": (MockHarness, ("chat_completions", "messages", "responses")),
+    "mock": (MockHarness, ("chat_completions", "messages", "responses", "completions")),
 }
