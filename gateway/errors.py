@@ -124,6 +124,9 @@ class GatewayError(Exception):
     code: str = "internal_error"
     http_status: ClassVar[int] = 500
     retryable: ClassVar[bool] = False
+    #: What a client is told in `x-should-retry` (contract section 4): False where a retry
+    #: cannot mend it, True for the gateway's own limits and drain, None: the SDK decides.
+    client_should_retry: ClassVar[bool | None] = None
     default_message: ClassVar[str] = "the gateway failed to complete the request"
     #: Seconds the upstream asked to wait before trying again (`Retry-After`, `retry-after-ms`),
     #: when its answer said; set on the instance by the provider that read the answer.
@@ -240,6 +243,7 @@ class ConnectionReset(NetworkError):
 class RateLimited(GatewayError):
     """Too many requests; `retry_after` (seconds, as the wire said it) is passed on to clients."""
 
+    client_should_retry: ClassVar[bool | None] = True
     category = ErrorCategory.RATE_LIMIT
     code = "rate_limited"
     http_status = 429
@@ -299,6 +303,7 @@ class UpstreamServerError(APIError):
 class UpstreamAuthFailed(APIError):
     """The upstream rejected the gateway's credentials: not the client's fault, hence 502."""
 
+    client_should_retry: ClassVar[bool | None] = False
     code = "upstream_auth_failed"
     default_message = "the upstream rejected the gateway's credentials"
 
@@ -306,6 +311,7 @@ class UpstreamAuthFailed(APIError):
 class UpstreamBadRequest(APIError):
     """The upstream refused the request as invalid; its sanitised message and code pass on."""
 
+    client_should_retry: ClassVar[bool | None] = False
     code = "upstream_bad_request"
     http_status = 400
     default_message = "the upstream rejected the request"
@@ -325,6 +331,7 @@ class UpstreamBadRequest(APIError):
 class UpstreamRejected(APIError):
     """Any other 4xx from the upstream (404, 405, ...): a configuration problem, hence 502."""
 
+    client_should_retry: ClassVar[bool | None] = False
     code = "upstream_status_4xx"
     default_message = "the upstream rejected the request"
 
@@ -347,6 +354,7 @@ class UpstreamErrorEvent(APIError):
 class RequestError(APIError):
     """The client's own request is unacceptable; raised before anything goes upstream."""
 
+    client_should_retry: ClassVar[bool | None] = False
     code = "invalid_request"
     http_status = 400
     default_message = "invalid request"
@@ -371,6 +379,7 @@ class Unauthorized(RequestError):
 class RequestTimeout(RequestError):
     """The client did not send its whole request body within `limits.body_timeout`."""
 
+    client_should_retry: ClassVar[bool | None] = None
     code = "request_timeout"
     http_status = 408
     default_message = "the request body was not received in time"
@@ -448,6 +457,7 @@ class EventTooLarge(StreamInterrupted):
 
 
 class ServerShutdown(StreamInterrupted):
+    client_should_retry: ClassVar[bool | None] = True
     code = "server_shutdown"
     http_status = 503
     retryable = True

@@ -57,7 +57,8 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     finally:
         structlog.contextvars.reset_contextvars(request_id=token)
     if not response.prepared:
-        response.headers["x-request-id"] = request_id
+        # Both names: `request-id` is the one the anthropic SDK reads (contract section 1).
+        response.headers["x-request-id"] = response.headers["request-id"] = request_id
     return response
 
 
@@ -81,6 +82,9 @@ def _not_served(request: web.Request, limit: int = 128) -> str:
 
 def _json_error(dialect: Dialect, status: int, message: str, code: str) -> web.Response:
     error = StreamError(type=ErrorCategory.API_ERROR, message=message, code=code)
-    return web.Response(
+    response = web.Response(
         status=status, body=dialect.error_body(error), content_type="application/json"
     )
+    if status < 500:  # a path, method or body the gateway refuses: the same again fails again
+        response.headers["x-should-retry"] = "false"
+    return response

@@ -190,7 +190,7 @@ class Relay:
             self._request,
             heartbeat=self._limits.heartbeat,
             heartbeat_frame=dialect.heartbeat,
-            headers={"x-request-id": record.request_id},
+            headers={"x-request-id": record.request_id, "request-id": record.request_id},
         )
         client.start_heartbeat()
         record.stream_started()
@@ -367,7 +367,7 @@ class Relay:
         return web.Response(
             body=body,
             content_type="application/json",
-            headers={"x-request-id": record.request_id},
+            headers={"x-request-id": record.request_id, "request-id": record.request_id},
         )
 
     async def _read_answer(
@@ -490,7 +490,9 @@ def error_response(
 ) -> web.Response:
     """An error answered with a real HTTP status and the dialect's JSON body (with no
     fragment of a secret, for an error whose text came from an upstream: `redactor`)."""
-    headers = {"x-request-id": request_id}
+    headers = {"x-request-id": request_id, "request-id": request_id}
+    if error.client_should_retry is not None:
+        headers["x-should-retry"] = "true" if error.client_should_retry else "false"
     body = dialect.error_body(make_stream_error(error))
     if redactor is not None:
         body = redactor.redact_bytes(body)[0]

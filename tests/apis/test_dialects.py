@@ -17,6 +17,7 @@ import gateway.errors as errors_module
 from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from gateway.apis.anthropic_messages import AnthropicDialect
 from gateway.apis.openai_chat import OpenAIDialect
+from gateway.apis.openai_chat.dialect import openai_error_type
 from gateway.errors import (
     ClientDisconnected,
     ConnectionReset,
@@ -326,21 +327,66 @@ def test_openai_error_event_is_the_seed_shape_and_the_sdk_shape_in_one_object():
     )
 
 
-def test_openai_error_body_is_the_sdk_shape():
+def test_openai_error_body_is_the_sdk_shape_with_openais_type_and_the_category_beside_it():
     error = make_stream_error(
         UpstreamBadRequest("bad", upstream_code="context_length_exceeded", param="messages")
     )
     assert json.loads(OPENAI.error_body(error)) == {
         "error": {
             "message": "bad",
-            "type": "api_error",
+            "type": "invalid_request_error",
             "code": "context_length_exceeded",
             "param": "messages",
+            "category": "api_error",
         }
     }
     assert OPENAI.error_body(SAMPLE) == (
-        b'{"error":{"message":"too slow","type":"timeout","code":"idle_timeout","param":null}}'
+        b'{"error":{"message":"too slow","type":"timeout_error","code":"idle_timeout",'
+        b'"param":null,"category":"timeout"}}'
     )
+
+
+#: Every `error.type` the OpenAI API uses (and SDKs and tools switch on).
+OPENAI_ERROR_TYPES = {
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "rate_limit_error",
+    "server_error",
+    "timeout_error",
+}
+
+
+@pytest.mark.parametrize(
+    ("error", "openai_type"),
+    [
+        (errors_module.InvalidRequest(), "invalid_request_error"),
+        (errors_module.UnsupportedMediaType(), "invalid_request_error"),
+        (errors_module.RequestTooLarge(), "invalid_request_error"),
+        (errors_module.Unauthorized(), "authentication_error"),
+        (errors_module.UnknownModel(), "not_found_error"),
+        (errors_module.UnsupportedEndpoint(), "not_found_error"),
+        (errors_module.UpstreamRateLimited(), "rate_limit_error"),
+        (errors_module.KeyRateLimited(), "rate_limit_error"),
+        (errors_module.GatewayOverloaded(), "server_error"),
+        (errors_module.UpstreamServerError(), "server_error"),
+        (errors_module.UpstreamAuthFailed(), "server_error"),
+        (errors_module.ConnectFailed(), "server_error"),
+        (errors_module.FirstByteTimeout(), "timeout_error"),
+    ],
+)
+def test_openai_error_types_are_openais_vocabulary(
+    error: errors_module.GatewayError, openai_type: str
+) -> None:
+    body = json.loads(OPENAI.error_body(make_stream_error(error)))["error"]
+    assert (body["type"], body["category"]) == (openai_type, error.category.value)
+
+
+def test_every_gateway_error_has_an_openai_type_of_openais_vocabulary() -> None:
+    for cls in vars(errors_module).values():
+        if isinstance(cls, type) and issubclass(cls, errors_module.GatewayError):
+            assert openai_error_type(make_stream_error(cls())) in OPENAI_ERROR_TYPES, cls
 
 
 def test_anthropic_error_event_and_body_are_the_sdk_shape():

@@ -313,9 +313,10 @@ def test_the_error_body_is_openais_json_error() -> None:
     assert json.loads(RESPONSES.error_body(error)) == {
         "error": {
             "message": "too long",
-            "type": "api_error",
+            "type": "invalid_request_error",
             "code": "context_length_exceeded",
             "param": "input",
+            "category": "api_error",
         }
     }
 

@@ -34,6 +34,12 @@ from tests.chaos.client import Exchange
 from tests.chaos.plans import RequestPlan
 from tests.chaos.upstream_plan import Ending
 
+#: OpenAI's `error.type` vocabulary (contract section 4).
+OPENAI_ERROR_TYPES = frozenset({
+    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+    "rate_limit_error", "server_error", "timeout_error",
+})  # fmt: skip
+
 __all__ = ["check_exchange", "check_record"]
 
 _ERROR_FRAME = b"event: error\ndata: "
@@ -144,10 +150,19 @@ def _check_error(
             return [f"Anthropic error type {error['type']!r} for codes {sorted(codes)}"]
         return []
     error = payload.get("error") if isinstance(payload, dict) else None
-    if not isinstance(error, dict) or set(error) != {"message", "type", "code", "param"}:
-        return [f"not an OpenAI error: {payload!r}"]
-    if error["code"] not in codes or error["type"] != ERRORS[error["code"]].category:
-        return [f"OpenAI error {error['type']}/{error['code']} for codes {sorted(codes)}"]
+    if status is None:  # an error event after the commit: the category is its `type`
+        if not isinstance(error, dict) or set(error) != {"message", "type", "code", "param"}:
+            return [f"not an OpenAI error event: {payload!r}"]
+        category = error["type"]
+    else:  # an error body: OpenAI's `type` vocabulary, the category beside it
+        fields = {"message", "type", "code", "param", "category"}
+        if not isinstance(error, dict) or set(error) != fields:
+            return [f"not an OpenAI error: {payload!r}"]
+        if error["type"] not in OPENAI_ERROR_TYPES:
+            return [f"OpenAI error type {error['type']!r} is not OpenAI's vocabulary"]
+        category = error["category"]
+    if error["code"] not in codes or category != ERRORS[error["code"]].category:
+        return [f"OpenAI error {category}/{error['code']} for codes {sorted(codes)}"]
     return []
 
 

@@ -54,7 +54,13 @@ RATE_LIMITED = UpstreamPlan(
     "429", Ending.ERROR, codes=frozenset({"upstream_rate_limited"}), retry_after="7"
 )
 RATE_LIMIT_BODY = {
-    "error": {"message": "m", "type": "rate_limit", "code": "upstream_rate_limited", "param": None}
+    "error": {
+        "message": "m",
+        "type": "rate_limit_error",
+        "code": "upstream_rate_limited",
+        "param": None,
+        "category": "rate_limit",
+    }
 }
 
 #: (plan, the answer the contract allows, the same answer with one promise broken)
@@ -158,9 +164,10 @@ BROKEN: dict[str, tuple[RequestPlan, Exchange, Exchange]] = {
                 {
                     "error": {
                         "message": "m",
-                        "type": "stream_interrupted",
+                        "type": "server_error",
                         "code": "upstream_truncated",
                         "param": None,
+                        "category": "stream_interrupted",
                     }
                 }
             ).encode(),

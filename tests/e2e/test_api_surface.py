@@ -268,3 +268,52 @@ async def test_json_with_a_charset_parameter_is_accepted(
         f"{gateway.base_url}/chat/completions", data=body.encode(), headers=headers
     ) as answer:
         assert answer.status == 200
+
+
+# --- SDK-native headers (contract section 4) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "path", "should_retry"),
+    [
+        ("mock-400", "/v1/chat/completions", "false"),  # the request itself: same again fails
+        ("mock-401", "/v1/chat/completions", "false"),  # the gateway's credentials upstream
+        ("mock", "/v1/audio/speech", "false"),  # an endpoint not served
+        ("mock-429", "/v1/chat/completions", "true"),
+        ("mock-500", "/v1/chat/completions", None),  # the SDK's own policy decides
+    ],
+)
+async def test_error_answers_say_whether_a_retry_can_mend_them(
+    start_gateway: StartGateway,
+    client: aiohttp.ClientSession,
+    model: str,
+    path: str,
+    should_retry: str | None,
+) -> None:
+    gateway = await start_gateway(None, **MOCK_ROUTES)
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    async with client.post(f"{gateway.url}{path}", json=body) as answer:
+        assert answer.status >= 400
+        assert answer.headers.get("x-should-retry") == should_retry
+        assert answer.headers["request-id"] == answer.headers["x-request-id"]
+
+
+async def test_every_answer_carries_request_id_the_clients_when_sane(
+    start_gateway: StartGateway, client: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(None, **MOCK_ROUTES)
+    body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"x-request-id": "req-abc.123"}
+    async with client.post(
+        f"{gateway.base_url}/chat/completions", json=body, headers=headers
+    ) as stream:
+        await stream.read()
+        assert stream.headers["request-id"] == stream.headers["x-request-id"] == "req-abc.123"
+    async with anthropic.AsyncAnthropic(
+        base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0
+    ) as claude:
+        with pytest.raises(anthropic.NotFoundError) as raised:
+            await claude.messages.create(
+                model="unrouted", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+            )
+    assert raised.value.request_id  # the anthropic SDK reads `request-id`

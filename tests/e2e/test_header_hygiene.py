@@ -70,7 +70,8 @@ UPSTREAM_HEADERS = {
 #: Every header name an answer to the client may carry.
 CLIENT_ALLOWED = {
     "content-type", "content-length", "transfer-encoding", "cache-control", "x-accel-buffering",
-    "x-request-id", "date", "server", "retry-after", "connection", "www-authenticate",
+    "x-request-id", "request-id", "date", "server", "retry-after", "connection",
+    "www-authenticate", "x-should-retry",
 }  # fmt: skip
 
 

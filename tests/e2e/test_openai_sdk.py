@@ -250,7 +250,9 @@ async def test_upstream_429_raises_rate_limit_error_with_retry_after(
     assert error.status_code == 429
     assert error.response.headers["Retry-After"] == "7"
     assert error.code == "upstream_rate_limited"
-    assert error.type == "rate_limit"
+    assert error.type == "rate_limit_error"  # OpenAI's vocabulary; the category is beside it
+    assert error.body["category"] == "rate_limit"
+    assert error.response.headers["x-should-retry"] == "true"
     assert error.request_id  # the gateway's x-request-id, for support tickets
     assert len(upstream.requests) == 1  # max_retries=0: the SDK did not retry
 
@@ -265,7 +267,8 @@ async def test_upstream_500_raises_internal_server_error_with_status_502(
 
     assert raised.value.status_code == 502
     assert raised.value.code == "upstream_status_5xx"
-    assert raised.value.type == "api_error"
+    assert raised.value.type == "server_error"
+    assert raised.value.body["category"] == "api_error"
     assert "fake upstream error" not in raised.value.message  # the gateway's own words
 
 

@@ -132,7 +132,7 @@ async def test_stall_before_headers_ends_with_first_byte_timeout_status(
     status, _, body = await post(client, gw.url, headers={"x-gateway-first-byte-timeout": "0.2"})
     assert status == 504
     error = json.loads(body)["error"]
-    assert (error["type"], error["code"]) == ("timeout", "first_byte_timeout")
+    assert (error["category"], error["code"]) == ("timeout", "first_byte_timeout")
     assert "first_byte" in error["message"]
     assert "0.2s" in error["message"]
     await upstream.requests[0].wait_closed_by_peer()
@@ -198,7 +198,7 @@ async def test_upstream_429_keeps_status_and_retry_after(
     status, headers, body = await post(client, gw.url)
     assert (status, headers["Retry-After"]) == (429, "7")
     error = json.loads(body)["error"]
-    assert (error["type"], error["code"], error["param"]) == (
+    assert (error["category"], error["code"], error["param"]) == (
         "rate_limit",
         "upstream_rate_limited",
         None,
@@ -257,7 +257,7 @@ async def test_upstream_400_passes_its_sanitised_message_and_code(
     status, _, body = await post(client, gw.url)
     error = json.loads(body)["error"]
     assert status == 400
-    assert (error["code"], error["param"], error["type"]) == (
+    assert (error["code"], error["param"], error["category"]) == (
         "context_length_exceeded",
         "messages",
         "api_error",
@@ -280,7 +280,7 @@ async def test_unreachable_upstream_is_502_connect_failed(
         )
         status, _, body = await post(client, gw.url)
     error = json.loads(body)["error"]
-    assert (status, error["type"], error["code"]) == (502, "network", "connect_failed")
+    assert (status, error["category"], error["code"]) == (502, "network", "connect_failed")
 
 
 async def test_non_streaming_completion_is_relayed_byte_exact(
@@ -302,7 +302,7 @@ async def test_non_streaming_cut_body_is_502_truncated(
     gw = await start_gateway(upstream, ("m",))
     status, _, body = await post(client, gw.url, stream=False)
     error = json.loads(body)["error"]
-    assert (status, error["type"], error["code"]) == (
+    assert (status, error["category"], error["code"]) == (
         502,
         "stream_interrupted",
         "upstream_truncated",
@@ -362,7 +362,7 @@ async def test_upstream_that_never_accepts_the_connection_is_504_connect_timeout
             for filler in fillers:
                 filler.close()
     error = json.loads(body)["error"]
-    assert (status, error["type"], error["code"]) == (504, "timeout", "connect_timeout")
+    assert (status, error["category"], error["code"]) == (504, "timeout", "connect_timeout")
     assert "connect deadline (0.3s)" in error["message"]
 
 
@@ -405,7 +405,7 @@ async def test_json_answer_to_a_streaming_request_is_502_protocol_error(
     gw = await start_gateway(upstream, ("m",))
     status, _, body = await post(client, gw.url)
     error = json.loads(body)["error"]
-    assert (status, error["type"], error["code"]) == (
+    assert (status, error["category"], error["code"]) == (
         502,
         "stream_interrupted",
         "upstream_protocol_error",

@@ -156,7 +156,7 @@ def text_of(events: list[SSEEvent]) -> str:
 def check_json_error(response: aiohttp.ClientResponse, body: bytes, outcome: Outcome) -> None:
     assert response.content_type == "application/json"
     error = json.loads(body)["error"]
-    assert (error["type"], error["code"]) == (outcome.type, outcome.code)
+    assert (error["category"], error["code"]) == (outcome.type, outcome.code)
     assert error["message"]
     assert response.headers.get("Retry-After") == outcome.retry_after
 

@@ -176,7 +176,8 @@ async def test_while_draining_readyz_is_503_and_new_requests_are_refused_retryab
         assert response.headers["Retry-After"] == "1"
         assert response.headers["Connection"] == "close"
         error = (await response.json())["error"]
-    assert (error["type"], error["code"]) == ("stream_interrupted", "server_shutdown")
+    assert (error["category"], error["code"]) == ("stream_interrupted", "server_shutdown")
+    assert response.headers["x-should-retry"] == "true"
     assert upstream.requests == []
 
 

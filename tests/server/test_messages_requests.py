@@ -272,7 +272,7 @@ async def test_chat_completions_for_an_anthropic_routed_model_is_a_400_in_openai
     status, _, payload = await post_json(client, f"{gw.url}/v1/chat/completions", body)
 
     assert status == 400
-    assert payload["error"]["type"] == "api_error"
+    assert payload["error"]["type"] == "invalid_request_error"
     assert payload["error"]["code"] == "invalid_request"
     assert "POST /v1/messages" in payload["error"]["message"]
     assert upstream.requests == []

@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from gateway.apis import OPENAI_CHAT
+from gateway.apis.openai_chat.dialect import openai_error_type
 from gateway.errors import (
     ConnectionReset,
     GatewayError,
@@ -43,7 +44,7 @@ from gateway.errors import (
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.server import create_app, start_server
 from gateway.settings import GatewaySettings
-from gateway.streaming import Context
+from gateway.streaming import Context, make_stream_error
 
 MODEL = "m"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -245,7 +246,7 @@ def outcome_of(answer: Answer) -> Outcome:
     if answer.content_type == "application/json":
         body = json.loads(answer.body)
         assert set(body) == {"error"}
-        assert set(body["error"]) == {"message", "type", "code", "param"}
+        assert set(body["error"]) == {"message", "type", "code", "param", "category"}
         return Outcome(answer.status, error_code=body["error"]["code"], json_error=True)
     assert answer.content_type == "text/event-stream"
     blocks, tail = frame(answer.body)
@@ -441,9 +442,10 @@ async def test_complete_relays_the_json_body_or_fails_with_a_json_error(
     assert json.loads(answer.body) == {
         "error": {
             "message": script.error.message,
-            "type": script.error.category.value,
+            "type": openai_error_type(make_stream_error(script.error)),
             "code": script.error.code,
             "param": None,
+            "category": script.error.category.value,
         }
     }
 

@@ -306,7 +306,7 @@ async def test_bad_request_head_is_answered_in_json_echoing_nothing(
     assert answer.headers["content-type"].startswith("application/json")
     error = answer.json()["error"]
     assert error["code"] == code
-    assert error["type"] == "api_error"
+    assert error["category"] == "api_error"
     for echoed in (b"aaaa", b"qqqq", CANARY.encode()):
         assert echoed not in raw
     logged = log_stream.getvalue()

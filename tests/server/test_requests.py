@@ -54,7 +54,7 @@ async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
     body = await response.json()
     assert set(body) == {"error"}
     error: dict[str, Any] = body["error"]
-    assert set(error) == {"message", "type", "code", "param"}
+    assert set(error) == {"message", "type", "code", "param", "category"}
     assert isinstance(error["message"], str)
     assert error["message"]
     return error
@@ -96,7 +96,7 @@ async def test_malformed_request_is_400_and_never_reaches_upstream(
         error = await error_of(response)
 
     assert error["code"] == "invalid_request"
-    assert error["type"] == "api_error"
+    assert (error["type"], error["category"]) == ("invalid_request_error", "api_error")
     assert upstream.requests == []
 
 
@@ -240,7 +240,7 @@ async def test_timeout_header_above_the_ceiling_is_clamped(
         error = await error_of(response)
 
     assert error["code"] == "first_byte_timeout"
-    assert error["type"] == "timeout"
+    assert (error["type"], error["category"]) == ("timeout_error", "timeout")
     assert "0.2s" in error["message"]
     call = await upstream.next_call()
     await call.wait_closed_by_peer()
@@ -435,6 +435,6 @@ async def test_without_heartbeats_first_byte_timeout_is_a_504(
         error = await error_of(response)
 
     assert error["code"] == "first_byte_timeout"
-    assert error["type"] == "timeout"
+    assert (error["type"], error["category"]) == ("timeout_error", "timeout")
     call = await upstream.next_call()
     await call.wait_closed_by_peer()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.errors import ErrorCategory
 from gateway.streaming import (
     Dialect,
     SSEEvent,
@@ -20,7 +21,39 @@ from gateway.streaming import (
     loads_object,
 )
 
-__all__ = ["OpenAIDialect"]
+__all__ = ["OpenAIDialect", "openai_error_type"]
+
+#: OpenAI's `error.type` for each category (contract section 4), where no code says better.
+_OPENAI_TYPES: dict[ErrorCategory, str] = {
+    ErrorCategory.TIMEOUT: "timeout_error",
+    ErrorCategory.RATE_LIMIT: "rate_limit_error",
+    ErrorCategory.API_ERROR: "server_error",
+    ErrorCategory.NETWORK: "server_error",
+    ErrorCategory.STREAM_INTERRUPTED: "server_error",
+    ErrorCategory.CONTEXT_CANCELED: "server_error",
+}
+
+#: Codes whose OpenAI error type is more specific than their category's.
+_OPENAI_CODE_TYPES: dict[str, str] = {
+    "invalid_request": "invalid_request_error",
+    "request_head_too_large": "invalid_request_error",
+    "request_too_large": "invalid_request_error",
+    "request_timeout": "invalid_request_error",
+    "unsupported_transfer_encoding": "invalid_request_error",
+    "unsupported_media_type": "invalid_request_error",
+    "upstream_bad_request": "invalid_request_error",
+    "method_not_allowed": "invalid_request_error",
+    "unauthorized": "authentication_error",
+    "model_not_found": "not_found_error",
+    "unsupported_endpoint": "not_found_error",
+    "gateway_overloaded": "server_error",
+    "server_shutdown": "server_error",
+}
+
+
+def openai_error_type(error: StreamError) -> str:
+    """OpenAI's `error.type` for a gateway error (its vocabulary, not the gateway's category)."""
+    return _OPENAI_CODE_TYPES.get(error.code) or _OPENAI_TYPES[error.type]
 
 
 
@@ -76,4 +109,13 @@ class OpenAIDialect(Dialect):
         return b"event: error\ndata: " + compact_json(data) + b"\n\n"
 
     def error_body(self, error: StreamError) -> bytes:
-        return compact_json({"error": self._error_object(error)})
+        """OpenAI's error body (contract section 4): its own `type` vocabulary, so SDKs and
+        tools that switch on it work, and the gateway's category beside it."""
+        body = {
+            "message": error.message,
+            "type": openai_error_type(error),
+            "code": error.provider_code or error.code,
+            "param": error.param,
+            "category": error.type.value,
+        }
+        return compact_json({"error": body})
