@@ -54,6 +54,8 @@ This module is pure stdlib: the streaming core imports it.
 from __future__ import annotations
 
 import enum
+import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "KeyRateLimited",
     "NetworkError",
     "RateLimited",
+    "RateWindow",
     "RequestError",
     "RequestHeadTooLarge",
     "RequestTimeout",
@@ -240,6 +243,33 @@ class ConnectionReset(NetworkError):
 # --- rate_limit --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """Where a gateway key stands in its requests-per-minute limit, as clients are told it in
+    `x-ratelimit-limit-requests`, `-remaining-requests` and `-reset-requests` (contract
+    section 4): the limit, the requests it may still start at once, and the seconds until its
+    whole allowance is back."""
+
+    limit: int
+    remaining: int
+    reset: float
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit-requests": str(self.limit),
+            "x-ratelimit-remaining-requests": str(max(0, self.remaining)),
+            "x-ratelimit-reset-requests": _duration(self.reset),
+        }
+
+
+def _duration(seconds: float) -> str:
+    """A duration as OpenAI writes it in its rate-limit headers: `120ms`, `7s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    minutes, whole = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{whole}s" if minutes else f"{whole}s"
+
+
 class RateLimited(GatewayError):
     """Too many requests; `retry_after` (seconds, as the wire said it) is passed on to clients."""
 
@@ -282,6 +312,8 @@ class KeyConcurrencyLimited(KeyLimited):
 class KeyRateLimited(KeyLimited):
     code = "key_rate_limited"
     default_message = "too many requests per minute for this gateway key"
+    #: The key's window when it was refused (set by the store that refused it).
+    rate: RateWindow | None = None
 
 
 # --- api_error ---------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ import structlog
 from aiohttp import web
 
 from gateway.apis import Api, api_at, canonical_path, errors_dialect
-from gateway.errors import GatewayError, Unauthorized
+from gateway.errors import GatewayError, KeyRateLimited, RateWindow, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.server.app_state import GATEWAY_KEYS, METRICS, STORE
 from gateway.server.auth import Client
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
-from gateway.state import KeyLimits, Lease
+from gateway.state import AdmissionLease, KeyLimits
 
 __all__ = ["OTHER_ENDPOINT", "admission_middleware"]
 
@@ -41,6 +41,17 @@ OTHER_ENDPOINT = "other"
 _CHALLENGE = 'Bearer realm="sse-gateway"'
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The admitted request's key window, told in `x-ratelimit-*-requests` on its answer.
+RATE_WINDOW = web.RequestKey("rate_window", RateWindow)
+
+
+async def rate_limit_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: the `x-ratelimit-*-requests` headers of a key with a per-minute
+    limit, on every answer of an admitted request (streams, JSON, errors alike), set just
+    before the head is written."""
+    rate = request.get(RATE_WINDOW)
+    if isinstance(rate, RateWindow):
+        response.headers.update(rate.headers())
 
 
 @web.middleware
@@ -50,7 +61,7 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
     api = api_at(request.path) if request.method == "POST" else None
     keys = request.app[GATEWAY_KEYS]
     client: Client | None = None
-    lease: Lease | None = None
+    lease: AdmissionLease | None = None
     try:
         if keys:
             client = keys.identify(request.headers)
@@ -58,6 +69,8 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
                 raise Unauthorized()
         if api is not None:
             lease = await request.app[STORE].admit(_limits(client))
+            if lease.rate is not None:
+                request[RATE_WINDOW] = lease.rate
     except GatewayError as exc:
         return _refuse(request, api, exc, client)
     token = None
@@ -92,6 +105,8 @@ def _refuse(
     response = error_response(dialect, error, record.request_id)
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = _CHALLENGE
+    if isinstance(error, KeyRateLimited) and error.rate is not None:
+        response.headers.update(error.rate.headers())
     record.fail(error)
     record.answered(response)
     bound = {"client": client.name} if client is not None else {}

@@ -24,7 +24,7 @@ from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.redaction import Redactor
 from gateway.routing import Router, build_routes
-from gateway.server.admission import admission_middleware
+from gateway.server.admission import admission_middleware, rate_limit_headers
 from gateway.server.app_state import (
     GATEWAY_KEYS,
     METRICS,
@@ -101,6 +101,7 @@ def create_app(
     watch_circuits(app[ROUTER], store, app[METRICS])
     app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)
     app[LIFECYCLE] = Lifecycle()
+    app.on_response_prepare.append(rate_limit_headers)
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.cleanup_ctx.append(_heap_trimming)

@@ -14,6 +14,7 @@ from gateway.state.memory import MemoryBackend, MemoryStore
 from gateway.state.slots import Slots
 from gateway.state.store import (
     Admission,
+    AdmissionLease,
     Backend,
     Backends,
     CallLease,
@@ -25,6 +26,7 @@ from gateway.state.store import (
 
 __all__ = [
     "Admission",
+    "AdmissionLease",
     "Backend",
     "Backends",
     "CallLease",

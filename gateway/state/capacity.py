@@ -23,8 +23,7 @@ import math
 import time
 from collections.abc import Callable
 
-from gateway.errors import GatewayOverloaded, KeyConcurrencyLimited, KeyRateLimited
-from gateway.state.lease import Lease
+from gateway.errors import GatewayOverloaded, KeyConcurrencyLimited, KeyRateLimited, RateWindow
 from gateway.state.store import KeyLimits
 
 __all__ = ["Capacity"]
@@ -52,15 +51,25 @@ class _KeyState:
             self.tokens = min(float(per_minute), self.tokens + elapsed * per_minute / 60.0)
             if self.tokens < 1.0:
                 wait = (1.0 - self.tokens) * 60.0 / per_minute
-                raise KeyRateLimited(
+                refused = KeyRateLimited(
                     f"more than {per_minute} requests per minute with this gateway key",
                     retry_after=str(max(1, math.ceil(wait))),
                 )
+                refused.rate = self.window()
+                raise refused
         if self.max_streams is not None and self.in_flight >= self.max_streams:
             raise KeyConcurrencyLimited(
                 f"more than {self.max_streams} requests in flight with this gateway key",
                 retry_after=_RETRY_SOON,
             )
+
+    def window(self) -> RateWindow | None:
+        """The key's requests-per-minute window now (None: no such limit)."""
+        per_minute = self.per_minute
+        if per_minute is None:
+            return None
+        full_in = (per_minute - self.tokens) * 60.0 / per_minute
+        return RateWindow(per_minute, math.floor(self.tokens), max(0.0, full_in))
 
     def take(self) -> None:
         if self.per_minute is not None:
@@ -72,12 +81,14 @@ class _Lease:
     """One admitted request's place (a `Lease`); `release()` it once the request ends
     (idempotent)."""
 
-    __slots__ = ("_capacity", "_key", "_released")
+    __slots__ = ("_capacity", "_key", "_released", "rate")
 
     def __init__(self, capacity: Capacity, key: _KeyState | None) -> None:
         self._capacity = capacity
         self._key = key
         self._released = False
+        #: The key's requests-per-minute window once this request was admitted.
+        self.rate = key.window() if key is not None else None
 
     def release(self) -> None:
         if self._released:
@@ -97,7 +108,7 @@ class Capacity:
         self._clock = clock
         self._keys: dict[str, _KeyState] = {}
 
-    def admit(self, limits: KeyLimits | None) -> Lease:
+    def admit(self, limits: KeyLimits | None) -> _Lease:
         """A lease for one more request of `limits`' key (None: no key), or the error refusing
         it."""
         key = self._key_state(limits) if limits is not None else None

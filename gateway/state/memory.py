@@ -18,9 +18,8 @@ from collections.abc import Callable
 from gateway.errors import GatewayOverloaded
 from gateway.state.capacity import Capacity
 from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
-from gateway.state.lease import Lease
 from gateway.state.slots import Slots
-from gateway.state.store import CallLease, CircuitChange, CircuitOpen, KeyLimits
+from gateway.state.store import AdmissionLease, CallLease, CircuitChange, CircuitOpen, KeyLimits
 
 __all__ = ["MemoryBackend", "MemoryStore"]
 
@@ -95,7 +94,7 @@ class MemoryStore:
     def in_flight(self) -> int:
         return self.capacity.in_flight
 
-    async def admit(self, key: KeyLimits | None) -> Lease:
+    async def admit(self, key: KeyLimits | None) -> AdmissionLease:
         return self.capacity.admit(key)
 
     def backend(

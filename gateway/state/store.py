@@ -26,11 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.errors import RateWindow
 from gateway.state.circuit import CircuitPolicy, CircuitState
 from gateway.state.lease import Lease
 
 __all__ = [
     "Admission",
+    "AdmissionLease",
     "Backend",
     "Backends",
     "CallLease",
@@ -115,6 +117,14 @@ class Backend(Protocol):
         ...
 
 
+class AdmissionLease(Lease, Protocol):
+    """An admitted request's place, and where its key stands in its requests-per-minute limit
+    (None: no such limit), which the client is told in `x-ratelimit-*-requests`."""
+
+    @property
+    def rate(self) -> RateWindow | None: ...
+
+
 class Admission(Protocol):
     """The admission part of a store: requests in flight overall and per key, keys' rates."""
 
@@ -123,7 +133,7 @@ class Admission(Protocol):
         """Requests this process admitted that are still in flight."""
         ...
 
-    async def admit(self, key: KeyLimits | None) -> Lease:
+    async def admit(self, key: KeyLimits | None) -> AdmissionLease:
         """A lease for one more request of `key` (None: no gateway key), or the refusal:
         `KeyRateLimited`, `KeyConcurrencyLimited` (429) or `GatewayOverloaded` (503), each
         with `retry_after`. A refused request takes nothing (no token, no place)."""
