@@ -19,6 +19,7 @@ from gateway.server import create_app, start_server
 from gateway.server.app_state import STORE
 from gateway.settings import GatewaySettings
 from gateway.state import (
+    AdmissionLease,
     Backend,
     CallLease,
     CircuitChange,
@@ -52,6 +53,12 @@ class RecordedLease:
         self._log.append(("release", self._owner))
         self._inner.release()
         self.released.set()
+
+
+class RecordedAdmission(RecordedLease):
+    def __init__(self, log: Log, owner: str, inner: AdmissionLease) -> None:
+        super().__init__(log, owner, inner)
+        self.rate = inner.rate
 
 
 class RecordedCall(RecordedLease):
@@ -107,9 +114,9 @@ class RecordingStore:
     def in_flight(self) -> int:
         return self.inner.in_flight
 
-    async def admit(self, key: KeyLimits | None) -> Lease:
+    async def admit(self, key: KeyLimits | None) -> RecordedAdmission:
         self.log.append(("admit", key))
-        lease = RecordedLease(self.log, "admission", await self.inner.admit(key))
+        lease = RecordedAdmission(self.log, "admission", await self.inner.admit(key))
         self.admitted.append(lease)
         return lease
 
