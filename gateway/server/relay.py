@@ -209,12 +209,17 @@ class Relay:
             record.fail(self._client_gone())
             return client.response
         finally:
-            await client.stop_heartbeat()
-            await upstream.aclose()
-            ctx.close()
-            record.bytes = client.bytes_written
-            record.skipped_events = tracker.skipped
-            record.tokens = dialect.tokens(tracker.usage)
+            try:
+                await client.stop_heartbeat()
+                await upstream.aclose()
+            finally:
+                # Recorded even when the clean-up above is itself cancelled (a second
+                # cancellation): the record's bytes must be what reached the client, or the
+                # log line would disagree with the relayed-bytes counter.
+                ctx.close()
+                record.bytes = client.bytes_written
+                record.skipped_events = tracker.skipped
+                record.tokens = dialect.tokens(tracker.usage)
         self._chain.finish(error)  # how the answering target's answer ended
         if error is not None:
             record.fail(error)
