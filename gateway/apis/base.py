@@ -4,10 +4,11 @@ An API (OpenAI Chat Completions, Anthropic Messages, ...) is one package of `gat
 that builds one `Api`: where clients call it and where it goes upstream, the fields of its
 request the gateway reads (`request`), which of the client's headers may go upstream, its
 wire `Dialect` (how its events are judged, its errors written, its usage counted), how a stream
-cut mid-answer is continued (`splice`, if it can be) and what the built-in mock writes in it
-(`mock_wire`). The server, the router, the providers and the mock take the `Api` of a request
-and ask it; none of them branches on an API's name, and adding an API is one package and one
-line in the registry (`gateway.apis.APIS`).
+cut mid-answer is continued (`splice`, if it can be), how a stream is asked for its usage
+(`stream_usage`, if it must be) and what the built-in mock writes in it (`mock_wire`). The
+server, the router, the providers and the mock take the `Api` of a request and ask it; none of
+them branches on an API's name, and adding an API is one package and one line in the registry
+(`gateway.apis.APIS`).
 
 `Api` values compare by identity: a provider speaks a set of them, a request carries one.
 """
@@ -52,6 +53,10 @@ class Api:
     splice: Callable[[Mapping[str, Any]], Splice] | None = None
     #: The client's headers that go upstream (already sane: never credentials).
     forwarded_headers: Callable[[Headers], dict[str, str]] = field(default=_no_headers)
+    #: For an API whose streams report usage only when asked: the fields a streaming call adds
+    #: to the client's body to ask (None: the client asked already). Its dialect's tracker
+    #: drops what answers only the gateway's question (`StreamTracker.unasked_usage`).
+    stream_usage: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None
 
     @property
     def endpoint(self) -> str:

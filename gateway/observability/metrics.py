@@ -68,8 +68,6 @@ class RouteMetrics:
     event_gap: Histogram
     events: Counter
     bytes: Counter
-    prompt_tokens: Counter
-    completion_tokens: Counter
 
 
 class Metrics:
@@ -169,8 +167,10 @@ class Metrics:
         )
         self.tokens = Counter(
             "gateway_tokens",
-            "Tokens the upstream reported in its usage (also partial usage of cut streams).",
-            ["route", "kind"],
+            "Tokens the upstreams reported in their usage, by route, upstream and kind (input, "
+            "output, cached, reasoning); each call of a continued stream its own; also the "
+            "partial usage of cut streams.",
+            ["route", "upstream", "kind"],
             registry=r,
         )
         self.redactions = Counter(
@@ -205,8 +205,6 @@ class Metrics:
                 event_gap=self.event_gap.labels(route),
                 events=self.events.labels(route),
                 bytes=self.bytes.labels(route),
-                prompt_tokens=self.tokens.labels(route, "prompt"),
-                completion_tokens=self.tokens.labels(route, "completion"),
             )
             self._routes[route] = bound
         return bound
@@ -241,9 +239,7 @@ class Metrics:
         for figures in list(self._live.values()):
             figures.flush()
 
-    def exposition(
-        self, accept: str = "", redactor: Redactor | None = None
-    ) -> tuple[bytes, str]:
+    def exposition(self, accept: str = "", redactor: Redactor | None = None) -> tuple[bytes, str]:
         """The exposition in the format `accept` prefers (Prometheus text or OpenMetrics) and
         its content type; all workers' values in multiprocess mode (this worker's streams
         flushed first; the others' are at most `FLUSH_INTERVAL` late).

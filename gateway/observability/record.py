@@ -55,9 +55,11 @@ class RequestRecord:
     bytes: int = 0
     skipped_events: int = 0
     redactions: int = 0  # fragments of the gateway's secrets removed from the relayed answer
-    #: Tokens the upstream reported, by kind ("prompt", "completion"; its API's dialect read
-    #: them from its usage object).
+    #: Tokens the upstreams reported, by kind (`gateway.streaming.TOKEN_KINDS`; the API's
+    #: dialect read them from their usage), summed over the request's calls (`add_tokens`).
     tokens: dict[str, int] = field(default_factory=dict)
+    #: The same by upstream: what the metrics count.
+    _tokens_by_upstream: dict[str, dict[str, int]] = field(default_factory=dict)
     finished: bool = False
     _route_metrics: RouteMetrics | None = None
     _active: bool = False
@@ -145,6 +147,15 @@ class RequestRecord:
         metrics = self.metrics
         metrics.child(metrics.upstream_failovers, self.route_metrics.name, reason).inc()
 
+    def add_tokens(self, upstream: str, tokens: dict[str, int]) -> None:
+        """One call to `upstream` reported `tokens` (by kind): added to the request's."""
+        if not tokens:
+            return
+        mine = self._tokens_by_upstream.setdefault(upstream, {})
+        for kind, count in tokens.items():
+            mine[kind] = mine.get(kind, 0) + count
+            self.tokens[kind] = self.tokens.get(kind, 0) + count
+
     def fail(self, error: GatewayError) -> None:
         """Record the error that ended the request (the first one wins)."""
         if self.error is None:
@@ -162,7 +173,7 @@ class RequestRecord:
             self.outcome = "completed"
         now = time.monotonic()
         tokens = self.tokens
-        self._record_metrics(now, tokens)
+        self._record_metrics(now)
         error = self.error
         fields: dict[str, Any] = {
             "endpoint": self.endpoint,
@@ -198,7 +209,7 @@ class RequestRecord:
             fields["message"] = error.message[:_MAX_MESSAGE]
         _log.info("stream_finished" if self.stream else "request_finished", **fields)
 
-    def _record_metrics(self, now: float, tokens: dict[str, int]) -> None:
+    def _record_metrics(self, now: float) -> None:
         metrics, bound, error = self.metrics, self.route_metrics, self.error
         if self._active:
             metrics.unwatch(self)
@@ -213,10 +224,9 @@ class RequestRecord:
         bound.duration.observe(now - self.started)
         if self.bytes > self._counted_bytes:  # heartbeats, error events, JSON bodies
             bound.bytes.inc(self.bytes - self._counted_bytes)
-        if "prompt" in tokens:
-            bound.prompt_tokens.inc(tokens["prompt"])
-        if "completion" in tokens:
-            bound.completion_tokens.inc(tokens["completion"])
+        for upstream, tokens in self._tokens_by_upstream.items():
+            for kind, count in tokens.items():
+                metrics.child(metrics.tokens, bound.name, upstream, kind).inc(count)
         if self._active:
             bound.active_streams.dec()
 

@@ -52,6 +52,8 @@ class Target:
     #: This target's own `connect` / `first_byte` / `idle` limits, over the route's.
     timeouts: Mapping[str, float] = field(default_factory=dict)
     prefill: bool = False  # continues a final assistant message
+    #: Asked for a stream's usage its client did not ask for, where the API has that switch.
+    stream_usage: bool = True
 
     @property
     def name(self) -> str:

@@ -63,6 +63,7 @@ def _route(
                 backend=backends[target.upstream, target.model],
                 timeouts=target.timeouts.overrides(),
                 prefill=target.prefill,
+                stream_usage=settings.upstreams[target.upstream].stream_usage,
             )
             for target in config.targets
         ),

@@ -2,8 +2,9 @@
 
 The endpoint validates the client's body once; each attempt of the chain - a retry, a failover,
 a continuation - turns the template into that target's `UpstreamRequest`: the target's model
-name in the body (serialised per call), the limits of that target with the request's own
-overrides, and the client's forwarded headers.
+name in the body (serialised per call), the fields that ask a stream for the usage its client
+did not ask for (the API's `stream_usage`, on a target that takes them), the limits of that
+target with the request's own overrides, and the client's forwarded headers.
 """
 
 from __future__ import annotations
@@ -62,7 +63,12 @@ class CallTemplate:
         """The call to `target`: its model name and limits, with `body` (default: the
         client's) serialised once per attempt, reporting to `on_sent` once it is sent."""
         model = target.upstream_model(self.model)
-        payload = {**(self.body if body is None else body), "model": model}
+        source = self.body if body is None else body
+        extra = self.usage_fields(target, source)
+        if extra is None:
+            payload = {**source, "model": model}
+        else:
+            payload = {**source, **extra, "model": model}
         return UpstreamRequest(
             path=self.path,
             body=_serialise(payload),
@@ -74,6 +80,17 @@ class CallTemplate:
             headers=self.headers,
             on_sent=on_sent,
         )
+
+    def usage_fields(
+        self, target: Target, body: Mapping[str, Any] | None = None
+    ) -> Mapping[str, Any] | None:
+        """The fields a call to `target` adds to `body` (default: the client's) to ask for the
+        stream's usage, or None: not a stream, an API that reports it unasked, a target that
+        does not take them (`stream_usage` off), or a client that asked already."""
+        ask = self.api.stream_usage
+        if ask is None or not self.stream or not target.stream_usage:
+            return None
+        return ask(self.body if body is None else body)
 
 
 def _serialise(payload: Mapping[str, Any]) -> bytes:

@@ -92,6 +92,7 @@ class Relay:
         "_record",
         "_redactor",
         "_request",
+        "_tracker",
     )
 
     def __init__(
@@ -120,6 +121,7 @@ class Relay:
         self._limits = limits
         self._phase = "connecting"
         self._attempt_settled = True  # nothing to settle until an attempt starts
+        self._tracker: StreamTracker | None = None  # the stream's, for `stream: true`
 
     def _settle_attempt(self, result: str) -> None:
         """Record how the current upstream call's opening phase ended (once): `ok` or an
@@ -135,6 +137,13 @@ class Relay:
     # --- ChainObserver --------------------------------------------------------------------------
 
     def attempt_started(self, target: Target) -> None:
+        tracker = self._tracker
+        if tracker is not None:
+            # Each call's usage is its own: the one before (a continued stream's) is counted
+            # for its upstream, and this call's judged by whether the gateway asked for it.
+            self._count_usage(tracker)
+            template = self._chain.template
+            tracker.unasked_usage = template.usage_fields(target) is not None
         self._provider = target.provider
         self._attempt_settled = False
         if self._phase != "streaming":
@@ -184,7 +193,7 @@ class Relay:
         ctx = self._request_context()
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
-        tracker = dialect.tracker()
+        tracker = self._tracker = dialect.tracker()
         upstream = self._chain.stream(ctx, functools.partial(self._open_stream, ctx))
         client = SSEResponse(
             self._request,
@@ -219,7 +228,7 @@ class Relay:
                 ctx.close()
                 record.bytes = client.bytes_written
                 record.skipped_events = tracker.skipped
-                record.tokens = dialect.tokens(tracker.usage)
+                self._count_usage(tracker)
         self._chain.finish(error)  # how the answering target's answer ended
         if error is not None:
             record.fail(error)
@@ -232,6 +241,13 @@ class Relay:
         record.bytes = client.bytes_written
         record.status = 200
         return client.response
+
+    def _count_usage(self, tracker: StreamTracker) -> None:
+        """Add the usage the current call reported to the record, for its upstream (once:
+        the tracker starts the next call without it)."""
+        if tracker.usage is not None:
+            self._record.add_tokens(self._provider.name, self._dialect.tokens(tracker.usage))
+            tracker.usage = None
 
     async def _pump(
         self,
@@ -248,7 +264,7 @@ class Relay:
         # Only complete events are written, and no secret's piece holds a line break: each
         # fragment lies inside one event, whatever the batch, and redacting keeps framing.
         redact = self._redactor.redact_bytes if self._redactor else None
-        forward, skip = Verdict.FORWARD, Verdict.SKIP
+        forward, skip, drop = Verdict.FORWARD, Verdict.SKIP, Verdict.DROP
         verdict = forward
         async for events in upstream:
             frames: list[bytes] = []
@@ -262,6 +278,8 @@ class Relay:
                     if tracker.skipped == 1:
                         _log.warning("upstream_event_skipped", reason="malformed_data")
                     continue
+                if verdict is drop:
+                    continue  # by design (what the gateway asked for): not malformed
                 append(event.raw)  # END or END_WITH_ERROR: the terminal event
                 break
             if frames:
@@ -280,7 +298,7 @@ class Relay:
                 # Counted once written: a write may wait on a slow client (`SSEResponse`), and
                 # a client that leaves meanwhile was never given these bytes.
                 record.relayed(count, len(data))
-            if verdict is not forward and verdict is not skip:
+            if verdict is not forward and verdict is not skip and verdict is not drop:
                 break
         if verdict is Verdict.END_WITH_ERROR:
             record.fail(UpstreamErrorEvent())
@@ -363,7 +381,7 @@ class Relay:
             ctx.close()
         record.first_event_at = first_at
         if isinstance(answer, dict):
-            record.tokens = self._dialect.tokens(answer.get("usage"))
+            record.add_tokens(self._provider.name, self._dialect.tokens(answer.get("usage")))
         body, redactions = self._redactor.redact_bytes(body)
         if redactions:
             record.redacted("body", redactions)

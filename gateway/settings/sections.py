@@ -165,6 +165,13 @@ class UpstreamSettings(_Model):
         "most its connect deadline, then 503 `gateway_overloaded`); unset: as many as "
         "`limits.max_streams`, so the pool never turns away what the gateway admits.",
     )
+    stream_usage: bool = Field(
+        True,
+        description="Ask for the usage of a Chat Completions (or legacy Completions) stream "
+        "whose client did not (`stream_options.include_usage`), to record its tokens; the "
+        "extra usage chunk is not relayed to that client. Turn off for an OpenAI-compatible "
+        "server that rejects `stream_options`.",
+    )
     mock: MockSettings = Field(MockSettings(), description="Pacing of kind `mock`.")
 
     @model_validator(mode="after")

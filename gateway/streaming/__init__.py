@@ -11,11 +11,13 @@ from gateway.errors import ErrorCategory
 from gateway.streaming.context import CancelScope, Context, DeadlineError
 from gateway.streaming.dialect import (
     HEARTBEAT,
+    TOKEN_KINDS,
     Dialect,
     StreamTracker,
     TokenCounts,
     Verdict,
     compact_json,
+    is_count,
     loads_object,
 )
 from gateway.streaming.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
@@ -31,6 +33,7 @@ from gateway.streaming.timeouts import Timeouts
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "HEARTBEAT",
+    "TOKEN_KINDS",
     "CancelScope",
     "Context",
     "ContextAwareStream",
@@ -47,6 +50,7 @@ __all__ = [
     "as_gateway_error",
     "compact_json",
     "error_for_status",
+    "is_count",
     "loads_object",
     "make_stream_error",
     "stream_from_context",

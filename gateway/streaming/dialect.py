@@ -5,13 +5,15 @@ A `Dialect` is the streaming core's view of one API family; the families themsel
 name. A dialect says:
 
 - per event, through a per-stream `StreamTracker`: forward it, skip it (it cannot be what the
-  dialect promises, e.g. OpenAI `data:` that is not JSON), or end the stream after it (the
-  terminal marker, or the upstream's own error payload); and whether the answer is complete
-  (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
+  dialect promises, e.g. OpenAI `data:` that is not JSON), drop it (it only answers what the
+  gateway itself asked the upstream for: the client never asked for it), or end the stream
+  after it (the terminal marker, or the upstream's own error payload); and whether the answer
+  is complete (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
 - what to append when an upstream ended cleanly after a complete answer but forgot its marker;
 - how an error is written after the response is committed (`error_event`, contract section 5)
   and before (`error_body`, contract section 4);
-- which keys of the upstream's usage object count prompt and completion tokens (`tokens`).
+- the tokens of the upstream's usage object, by kind (`tokens`: input, output, cached,
+  reasoning, where this API's usage reports them).
 
 Everything the gateway itself writes is built with `json.dumps` (ASCII-only, one line), so no
 message, model name or upstream text can inject a line break into a frame.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from gateway.streaming.sse import SSEEvent
 from gateway.streaming.stream_error import StreamError
@@ -35,11 +37,13 @@ except ImportError:  # pragma: no cover - orjson is a dependency of the gateway
 
 __all__ = [
     "HEARTBEAT",
+    "TOKEN_KINDS",
     "Dialect",
     "StreamTracker",
     "TokenCounts",
     "Verdict",
     "compact_json",
+    "is_count",
     "loads_object",
 ]
 
@@ -53,22 +57,33 @@ class Verdict(enum.IntEnum):
     SKIP = 1  # never reaches the client; counted and logged once per stream
     END = 2  # forward it, then end the stream cleanly (terminal marker)
     END_WITH_ERROR = 3  # forward it, then end: the upstream reported its own error
+    #: Never reaches the client, by design: it answers only what the gateway itself asked the
+    #: upstream for (e.g. stream usage); not malformed, neither counted nor logged as skipped.
+    DROP = 4
 
 
-#: Tokens an upstream reported, by kind ("prompt", "completion"); a kind it did not report is
-#: absent.
+#: Tokens an upstream reported, by kind (`TOKEN_KINDS`); a kind it did not report is absent.
 TokenCounts = dict[str, int]
+
+#: The kinds of tokens the gateway counts: every prompt token (`input`, cached ones included),
+#: every generated one (`output`, reasoning included), and of those the prompt tokens read from
+#: the provider's cache (`cached`) and the output tokens spent reasoning (`reasoning`).
+TOKEN_KINDS = ("input", "output", "cached", "reasoning")
 
 
 class StreamTracker:
     """Per-stream state a dialect keeps while events pass; one instance per stream."""
 
-    __slots__ = ("complete", "skipped", "usage")
+    __slots__ = ("complete", "skipped", "unasked_usage", "usage")
 
     def __init__(self) -> None:
         self.complete = False  # a chunk said the answer is complete
         self.skipped = 0  # events skipped as malformed
         self.usage: dict[str, Any] | None = None  # the latest usage object the upstream sent
+        #: The current call's upstream was asked for stream usage its client did not ask for:
+        #: the events that carry only that usage are dropped (`Verdict.DROP`). Set per call by
+        #: the relay; a dialect that never asks ignores it.
+        self.unasked_usage = False
 
     def inspect(self, event: SSEEvent) -> Verdict:
         raise NotImplementedError
@@ -81,8 +96,13 @@ class Dialect:
     #: Appended when the upstream ended cleanly after a complete answer without its marker.
     completion_trailer: ClassVar[bytes]
     heartbeat: ClassVar[bytes] = HEARTBEAT
-    #: The usage object's keys counting prompt and completion tokens, in this API.
-    usage_keys: ClassVar[tuple[str, str]] = ("prompt_tokens", "completion_tokens")
+    #: Where this API's usage object holds each kind of token (`TOKEN_KINDS`): a path of keys.
+    usage_paths: ClassVar[dict[str, tuple[str, ...]]] = {
+        "input": ("prompt_tokens",),
+        "output": ("completion_tokens",),
+        "cached": ("prompt_tokens_details", "cached_tokens"),
+        "reasoning": ("completion_tokens_details", "reasoning_tokens"),
+    }
 
     def tracker(self) -> StreamTracker:
         raise NotImplementedError
@@ -97,16 +117,23 @@ class Dialect:
         raise NotImplementedError
 
     def tokens(self, usage: object) -> TokenCounts:
-        """The prompt and completion tokens of an upstream's usage object (whatever it is:
-        only non-negative integers under this API's keys count)."""
+        """The tokens of an upstream's usage object by kind (whatever it is: only
+        non-negative integers at this API's `usage_paths` count)."""
         if not isinstance(usage, dict):
             return {}
         counts: TokenCounts = {}
-        for kind, key in zip(("prompt", "completion"), self.usage_keys, strict=True):
-            value = usage.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        for kind, path in self.usage_paths.items():
+            value: object = usage
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if is_count(value):
                 counts[kind] = value
         return counts
+
+
+def is_count(value: object) -> TypeGuard[int]:
+    """Whether `value` is a token count: a non-negative integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def compact_json(value: object) -> bytes:
@@ -131,5 +158,3 @@ def loads_object(data: str) -> dict[str, Any] | None:
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
-
-

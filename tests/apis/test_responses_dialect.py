@@ -182,14 +182,24 @@ def test_usage_comes_from_the_terminal_events_response() -> None:
     verdicts(subject, wire.responses_events(WORDS))
 
     assert subject.usage == wire.usage(3)
-    assert RESPONSES.tokens(subject.usage) == {"prompt": wire.INPUT_TOKENS, "completion": 3}
+    assert RESPONSES.tokens(subject.usage) == {
+        "input": wire.INPUT_TOKENS,
+        "output": 3,
+        "cached": 0,
+        "reasoning": 0,
+    }
 
 
 def test_usage_of_a_failed_response_is_kept() -> None:
     subject = tracker()
     response = wire.response_object("failed", output_tokens=2)
     subject.inspect(sse(json.dumps({"type": "response.failed", "response": response})))
-    assert RESPONSES.tokens(subject.usage) == {"prompt": wire.INPUT_TOKENS, "completion": 2}
+    assert RESPONSES.tokens(subject.usage) == {
+        "input": wire.INPUT_TOKENS,
+        "output": 2,
+        "cached": 0,
+        "reasoning": 0,
+    }
 
 
 def test_usage_in_a_non_terminal_event_is_not_read() -> None:
@@ -215,7 +225,7 @@ def test_the_mock_stream_reports_its_usage_in_the_terminal_event() -> None:
     seen = verdicts(subject, frames)
 
     assert seen == [Verdict.FORWARD] * (len(frames) - 1) + [Verdict.END]
-    assert RESPONSES.tokens(subject.usage)["completion"] == 2
+    assert RESPONSES.tokens(subject.usage)["output"] == 2
     numbers = [
         json.loads(event.data or "")["sequence_number"] for f in frames for event in decode(f)
     ]
@@ -226,7 +236,7 @@ def test_the_mock_completion_is_a_completed_response_with_usage() -> None:
     body = json.loads(ResponsesMockWire("mock", {}).completion("one two three"))
     assert (body["object"], body["status"]) == ("response", "completed")
     assert body["output"][0]["content"][0]["text"] == "one two three"
-    assert RESPONSES.tokens(body["usage"])["completion"] == 3
+    assert RESPONSES.tokens(body["usage"])["output"] == 3
 
 
 # --- the gateway's error event (contract section 5) --------------------------------------------

@@ -620,8 +620,10 @@ async def test_tokens_of_a_responses_stream_are_counted(
     await stream_events(sdk)
 
     await finished(gateway)
-    assert value(gateway, "gateway_tokens_total", route=MODEL, kind="prompt") == 9
-    assert value(gateway, "gateway_tokens_total", route=MODEL, kind="completion") == len(WORDS)
+    assert value(gateway, "gateway_tokens_total", route=MODEL, upstream="fake", kind="input") == 9
+    assert value(
+        gateway, "gateway_tokens_total", route=MODEL, upstream="fake", kind="output"
+    ) == len(WORDS)
     assert (
         value(
             gateway,
@@ -642,5 +644,5 @@ async def test_tokens_of_a_responses_json_answer_are_counted(
     await sdk.responses.create(model=MODEL, input=INPUT)
 
     await finished(gateway)
-    assert value(gateway, "gateway_tokens_total", route=MODEL, kind="prompt") == 9
-    assert value(gateway, "gateway_tokens_total", route=MODEL, kind="completion") == 2
+    assert value(gateway, "gateway_tokens_total", route=MODEL, upstream="fake", kind="input") == 9
+    assert value(gateway, "gateway_tokens_total", route=MODEL, upstream="fake", kind="output") == 2

@@ -138,6 +138,12 @@ async def test_tokens_of_a_mock_responses_stream_are_counted(start_gateway: Star
 
     usage = events[-1].response.usage
     await finished(gw)
-    assert value(gw, "gateway_tokens_total", route="mock", kind="prompt") == usage.input_tokens
-    assert value(gw, "gateway_tokens_total", route="mock", kind="completion") == usage.output_tokens
+    assert (
+        value(gw, "gateway_tokens_total", route="mock", upstream="mock", kind="input")
+        == usage.input_tokens
+    )
+    assert (
+        value(gw, "gateway_tokens_total", route="mock", upstream="mock", kind="output")
+        == usage.output_tokens
+    )
     assert usage.output_tokens == len(MOCK_ANSWER.split())

@@ -103,7 +103,7 @@ async def test_each_messages_path_is_recorded_once_under_the_messages_endpoint(
     assert value(gw, "gateway_relayed_bytes_total", route=CLAUDE) == len(body) == line["bytes"]
 
 
-async def test_anthropic_usage_is_counted_as_prompt_and_completion_tokens(
+async def test_anthropic_usage_is_counted_as_input_and_output_tokens(
     start_gateway: StartGateway,
     upstream: FakeUpstream,
     client: aiohttp.ClientSession,
@@ -116,10 +116,10 @@ async def test_anthropic_usage_is_counted_as_prompt_and_completion_tokens(
         await response.read()
     await finished(gw)
 
-    assert value(gw, "gateway_tokens_total", route=CLAUDE, kind="prompt") == 31
-    assert value(gw, "gateway_tokens_total", route=CLAUDE, kind="completion") == 3
+    assert value(gw, "gateway_tokens_total", route=CLAUDE, upstream="claude", kind="input") == 31
+    assert value(gw, "gateway_tokens_total", route=CLAUDE, upstream="claude", kind="output") == 3
     [line] = [entry for entry in logs if entry["event"] == "stream_finished"]
-    assert line["tokens"] == {"prompt": 31, "completion": 3}
+    assert line["tokens"] == {"input": 31, "output": 3}
 
 
 async def test_a_model_of_the_other_api_is_recorded_as_an_invalid_request_without_a_route(

@@ -60,7 +60,8 @@ FIRST_BYTE = (("x-gateway-first-byte-timeout", "0.2"),)
 CASES = {
     # 3 text chunks, the finish chunk, [DONE]
     "completed": Case(fake.sse_stream(), "completed", events=5),
-    "completed-with-usage": Case(fake.sse_stream(_usage_chunks()), "completed", events=5),
+    # ...the usage chunk answers the include_usage the gateway asked for: not relayed
+    "completed-with-usage": Case(fake.sse_stream(_usage_chunks()), "completed", events=4),
     # [DONE] added by the gateway is not an upstream event
     "no-done-added": Case(fake.end_clean_without_done(finish=True), "completed", events=4),
     "malformed-event-skipped": Case(fake.invalid_json_event(), "completed", events=5),
@@ -200,8 +201,8 @@ async def test_tokens_from_the_upstreams_usage_are_counted(
     async with client.post(f"{gw.url}/v1/chat/completions", json={**BODY, "stream": True}) as r:
         await r.read()
     await finished(gw)
-    assert value(gw, "gateway_tokens_total", route="m", kind="prompt") == 11
-    assert value(gw, "gateway_tokens_total", route="m", kind="completion") == 2
+    assert value(gw, "gateway_tokens_total", route="m", upstream="fake", kind="input") == 11
+    assert value(gw, "gateway_tokens_total", route="m", upstream="fake", kind="output") == 2
 
 
 async def test_tokens_of_a_json_completion_are_counted(
@@ -212,9 +213,12 @@ async def test_tokens_of_a_json_completion_are_counted(
     async with client.post(f"{gw.url}/v1/chat/completions", json=BODY) as r:
         usage = (await r.json())["usage"]
     await finished(gw)
-    assert value(gw, "gateway_tokens_total", route="m", kind="prompt") == usage["prompt_tokens"]
     assert (
-        value(gw, "gateway_tokens_total", route="m", kind="completion")
+        value(gw, "gateway_tokens_total", route="m", upstream="fake", kind="input")
+        == usage["prompt_tokens"]
+    )
+    assert (
+        value(gw, "gateway_tokens_total", route="m", upstream="fake", kind="output")
         == usage["completion_tokens"]
     )
 
@@ -245,9 +249,9 @@ async def test_partial_usage_is_counted_when_the_client_leaves(
     await finished(gw)
     assert_recorded_once(gw, logs, "client_disconnected", "client_disconnected", "m")
     assert value(gw, "gateway_client_disconnects_total", phase="streaming") == 1
-    assert value(gw, "gateway_tokens_total", route="m", kind="prompt") == 7
-    assert value(gw, "gateway_tokens_total", route="m", kind="completion") == 3
-    assert finished_lines(logs)[0]["tokens"] == {"prompt": 7, "completion": 3}
+    assert value(gw, "gateway_tokens_total", route="m", upstream="fake", kind="input") == 7
+    assert value(gw, "gateway_tokens_total", route="m", upstream="fake", kind="output") == 3
+    assert finished_lines(logs)[0]["tokens"] == {"input": 7, "output": 3}
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """The Anthropic Messages dialect: named events (`message_start` ... `message_stop`), errors in
 Anthropic's `{"type": "error", "error": {"type", "message"}}` shape with its error types.
+
+Anthropic's `input_tokens` leaves out the prompt tokens read from or written to its cache
+(`cache_read_input_tokens`, `cache_creation_input_tokens`): the gateway's `input` adds them,
+so that it counts every prompt token as OpenAI's `prompt_tokens` does; `cached` is the reads.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from gateway.streaming import (
     SSEEvent,
     StreamError,
     StreamTracker,
+    TokenCounts,
     Verdict,
     compact_json,
+    is_count,
     loads_object,
 )
 
@@ -89,11 +95,22 @@ class _AnthropicTracker(StreamTracker):
 
 class AnthropicDialect(Dialect):
     name = "anthropic"
-    usage_keys = ("input_tokens", "output_tokens")
+    usage_paths = {
+        "input": ("input_tokens",),
+        "output": ("output_tokens",),
+        "cached": ("cache_read_input_tokens",),
+    }
     completion_trailer = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     def tracker(self) -> StreamTracker:
         return _AnthropicTracker()
+
+    def tokens(self, usage: object) -> TokenCounts:
+        counts = super().tokens(usage)
+        if "input" in counts and isinstance(usage, dict):
+            written = usage.get("cache_creation_input_tokens")
+            counts["input"] += counts.get("cached", 0) + (written if is_count(written) else 0)
+        return counts
 
     @staticmethod
     def error_type(error: StreamError) -> str:

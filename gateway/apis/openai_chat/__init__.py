@@ -6,8 +6,16 @@ from gateway.apis.openai_chat.dialect import OpenAIDialect
 from gateway.apis.openai_chat.mock_wire import OpenAIMockWire
 from gateway.apis.openai_chat.request import ChatRequest
 from gateway.apis.openai_chat.splice import OpenAISplice
+from gateway.apis.openai_chat.stream_usage import stream_usage_fields
 
-__all__ = ["OPENAI_CHAT", "ChatRequest", "OpenAIDialect", "OpenAIMockWire", "OpenAISplice"]
+__all__ = [
+    "OPENAI_CHAT",
+    "ChatRequest",
+    "OpenAIDialect",
+    "OpenAIMockWire",
+    "OpenAISplice",
+    "stream_usage_fields",
+]
 
 OPENAI_CHAT = Api(
     name="chat_completions",
@@ -17,4 +25,5 @@ OPENAI_CHAT = Api(
     request=ChatRequest,
     mock_wire=OpenAIMockWire,
     splice=OpenAISplice,
+    stream_usage=stream_usage_fields,
 )

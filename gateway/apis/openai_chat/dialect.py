@@ -4,6 +4,9 @@ errors in OpenAI's `{"error": {"message", "type", "code", "param"}}` shape.
 The tracker judges each event: `[DONE]` ends the stream; `data:` that is not a JSON object is
 skipped (OpenAI SDKs raise on it); a chunk with an `error` is the upstream's own error and ends
 the stream; a choice's `finish_reason` says the answer is complete; the latest `usage` is kept.
+When the gateway asked the upstream for the usage its client did not ask for (`unasked_usage`,
+see `gateway.apis.openai_chat.stream_usage`), the chunk that carries only the usage (no
+choices) is kept and dropped: the client never asked for it.
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ def openai_error_type(error: StreamError) -> str:
     return _OPENAI_CODE_TYPES.get(error.code) or _OPENAI_TYPES[error.type]
 
 
-
 class _OpenAITracker(StreamTracker):
     __slots__ = ()
 
@@ -80,6 +82,8 @@ class _OpenAITracker(StreamTracker):
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
+            if self.unasked_usage and not choices:
+                return Verdict.DROP
         return Verdict.FORWARD
 
 

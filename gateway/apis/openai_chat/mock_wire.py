@@ -1,4 +1,9 @@
-"""What the built-in mock writes on Chat Completions (see `gateway.apis.mock_wire`)."""
+"""What the built-in mock writes on Chat Completions (see `gateway.apis.mock_wire`).
+
+As OpenAI does, a stream reports its usage only when the request asks for it
+(`stream_options.include_usage`): in one more chunk after the `finish_reason` chunk, with
+`"choices": []`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 from gateway.apis.mock_wire import PROMPT_TOKENS, MockWire, dumps
 
-__all__ = ["OpenAIMockWire"]
+__all__ = ["OpenAIMockWire", "usage_of"]
 
 
 class OpenAIMockWire(MockWire):
@@ -37,7 +42,12 @@ class OpenAIMockWire(MockWire):
         return self._chunk({"content": text})
 
     def closing(self) -> list[bytes]:
-        return [self._chunk({}, finish_reason="stop")]
+        closing = [self._chunk({}, finish_reason="stop")]
+        options = self.body.get("stream_options")
+        if isinstance(options, Mapping) and options.get("include_usage") is True:
+            usage = {**self._head, "choices": [], "usage": usage_of(self.words)}
+            closing.append(b"data: " + dumps(usage) + b"\n\n")
+        return closing
 
     def terminal(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -57,10 +67,18 @@ class OpenAIMockWire(MockWire):
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": PROMPT_TOKENS,
-                    "completion_tokens": words,
-                    "total_tokens": PROMPT_TOKENS + words,
-                },
+                "usage": usage_of(words),
             }
         )
+
+
+def usage_of(words: int) -> dict[str, Any]:
+    """The usage of a mock answer of `words` pieces, in OpenAI's shape (no cache, no
+    reasoning: the mock reports them as zero)."""
+    return {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": words,
+        "total_tokens": PROMPT_TOKENS + words,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }

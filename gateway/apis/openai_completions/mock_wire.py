@@ -1,5 +1,6 @@
 """What the built-in mock writes on legacy Completions: `text_completion` chunks, one word each,
-a final chunk with `finish_reason`, `data: [DONE]`; or the whole `text_completion` object."""
+a final chunk with `finish_reason`, a usage chunk (`"choices": []`) when the request asks for it
+(`stream_options.include_usage`), `data: [DONE]`; or the whole `text_completion` object."""
 
 from __future__ import annotations
 
@@ -44,7 +45,12 @@ class CompletionsMockWire(MockWire):
         return self._chunk(text)
 
     def closing(self) -> list[bytes]:
-        return [self._chunk("", finish_reason="stop")]
+        closing = [self._chunk("", finish_reason="stop")]
+        options = self.body.get("stream_options")
+        if isinstance(options, Mapping) and options.get("include_usage") is True:
+            usage = {**self._head, "choices": [], "usage": _usage(self.words)}
+            closing.append(b"data: " + dumps(usage) + b"\n\n")
+        return closing
 
     def terminal(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -52,9 +58,12 @@ class CompletionsMockWire(MockWire):
     def completion(self, text: str) -> bytes:
         words = len(text.split())
         choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}
-        usage = {
-            "prompt_tokens": PROMPT_TOKENS,
-            "completion_tokens": words,
-            "total_tokens": PROMPT_TOKENS + words,
-        }
-        return dumps({**self._head, "choices": [choice], "usage": usage})
+        return dumps({**self._head, "choices": [choice], "usage": _usage(words)})
+
+
+def _usage(words: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": words,
+        "total_tokens": PROMPT_TOKENS + words,
+    }

@@ -11,7 +11,8 @@ upstream leaves the field out):
 
 There is no "complete without its marker" in this API: only a terminal event says a response
 is over, so a stream that ends without one has been cut (contract section 2), whatever it sent.
-Usage comes in the terminal event's `response.usage` (`input_tokens`, `output_tokens`). The
+Usage comes in the terminal event's `response.usage` (`input_tokens`, `output_tokens`, their
+`input_tokens_details.cached_tokens` and `output_tokens_details.reasoning_tokens`). The
 gateway's own error event after the first byte (contract section 5) numbers itself after the
 last `sequence_number` relayed and nests the OpenAI error object, so that openai-python raises
 `APIError` on it; before the first byte errors are OpenAI's JSON body, as on chat.
@@ -76,7 +77,12 @@ class ResponsesTracker(StreamTracker):
 class ResponsesDialect(OpenAIDialect):
     name = "openai"
     completion_trailer = b""  # never written: only a terminal event completes a response
-    usage_keys = ("input_tokens", "output_tokens")
+    usage_paths = {
+        "input": ("input_tokens",),
+        "output": ("output_tokens",),
+        "cached": ("input_tokens_details", "cached_tokens"),
+        "reasoning": ("output_tokens_details", "reasoning_tokens"),
+    }
 
     def tracker(self) -> StreamTracker:
         return ResponsesTracker()
