@@ -8,7 +8,8 @@ and limits of the app's settings) with handler cancellation
 on (`RUNNER_OPTIONS`): a client that disconnects cancels its handler, which is how a vanished
 client closes its upstream at once. Every request passes `request_head_middleware` (framing,
 header count) and every `/v1/*` request `admission_middleware` (gateway keys, capacity) before
-its handler reads a byte of its body. `/metrics` is served by the main app, or by
+its handler reads a byte of its body; CORS preflights (`gateway.server.cors`, when origins are
+configured) are answered before admission. `/metrics` is served by the main app, or by
 `create_metrics_app()` on a listener of its own (`metrics.listen`).
 """
 
@@ -37,6 +38,7 @@ from gateway.server.app_state import (
 )
 from gateway.server.auth import GatewayKeys
 from gateway.server.circuits import watch_circuits
+from gateway.server.cors import CorsPolicy, cors_middlewares, send_cors_headers
 from gateway.server.handlers import (
     api_handler,
     get_model,
@@ -79,10 +81,12 @@ def create_app(
     `store` holds its limits and circuits (default: a `MemoryStore` of this process, with
     `limits.max_streams`; a store given is used as it was made)."""
     metrics = metrics or Metrics()
+    cors = CorsPolicy.from_settings(settings.cors)  # None: no origins, no CORS headers at all
     app = web.Application(
         middlewares=[
             request_id_middleware,
             request_head_middleware,
+            *cors_middlewares(cors),  # preflights, answered before drain and admission
             drain_middleware(refuse_while_draining),
             admission_middleware,
         ],
@@ -102,6 +106,7 @@ def create_app(
     app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)
     app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(rate_limit_headers)
+    send_cors_headers(app, cors)
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.cleanup_ctx.append(_heap_trimming)

@@ -43,6 +43,7 @@ from pydantic_settings import (
 from gateway.settings.sections import (
     AuthSettings,
     CircuitSettings,
+    CorsSettings,
     LimitSettings,
     ListenSettings,
     LogSettings,
@@ -82,6 +83,7 @@ __all__ = [
     "CircuitSettings",
     "ConfigError",
     "ConfigProblem",
+    "CorsSettings",
     "Flag",
     "GatewaySettings",
     "LimitSettings",
@@ -218,6 +220,9 @@ class GatewaySettings(BaseSettings):
     log: LogSettings = Field(LogSettings(), description="Logging (structlog).")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus metrics.")
     auth: AuthSettings = Field(AuthSettings(), description="Gateway keys clients present.")
+    cors: CorsSettings = Field(
+        CorsSettings(), description="Browsers on other origins (CORS); none by default."
+    )
     workers: PositiveInt = Field(
         1, description="Worker processes sharing the listener (metrics aggregated across them)."
     )

@@ -1,4 +1,5 @@
-"""The sections of `GatewaySettings`: listener, upstreams, routes, limits, logs, metrics, keys.
+"""The sections of `GatewaySettings`: listener, upstreams, routes, limits, logs, metrics, keys,
+browsers (`cors`, in `gateway.settings.cors`).
 
 Every section rejects unknown keys, is frozen, and never shows an input value in a validation
 error (`hide_input_in_errors`: an input may be a secret). Every field has a description: the
@@ -32,6 +33,7 @@ from pydantic import (
 )
 
 from gateway.settings.auth import AuthSettings
+from gateway.settings.cors import CorsSettings
 from gateway.settings.sources import invalid, read_secret_file
 from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 
@@ -39,6 +41,7 @@ __all__ = [
     "MAX_TARGETS",
     "AuthSettings",
     "CircuitSettings",
+    "CorsSettings",
     "LimitSettings",
     "ListenSettings",
     "LogSettings",
