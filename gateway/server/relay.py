@@ -390,7 +390,7 @@ class Relay:
         return web.Response(
             body=body,
             content_type="application/json",
-            headers={"x-request-id": record.request_id, "request-id": record.request_id},
+            headers={"x-request-id": record.request_id},
         )
 
     async def _read_answer(
@@ -513,7 +513,7 @@ def error_response(
 ) -> web.Response:
     """An error answered with a real HTTP status and the dialect's JSON body (with no
     fragment of a secret, for an error whose text came from an upstream: `redactor`)."""
-    headers = {"x-request-id": request_id, "request-id": request_id}
+    headers = {"x-request-id": request_id}
     if error.client_should_retry is not None:
         headers["x-should-retry"] = "true" if error.client_should_retry else "false"
     body = dialect.error_body(make_stream_error(error))
