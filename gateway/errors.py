@@ -84,10 +84,12 @@ __all__ = [
     "RequestHeadTooLarge",
     "RequestTimeout",
     "RequestTooLarge",
+    "ResourceNotFound",
     "ServerShutdown",
     "StreamInterrupted",
     "Unauthorized",
     "UnknownModel",
+    "UnknownPreviousResponse",
     "UnsupportedEndpoint",
     "UnsupportedMediaType",
     "UnsupportedTransferEncoding",
@@ -134,6 +136,8 @@ class GatewayError(Exception):
     #: Seconds the upstream asked to wait before trying again (`Retry-After`, `retry-after-ms`),
     #: when its answer said; set on the instance by the provider that read the answer.
     retry_delay: float | None = None
+    #: The request field the error is about, where one is (OpenAI's `error.param`).
+    param: str | None = None
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -400,6 +404,27 @@ class UnknownModel(RequestError):
     code = "model_not_found"
     http_status = 404
     default_message = "the requested model is not routed by this gateway"
+
+
+class ResourceNotFound(RequestError):
+    """A resource the request names - a stored response - does not exist for this client:
+    the gateway knows no upstream holding it for the client's key, or that upstream has none
+    (its 404 on a call about the resource, which is the client's business, not the
+    upstream's fault)."""
+
+    code = "not_found"
+    http_status = 404
+    default_message = "the requested resource was not found"
+
+
+class UnknownPreviousResponse(RequestError):
+    """A Responses request continues a response (`previous_response_id`) whose upstream the
+    gateway cannot tell among its route's: it never guesses, as an upstream that does not
+    know the id would start a new conversation or refuse."""
+
+    code = "previous_response_not_found"
+    param = "previous_response_id"
+    default_message = "the previous response is not known to this gateway"
 
 
 class Unauthorized(RequestError):

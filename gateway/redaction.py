@@ -50,7 +50,7 @@ _REDACTED_BYTES = REDACTED.encode("ascii")
 #: The shortest secret the redactor protects (a shorter one would redact common words).
 _MIN_SECRET = 4
 #: Characters that may stand in a piece: printable ASCII but `"` and `\`.
-_PIECE = re.compile(rb'[\x21\x23-\x5b\x5d-\x7e]+')
+_PIECE = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]+")
 #: A prefix that names a key's kind rather than the key: letters, up to two short groups of
 #: lowercase letters and digits, each ended by `-` or `_` (`sk-`, `sk-proj-`, `sk-ant-api03-`).
 _PREFIX = re.compile(rb"[A-Za-z]{1,8}[-_](?:[a-z0-9]{1,8}[-_]){0,2}")

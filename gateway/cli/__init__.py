@@ -121,4 +121,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve(settings)
     return 0
-

@@ -28,7 +28,12 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
 from gateway.apis import Api
-from gateway.errors import RequestTooLarge, UpstreamBadRequest, UpstreamProtocolError
+from gateway.errors import (
+    RequestTooLarge,
+    ResourceNotFound,
+    UpstreamBadRequest,
+    UpstreamProtocolError,
+)
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
@@ -110,7 +115,8 @@ class HTTPProvider(Provider):
         await self._client.aclose()
 
     async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
-        response = await self._client.post(
+        response = await self._client.send(
+            request.method,
             self._base_url + request.path,
             body=request.body,
             headers=self._headers(request),
@@ -120,7 +126,10 @@ class HTTPProvider(Provider):
         )
         try:
             await raise_for_upstream_status(
-                response, max_body=self._max_error_body, redactor=self._redactor
+                response,
+                max_body=self._max_error_body,
+                redactor=self._redactor,
+                resource_call=request.resource_call,
             )
             if request.stream and response.content_type in _NOT_A_STREAM:
                 raise UpstreamProtocolError(
@@ -137,7 +146,6 @@ class HTTPProvider(Provider):
 
     def _headers(self, request: UpstreamRequest) -> dict[str, str]:
         headers = {
-            "Content-Type": "application/json",
             "Accept": "text/event-stream" if request.stream else "application/json",
             # Compressed SSE would be buffered by the decompressor: ask for identity.
             "Accept-Encoding": "identity" if request.stream else "gzip, deflate",
@@ -145,6 +153,8 @@ class HTTPProvider(Provider):
             **request.headers,
             **self._auth,
         }
+        if request.body:
+            headers["Content-Type"] = "application/json"
         if request.request_id:
             headers["X-Request-Id"] = request.request_id
         return headers
@@ -176,10 +186,15 @@ class HTTPUpstreamResponse(UpstreamResponse):
 
 
 async def raise_for_upstream_status(
-    response: HTTPResponse, *, max_body: int, redactor: Redactor | None = None
+    response: HTTPResponse,
+    *,
+    max_body: int,
+    redactor: Redactor | None = None,
+    resource_call: bool = False,
 ) -> None:
     """Raise the error a non-2xx upstream answer stands for, its body read at most `max_body`
-    bytes (the caller closes the response).
+    bytes (the caller closes the response). On a `resource_call` a 404 is `ResourceNotFound`
+    with the upstream's sanitised message: the resource the client named is not there.
 
     What of the upstream's text reaches the client (message, code, param) passes `redactor`
     first: a code or param that held a secret's fragment is dropped, not shown redacted.
@@ -191,6 +206,9 @@ async def raise_for_upstream_status(
     retry_after = _retry_after(response.headers)
     if status == 413:
         raise RequestTooLarge("the upstream rejected the request as too large")
+    if status == 404 and resource_call:
+        message, _, _ = _error_details(body, redactor)
+        raise ResourceNotFound(sanitize_message(message, redactor) if message else None)
     if status in (400, 422):
         message, code, param = _error_details(body, redactor)
         raise UpstreamBadRequest(

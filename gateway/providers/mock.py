@@ -143,4 +143,3 @@ def _answer(said: str) -> str:
     said = " ".join(said.split())[:_ECHO_CHARS]
     answer = "Hello! This is the sse-gateway mock provider, streaming one word at a time."
     return f"{answer} You said: {said}" if said else answer
-

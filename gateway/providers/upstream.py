@@ -35,14 +35,20 @@ __all__ = ["Provider", "UpstreamRequest", "UpstreamResponse"]
 class UpstreamRequest:
     """One call to an upstream, as the provider sends it."""
 
-    path: str  # relative to the upstream's base URL, e.g. "/chat/completions"
-    body: bytes  # JSON, the client's request with the target's model name
-    model: str  # the model name sent upstream
+    path: str  # relative to the upstream's base URL, e.g. "/chat/completions"; may hold a query
+    body: bytes  # JSON, the client's request with the target's model name (b"": no body)
+    model: str  # the model name sent upstream ("" for a call about a resource, not a model)
     stream: bool
     timeouts: Timeouts
     #: The API the body is written in and the answer must come in.
     api: Api
     request_id: str = ""
+    #: `POST`, or `GET` / `DELETE` of a resource the upstream holds (a stored response).
+    method: str = "POST"
+    #: A call about a resource the upstream holds (`GET /responses/{id}`...), not a new answer:
+    #: its 404 says the resource does not exist (`ResourceNotFound`, the client's business),
+    #: not that the target is misconfigured.
+    resource_call: bool = False
     #: Headers of the client's request to pass on (already filtered by the endpoint: never
     #: credentials); the provider's own authentication always wins over them.
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -150,4 +150,3 @@ def _quote(model: str, limit: int = 64) -> str:
     """A client-supplied name made safe to echo in a message (JSON-encoded later)."""
     shown = "".join(ch if ch.isprintable() else "?" for ch in model[:limit])
     return repr(shown + ("..." if len(model) > limit else ""))
-

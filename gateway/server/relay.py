@@ -487,9 +487,7 @@ class Relay:
         return ClientDisconnected(phase=self._phase)
 
     def _error_response(self, error: GatewayError) -> web.Response:
-        response = error_response(
-            self._dialect, error, self._record.request_id, self._redactor
-        )
+        response = error_response(self._dialect, error, self._record.request_id, self._redactor)
         self._record.answered(response)
         return response
 

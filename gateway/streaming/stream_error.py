@@ -69,7 +69,9 @@ def make_stream_error(exc: BaseException) -> StreamError:
             param=error.param,
             provider_code=error.upstream_code,
         )
-    return StreamError(type=error.category, message=error.message, code=error.code)
+    return StreamError(
+        type=error.category, message=error.message, code=error.code, param=error.param
+    )
 
 
 def as_gateway_error(exc: BaseException) -> GatewayError:

@@ -66,8 +66,9 @@ class AiohttpClient:
         for session in sessions:
             await session.close()
 
-    async def post(
+    async def send(
         self,
+        method: str,
         url: str,
         *,
         body: bytes,
@@ -85,9 +86,10 @@ class AiohttpClient:
         left = None if connect is None else max(connect - (loop.time() - started), 0.001)
         try:
             with translate_errors(connect_limit=connect):
-                response = await session.post(
+                response = await session.request(
+                    method,
                     url,
-                    data=body,
+                    data=body or None,
                     headers=headers,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(

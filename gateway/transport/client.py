@@ -1,17 +1,18 @@
 """The transport's interface: what a provider needs to make one HTTP call and read its body.
 
-An `HTTPClient` holds the connections to one upstream (pooled, at most its `max_connections`
-in use at once) and sends a POST through them; the `HTTPResponse` it returns is the answer
-whose body is still to be read. A provider builds the URL, the headers and the body, and reads
-the status and the body's bytes: it never sees the HTTP library underneath, so a second
-implementation (another HTTP/1.1 client) replaces `AiohttpClient` without touching providers.
+An `HTTPClient` holds the connections to one upstream (pooled, at most its `max_connections` in
+use at once) and sends a call through them (a POST, or a GET or DELETE of a resource); the
+`HTTPResponse` it returns is the answer whose body is still to be read. A provider builds the
+URL, the headers and the body, and reads the status and the body's bytes: it never sees the HTTP
+library underneath, so a second implementation (another HTTP/1.1 client) replaces
+`AiohttpClient` without touching providers.
 
 Invariants every implementation keeps:
-- `post` and the response's methods raise only `GatewayError`s (and `CancelledError`): the
+- `send` and the response's methods raise only `GatewayError`s (and `CancelledError`): the
   library's and the OS's exceptions are translated inside the implementation, in one place;
-- `post` takes one of the upstream's connections before it connects, waiting for one at most
+- `send` takes one of the upstream's connections before it connects, waiting for one at most
   the `connect` deadline (then `GatewayOverloaded`, never hanging), and the response gives it
-  back when it is closed - or `post` does, if it raises;
+  back when it is closed - or `send` does, if it raises;
 - `on_sent` is called once the request's head is written, so the first-byte clock starts when
   the request is sent, not when it was queued or connected;
 - every status is returned, 2xx or not: what a status means is the provider's business;
@@ -54,15 +55,16 @@ class HTTPClient(Protocol):
     """The pooled connections to one upstream, and the one call a provider makes through them."""
 
     async def start(self) -> None:
-        """Acquire the pools; `post` does it too if it was not done."""
+        """Acquire the pools; `send` does it too if it was not done."""
         ...
 
     async def aclose(self) -> None:
         """Close the pools and every connection in them."""
         ...
 
-    async def post(
+    async def send(
         self,
+        method: str,
         url: str,
         *,
         body: bytes,
@@ -71,8 +73,8 @@ class HTTPClient(Protocol):
         connect: float | None,
         on_sent: Callable[[], None] | None = None,
     ) -> HTTPResponse:
-        """Send `body` to `url` (never following a redirect) and return the answer once its
-        head arrived. `stream` says a long-lived event stream is expected (its connection
-        buffers little) rather than a whole answer; `connect` bounds the wait for a connection
-        and the time to get connected (None: no bound)."""
+        """Send `method` with `body` (empty: none) to `url` (never following a redirect) and return
+        the answer once its head arrived. `stream` says a long-lived event stream is
+        expected (its connection buffers little) rather than a whole answer; `connect`
+        bounds the wait for a connection and the time to get connected (None: no bound)."""
         ...

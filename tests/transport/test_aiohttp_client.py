@@ -40,7 +40,8 @@ async def post(
     connect: float | None = 5,
     on_sent: Callable[[], None] | None = None,
 ) -> AiohttpResponse:
-    return await client.post(
+    return await client.send(
+        "POST",
         base_url + "/chat/completions",
         body=json.dumps({"model": model, "stream": stream}).encode(),
         headers={"Content-Type": "application/json"},

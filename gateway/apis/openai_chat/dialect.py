@@ -49,6 +49,8 @@ _OPENAI_CODE_TYPES: dict[str, str] = {
     "unauthorized": "authentication_error",
     "model_not_found": "not_found_error",
     "unsupported_endpoint": "not_found_error",
+    "not_found": "invalid_request_error",  # OpenAI's own type for a missing stored response
+    "previous_response_not_found": "invalid_request_error",
     "gateway_overloaded": "server_error",
     "server_shutdown": "server_error",
 }
