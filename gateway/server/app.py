@@ -98,7 +98,11 @@ def create_app(
     app[REDACTOR] = redactor
     app[PROVIDERS] = providers
     if store is None:
-        store = MemoryStore(max_streams=settings.limits.max_streams)
+        store = MemoryStore(
+            max_streams=settings.limits.max_streams,
+            max_responses=settings.state.max_responses,
+            response_ttl=settings.state.response_ttl,
+        )
     app[STORE] = store
     app[ROUTER] = Router(build_routes(settings, providers, store))
     app[METRICS] = metrics

@@ -53,6 +53,7 @@ from gateway.settings.sections import (
     RetrySettings,
     RouteSettings,
     ServerSettings,
+    StateSettings,
     TargetSettings,
     TimeoutSettings,
     UpstreamSettings,
@@ -97,6 +98,7 @@ __all__ = [
     "RouteSettings",
     "ServerSettings",
     "SettingsSources",
+    "StateSettings",
     "TargetSettings",
     "TimeoutSettings",
     "UpstreamSettings",
@@ -208,6 +210,9 @@ class GatewaySettings(BaseSettings):
     )
     circuit: CircuitSettings = Field(
         CircuitSettings(), description="Circuit breaking per target (state per process)."
+    )
+    state: StateSettings = Field(
+        StateSettings(), description="What the gateway remembers of stored responses."
     )
     heartbeat: PositiveFloat | None = Field(
         15.0, description="Seconds without a write before a `: ping` comment (null: never)."

@@ -51,6 +51,7 @@ __all__ = [
     "RetrySettings",
     "RouteSettings",
     "ServerSettings",
+    "StateSettings",
     "TargetSettings",
     "TimeoutSettings",
     "UpstreamSettings",
@@ -252,6 +253,23 @@ class CircuitSettings(_Model):
         10.0,
         description="Seconds an open circuit skips its target; then one request probes it: "
         "success closes the circuit, failure opens it for another cooldown.",
+    )
+
+
+class StateSettings(_Model):
+    """What the gateway remembers between requests besides its limits and circuits: which
+    upstream holds each stored Responses id (in this process)."""
+
+    max_responses: PositiveInt = Field(
+        100_000,
+        description="Response ids whose upstream the gateway remembers, so that follow-ups "
+        "(`previous_response_id`, `GET`/`DELETE /v1/responses/{id}`, cancel, input items) "
+        "reach it; the oldest are forgotten first (about 200 bytes each).",
+    )
+    response_ttl: PositiveFloat = Field(
+        2_592_000,
+        description="Seconds a response id's upstream is remembered (default 30 days, as "
+        "long as OpenAI keeps a stored response).",
     )
 
 

@@ -2,15 +2,17 @@
 
 `gateway.state.lease.Lease` is the one vocabulary of every limiter. `StateStore`
 (`gateway.state.store`) is the one interface routing and server speak to: admission (requests
-in flight overall and per gateway key, keys' rates) and backends (each `upstream/model`'s
-slots and circuit). `MemoryStore` keeps it all in this process. This package imports no
-routing, server or provider code: they depend on it, never the other way.
+in flight overall and per gateway key, keys' rates) and backends (each `upstream/model`'s slots
+and circuit) and response owners (`gateway.state.owners`). `MemoryStore` keeps it all in this
+process. This package imports no routing, server or provider code: they depend on it, never the
+other way.
 """
 
 from gateway.state.capacity import Capacity
 from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
 from gateway.state.lease import Lease
-from gateway.state.memory import MemoryBackend, MemoryStore
+from gateway.state.memory import MAX_RESPONSES, RESPONSE_TTL, MemoryBackend, MemoryStore
+from gateway.state.owners import MemoryOwners, ResponseOwner, ResponseOwners
 from gateway.state.slots import Slots
 from gateway.state.store import (
     Admission,
@@ -25,6 +27,8 @@ from gateway.state.store import (
 )
 
 __all__ = [
+    "MAX_RESPONSES",
+    "RESPONSE_TTL",
     "Admission",
     "AdmissionLease",
     "Backend",
@@ -39,7 +43,10 @@ __all__ = [
     "KeyLimits",
     "Lease",
     "MemoryBackend",
+    "MemoryOwners",
     "MemoryStore",
+    "ResponseOwner",
+    "ResponseOwners",
     "Slots",
     "StateStore",
 ]

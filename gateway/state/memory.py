@@ -1,7 +1,8 @@
 """`MemoryStore`: the `StateStore` of one process - its limits and circuits in memory.
 
 Admission is a `Capacity`; each backend is a `MemoryBackend`: `Slots` and a `Circuit`, made on
-first use and shared by every route that names the backend. Nothing here waits: the coroutines
+first use and shared by every route that names the backend; response owners are
+`MemoryOwners`. Nothing here waits: the coroutines
 of the protocol return at once, and a call's verdict is told to its `Circuit` as it comes. Every
 circuit's transitions go to the store's watcher. Time is the monotonic clock given (a test
 drives it), for the circuits' cooldowns and the keys' token buckets alike.
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from gateway.errors import GatewayOverloaded
 from gateway.state.capacity import Capacity
 from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
+from gateway.state.owners import MemoryOwners
 from gateway.state.slots import Slots
 from gateway.state.store import AdmissionLease, CallLease, CircuitChange, CircuitOpen, KeyLimits
 
@@ -81,11 +83,25 @@ class _Call:
         self._backend.circuit.released()
 
 
-class MemoryStore:
-    """A `StateStore` in this process's memory: `max_streams` requests in flight overall."""
+#: Defaults of the response owners a store remembers (`state.max_responses`, `response_ttl`).
+MAX_RESPONSES = 100_000
+RESPONSE_TTL = 30 * 24 * 3600.0  # as long as OpenAI keeps a stored response
 
-    def __init__(self, *, max_streams: int, clock: Callable[[], float] = time.monotonic) -> None:
+
+class MemoryStore:
+    """A `StateStore` in this process's memory: `max_streams` requests in flight overall;
+    the owners of at most `max_responses` response ids, each for `response_ttl` seconds."""
+
+    def __init__(
+        self,
+        *,
+        max_streams: int,
+        max_responses: int = MAX_RESPONSES,
+        response_ttl: float = RESPONSE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = Capacity(max_streams, clock=clock)
+        self.owners = MemoryOwners(max_entries=max_responses, ttl=response_ttl, clock=clock)
         self._clock = clock
         self._backends: dict[str, MemoryBackend] = {}
         self._on_change: Callable[[CircuitChange], None] | None = None

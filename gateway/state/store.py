@@ -1,11 +1,13 @@
 """`StateStore`: the one interface to the state a gateway's limits and circuits keep.
 
-Two parts, one protocol:
+Three parts, one protocol:
 
 - admission (`Admission`): the requests in flight overall (`limits.max_streams`) and per
   gateway key (`KeyLimits.max_streams`), and each key's requests per minute. `admit()` returns
   a `Lease` released when the request ends, or raises the refusal the client is told
   (`GatewayOverloaded` 503, `KeyConcurrencyLimited` / `KeyRateLimited` 429);
+- response owners (`ResponseOwners`, `gateway.state.owners`): which upstream holds each
+  stored Responses id, for the follow-ups that must go there;
 - backends (`Backend`, one per `upstream/model`, shared by every route that names it): its
   slots (requests in flight) and its circuit. `acquire()` returns a `CallLease` - the slot and
   the circuit's permission of one call - or raises the refusal: `CircuitOpen` (skip the target
@@ -29,6 +31,7 @@ from typing import Protocol
 from gateway.errors import RateWindow
 from gateway.state.circuit import CircuitPolicy, CircuitState
 from gateway.state.lease import Lease
+from gateway.state.owners import ResponseOwners
 
 __all__ = [
     "Admission",
@@ -155,4 +158,10 @@ class Backends(Protocol):
 
 
 class StateStore(Admission, Backends, Protocol):
-    """Everything a gateway's limits and circuits keep: admission and backends."""
+    """Everything a gateway's limits and circuits keep: admission and backends; and which
+    upstream holds each stored response (`owners`)."""
+
+    @property
+    def owners(self) -> ResponseOwners:
+        """The owners of the Responses ids made through this gateway."""
+        ...

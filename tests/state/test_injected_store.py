@@ -28,6 +28,7 @@ from gateway.state import (
     KeyLimits,
     Lease,
     MemoryStore,
+    ResponseOwners,
     StateStore,
 )
 from tests.conftest import RunningGateway, gateway_settings
@@ -113,6 +114,10 @@ class RecordingStore:
     @property
     def in_flight(self) -> int:
         return self.inner.in_flight
+
+    @property
+    def owners(self) -> ResponseOwners:
+        return self.inner.owners
 
     async def admit(self, key: KeyLimits | None) -> RecordedAdmission:
         self.log.append(("admit", key))
