@@ -16,7 +16,7 @@ from gateway.apis.mock_wire import MockWire
 from gateway.apis.openai_chat import OPENAI_CHAT
 from gateway.apis.openai_completions import OPENAI_COMPLETIONS
 from gateway.apis.openai_embeddings import OPENAI_EMBEDDINGS
-from gateway.apis.openai_responses import OPENAI_RESPONSES
+from gateway.apis.openai_responses import FOLLOW_UPS, OPENAI_RESPONSES, FollowUp
 from gateway.apis.request import EdgeRequest, validated
 from gateway.apis.splice import Splice
 from gateway.streaming import Dialect
@@ -30,8 +30,10 @@ __all__ = [
     "OPENAI_COMPLETIONS",
     "OPENAI_EMBEDDINGS",
     "OPENAI_RESPONSES",
+    "RESPONSES_FOLLOW_UPS",
     "Api",
     "EdgeRequest",
+    "FollowUp",
     "Headers",
     "MockWire",
     "Splice",
@@ -52,6 +54,9 @@ APIS: tuple[Api, ...] = (
     ANTHROPIC_COUNT_TOKENS,
 )
 
+
+#: The follow-ups about a stored Responses response (`GET /v1/responses/{id}`...).
+RESPONSES_FOLLOW_UPS: tuple[FollowUp, ...] = FOLLOW_UPS
 
 #: The first segments of the paths under `/v1/` the gateway serves (APIs, models, streams).
 API_ROOTS = frozenset({*(api.path.split("/")[2] for api in APIS), "models", "streams"})
@@ -77,7 +82,13 @@ def api_at(path: str) -> Api | None:
 
 def served_endpoints() -> list[str]:
     """Every endpoint of the API surface, as a 404 names them (each also without `/v1`)."""
-    return [api.endpoint for api in APIS] + ["GET /v1/models", "GET /v1/models/{id}"]
+    follow_ups = [follow_up.endpoint for follow_up in RESPONSES_FOLLOW_UPS]
+    return [
+        *(api.endpoint for api in APIS),
+        *follow_ups,
+        "GET /v1/models",
+        "GET /v1/models/{id}",
+    ]
 
 
 def errors_dialect(path: str) -> Dialect:

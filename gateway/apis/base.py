@@ -57,6 +57,10 @@ class Api:
     #: to the client's body to ask (None: the client asked already). Its dialect's tracker
     #: drops what answers only the gateway's question (`StreamTracker.unasked_usage`).
     stream_usage: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None
+    #: The upstream keeps each answer under its id (Responses: `store`, background runs): the
+    #: gateway remembers which upstream made it (`StreamTracker.answer_id`,
+    #: `Dialect.answer_id`), and the follow-ups about it go there only.
+    stored_answers: bool = False
 
     @property
     def endpoint(self) -> str:

@@ -28,6 +28,12 @@ class EdgeRequest(BaseModel):
     model: str = Field(min_length=1, max_length=256)
     stream: StrictBool = False
 
+    @property
+    def continues(self) -> str | None:
+        """The id of the stored answer this request continues (Responses'
+        `previous_response_id`): only the upstream holding it may answer. None: a new one."""
+        return None
+
 
 class WholeAnswerRequest(EdgeRequest):
     """A request of an API that never streams (embeddings, token counts): `stream: true` is a

@@ -37,6 +37,10 @@ class CallTemplate:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: The request's own `x-gateway-*-timeout` limits.
     overrides: Mapping[str, float] = field(default_factory=dict)
+    #: `POST`, or `GET` / `DELETE` of a resource.
+    method: str = "POST"
+    #: A call about a resource an upstream holds (a stored response): no body, no model.
+    resource_call: bool = False
 
     def without_body(self) -> CallTemplate:
         """This template with an empty body: for a request that makes no more calls."""
@@ -50,6 +54,8 @@ class CallTemplate:
             self.request_id,
             self.headers,
             self.overrides,
+            self.method,
+            self.resource_call,
         )
 
     def for_target(
@@ -61,7 +67,22 @@ class CallTemplate:
         on_sent: Callable[[], None] | None = None,
     ) -> UpstreamRequest:
         """The call to `target`: its model name and limits, with `body` (default: the
-        client's) serialised once per attempt, reporting to `on_sent` once it is sent."""
+        client's) serialised once per attempt, reporting to `on_sent` once it is sent. A
+        resource call goes as it is: no body, no model name."""
+        if self.resource_call:
+            return UpstreamRequest(
+                path=self.path,
+                body=b"",
+                model="",
+                stream=self.stream,
+                timeouts=route.timeouts_for(self.overrides, target),
+                api=self.api,
+                request_id=self.request_id,
+                method=self.method,
+                resource_call=True,
+                headers=self.headers,
+                on_sent=on_sent,
+            )
         model = target.upstream_model(self.model)
         source = self.body if body is None else body
         extra = self.usage_fields(target, source)

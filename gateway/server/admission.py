@@ -7,7 +7,8 @@ before `100 Continue` is sent, see `gateway.server.request_body`). For a `/v1/*`
 1. with gateway keys configured, the request must present one (`Authorization: Bearer` or
    `x-api-key`, `gateway.server.auth`): else 401 in the path's dialect (Anthropic's
    `authentication_error` on `/v1/messages`) with `WWW-Authenticate`;
-2. a relayed request (a POST to an API endpoint) must get a `Lease` of the app's state store
+2. a relayed request (a POST to an API endpoint, or a follow-up about a stored response: the
+   handler says which API it relays, `relayed_endpoint`) must get a `Lease` of the app's state store
    (`gateway.state.Admission.admit`, given the key's name and limits): else 429 (the key's
    own limits) or 503 (the gateway's `limits.max_streams`), both with `Retry-After`, at once.
    The lease is released when the handler returns, that is when the response has been
@@ -25,11 +26,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway.apis import Api, api_at, canonical_path, errors_dialect
+from gateway.apis import canonical_path, errors_dialect
 from gateway.errors import GatewayError, KeyRateLimited, RateWindow, Unauthorized
 from gateway.observability import RequestRecord
 from gateway.server.app_state import GATEWAY_KEYS, METRICS, STORE
-from gateway.server.auth import Client
+from gateway.server.auth import CLIENT, Client
+from gateway.server.handlers import RelayedEndpoint, relayed_endpoint
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
 from gateway.state import AdmissionLease, KeyLimits
@@ -58,7 +60,7 @@ async def rate_limit_headers(request: web.BaseRequest, response: web.StreamRespo
 async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not canonical_path(request.path).startswith("/v1/"):
         return await handler(request)
-    api = api_at(request.path) if request.method == "POST" else None
+    relayed = relayed_endpoint(request.match_info.handler)
     keys = request.app[GATEWAY_KEYS]
     client: Client | None = None
     lease: AdmissionLease | None = None
@@ -67,12 +69,13 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
             client = keys.identify(request.headers)
             if client is None:
                 raise Unauthorized()
-        if api is not None:
+            request[CLIENT] = client
+        if relayed is not None:
             lease = await request.app[STORE].admit(_limits(client))
             if lease.rate is not None:
                 request[RATE_WINDOW] = lease.rate
     except GatewayError as exc:
-        return _refuse(request, api, exc, client)
+        return _refuse(request, relayed, exc, client)
     token = None
     if client is not None:
         token = structlog.contextvars.bind_contextvars(client=client.name)["client"]
@@ -93,13 +96,16 @@ def _limits(client: Client | None) -> KeyLimits | None:
 
 
 def _refuse(
-    request: web.Request, api: Api | None, error: GatewayError, client: Client | None
+    request: web.Request,
+    relayed: RelayedEndpoint | None,
+    error: GatewayError,
+    client: Client | None,
 ) -> web.Response:
     """Answer a refused request in its path's dialect, recorded like any finished request."""
-    dialect = api.dialect if api is not None else errors_dialect(request.path)
+    dialect = relayed.api.dialect if relayed is not None else errors_dialect(request.path)
     record = RequestRecord(
         request_id=request[REQUEST_ID],
-        endpoint=api.name if api is not None else OTHER_ENDPOINT,
+        endpoint=relayed.name if relayed is not None else OTHER_ENDPOINT,
         metrics=request.app[METRICS],
     )
     response = error_response(dialect, error, record.request_id)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.apis import APIS
+from gateway.apis import APIS, RESPONSES_FOLLOW_UPS
 from gateway.observability import Metrics
 from gateway.providers import Provider, build_providers
 from gateway.redaction import Redactor
@@ -41,6 +41,7 @@ from gateway.server.circuits import watch_circuits
 from gateway.server.cors import CorsPolicy, cors_middlewares, send_cors_headers
 from gateway.server.handlers import (
     api_handler,
+    follow_up_handler,
     get_model,
     healthz,
     list_models,
@@ -120,6 +121,10 @@ def create_app(
         handler = api_handler(api)
         for path in (api.path, api.path.removeprefix("/v1")):
             app.router.add_post(path, handler, expect_handler=defer_continue)
+    for follow_up in RESPONSES_FOLLOW_UPS:
+        handler = follow_up_handler(follow_up)
+        for path in (follow_up.path, follow_up.path.removeprefix("/v1")):
+            app.router.add_route(follow_up.method, path, handler)
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/models", list_models)
         app.router.add_get(prefix + "/models/{model_id:.+}", get_model)

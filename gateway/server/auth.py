@@ -31,7 +31,7 @@ from multidict import MultiMapping
 from gateway.errors import InvalidRequest
 from gateway.settings.auth import AuthSettings, key_digest, key_id
 
-__all__ = ["Client", "GatewayKeys", "presented_key"]
+__all__ = ["CLIENT", "Client", "GatewayKeys", "presented_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,10 @@ class Client:
     name: str
     max_streams: int | None = None
     requests_per_minute: int | None = None
+
+
+#: The holder of the key a request presented (set by admission; absent without gateway keys).
+CLIENT = web.RequestKey("client", Client)
 
 
 class GatewayKeys:

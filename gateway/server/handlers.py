@@ -2,19 +2,31 @@
 
 Every API of `gateway.apis.APIS` is served by one handler (`api_handler(api)`): it validates
 the request at the edge against the API's request fields, resolves its route (whose targets
-must speak the API), builds the upstream call and hands it to a `Relay`. Every request gets one
-`RequestRecord`, finished exactly once in this handler's `finally`, whatever path the request
-ended by. Errors are answered in the API's dialect.
+must speak the API; for a request that continues a stored answer, only those on the upstream
+holding it, `gateway.server.stored_answers`), builds the upstream call and hands it to a
+`Relay`. The follow-ups about a stored response (`follow_up_handler`) are relayed the same way
+to the upstream holding it. Every request gets one `RequestRecord`, finished exactly once in
+the handler's `finally`, whatever path the request ended by. Errors are answered in the API's
+dialect. Each relaying handler says which API it relays (`relayed_endpoint`): admission admits
+those.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, Api, errors_dialect
+from gateway.apis import (
+    ANTHROPIC_MESSAGES,
+    OPENAI_CHAT,
+    OPENAI_RESPONSES,
+    Api,
+    FollowUp,
+    errors_dialect,
+)
 from gateway.errors import (
     ClientDisconnected,
     GatewayError,
@@ -24,27 +36,29 @@ from gateway.errors import (
 )
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
-from gateway.server.app_state import (
-    GATEWAY_KEYS,
-    METRICS,
-    REDACTOR,
-    ROUTER,
-    SERVER_CONTEXT,
-    SETTINGS,
-)
+from gateway.server.app_state import GATEWAY_KEYS, METRICS, REDACTOR, ROUTER, SETTINGS
 from gateway.server.edge_request import read_api_request, timeout_overrides
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
-from gateway.server.relay import Relay, RelayLimits, error_response
+from gateway.server.relay import Relay, error_response
+from gateway.server.stored_answers import (
+    answer_keeper,
+    follow_up_relay,
+    forget_deleted,
+    owned_route,
+)
 
 __all__ = [
+    "RelayedEndpoint",
     "api_handler",
+    "follow_up_handler",
     "get_model",
     "healthz",
     "list_models",
     "metrics_handler",
     "readyz",
     "refuse_while_draining",
+    "relayed_endpoint",
 ]
 
 _OPENAI = OPENAI_CHAT.dialect
@@ -52,24 +66,66 @@ _EPOCH = "1970-01-01T00:00:00Z"  # no creation date is known for a routed name
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Reads a request into the relay that will answer it.
+_Prepare = Callable[[web.Request, RequestRecord], Awaitable[Relay]]
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedEndpoint:
+    """What a relaying handler serves: the API (its dialect, its admission) and the endpoint's
+    name (the `endpoint` label)."""
+
+    api: Api
+    name: str
+
+
+_RELAYED: dict[Callable[..., object], RelayedEndpoint] = {}
+
+
+def relayed_endpoint(handler: Callable[..., object]) -> RelayedEndpoint | None:
+    """What `handler` relays, if it is one of the relaying handlers."""
+    return _RELAYED.get(handler)
 
 
 def api_handler(api: Api) -> Handler:
     """The handler of `POST <api.path>`: `api`'s requests, streaming and not."""
 
+    async def read(request: web.Request, record: RequestRecord) -> Relay:
+        return await _read_request(request, api, record)
+
     async def relay(request: web.Request) -> web.StreamResponse:
-        return await _relay(request, api)
+        return await _serve(request, api, api.name, read)
 
     relay.__name__ = relay.__qualname__ = f"relay_{api.name}"
+    _RELAYED[relay] = RelayedEndpoint(api, api.name)
     return relay
 
 
-async def _relay(request: web.Request, api: Api) -> web.StreamResponse:
+def follow_up_handler(follow_up: FollowUp) -> Handler:
+    """The handler of one follow-up about a stored response (`gateway.server.stored_answers`)."""
+
+    async def read(request: web.Request, record: RequestRecord) -> Relay:
+        return await follow_up_relay(request, record, follow_up)
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        response = await _serve(request, OPENAI_RESPONSES, follow_up.name, read)
+        if follow_up.forgets:
+            await forget_deleted(request, response)
+        return response
+
+    relay.__name__ = relay.__qualname__ = f"relay_{follow_up.name}"
+    _RELAYED[relay] = RelayedEndpoint(OPENAI_RESPONSES, follow_up.name)
+    return relay
+
+
+async def _serve(
+    request: web.Request, api: Api, endpoint: str, prepare: _Prepare
+) -> web.StreamResponse:
     record = RequestRecord(
-        request_id=request[REQUEST_ID], endpoint=api.name, metrics=request.app[METRICS]
+        request_id=request[REQUEST_ID], endpoint=endpoint, metrics=request.app[METRICS]
     )
     try:
-        relay = await _read_request(request, api, record)
+        relay = await prepare(request, record)
         return await (relay.stream() if record.stream else relay.complete())
     except GatewayError as exc:
         record.fail(exc)
@@ -100,6 +156,9 @@ async def _read_request(request: web.Request, api: Api, record: RequestRecord) -
     record.model = fields.model
     route = request.app[ROUTER].resolve(fields.model, api)
     record.bind_route(route.name)
+    continued = fields.continues
+    if continued is not None:
+        route = await owned_route(request, route, continued)
     template = CallTemplate(
         path=api.upstream_path,
         body=body,
@@ -110,21 +169,8 @@ async def _read_request(request: web.Request, api: Api, record: RequestRecord) -
         headers=api.forwarded_headers(request.headers),
         overrides=timeout_overrides(request.headers),
     )
-    limits = RelayLimits(
-        heartbeat=settings.heartbeat,
-        max_event_bytes=settings.limits.max_event_bytes,
-        max_response_bytes=settings.limits.max_response_bytes,
-    )
-    return Relay(
-        request,
-        record,
-        route,
-        template,
-        api.dialect,
-        limits,
-        request.app[SERVER_CONTEXT],
-        request.app[REDACTOR],
-    )
+    on_answer = answer_keeper(request, route) if api.stored_answers else None
+    return Relay.for_request(request, record, route, template, api, on_answer)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -23,13 +23,14 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from gateway.apis import Api
 from gateway.errors import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -45,6 +46,7 @@ from gateway.observability import RequestRecord
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.routing import CallTemplate, Chain, Route, Target
+from gateway.server.app_state import REDACTOR, SERVER_CONTEXT, SETTINGS
 from gateway.server.connection import stalled_writing
 from gateway.server.sse_response import SSEResponse
 from gateway.streaming import (
@@ -58,7 +60,11 @@ from gateway.streaming import (
     make_stream_error,
 )
 
-__all__ = ["Relay", "RelayLimits", "error_response"]
+__all__ = ["AnswerKept", "Relay", "RelayLimits", "error_response"]
+
+#: Told the id an upstream keeps the answer under (an API with stored answers) and that
+#: upstream's name, before the client sees the answer: a follow-up may come at once.
+AnswerKept = Callable[[str, str], Awaitable[None]]
 
 _log = structlog.get_logger("gateway.relay")
 _FINAL_WRITE_TIMEOUT = 5.0  # bounds the last frames to a client that stopped reading
@@ -86,6 +92,7 @@ class Relay:
         "_chain",
         "_dialect",
         "_limits",
+        "_on_answer",
         "_parent",
         "_phase",
         "_provider",
@@ -105,10 +112,12 @@ class Relay:
         limits: RelayLimits,
         parent: Context,
         redactor: Redactor,
+        on_answer: AnswerKept | None = None,
     ) -> None:
         """`parent` is the server's context: the request's own (with the total deadline) is
         its child, so ending the server's context ends this request's stream too. `redactor`
-        removes the gateway's secrets from everything relayed."""
+        removes the gateway's secrets from everything relayed. `on_answer` hears of the id
+        the upstream keeps the answer under, if it says one."""
         self._request = request
         self._redactor = redactor
         self._parent = parent
@@ -122,6 +131,36 @@ class Relay:
         self._phase = "connecting"
         self._attempt_settled = True  # nothing to settle until an attempt starts
         self._tracker: StreamTracker | None = None  # the stream's, for `stream: true`
+        self._on_answer = on_answer
+
+    @classmethod
+    def for_request(
+        cls,
+        request: web.Request,
+        record: RequestRecord,
+        route: Route,
+        template: CallTemplate,
+        api: Api,
+        on_answer: AnswerKept | None = None,
+    ) -> Relay:
+        """The relay of `request` in `api`, under the app's settings, context and redactor."""
+        settings = request.app[SETTINGS]
+        limits = RelayLimits(
+            heartbeat=settings.heartbeat,
+            max_event_bytes=settings.limits.max_event_bytes,
+            max_response_bytes=settings.limits.max_response_bytes,
+        )
+        return cls(
+            request,
+            record,
+            route,
+            template,
+            api.dialect,
+            limits,
+            request.app[SERVER_CONTEXT],
+            request.app[REDACTOR],
+            on_answer,
+        )
 
     def _settle_attempt(self, result: str) -> None:
         """Record how the current upstream call's opening phase ended (once): `ok` or an
@@ -246,7 +285,10 @@ class Relay:
         """Add the usage the current call reported to the record, for its upstream (once:
         the tracker starts the next call without it)."""
         if tracker.usage is not None:
-            self._record.add_tokens(self._provider.name, self._dialect.tokens(tracker.usage))
+            # A resource call (a resumed background stream) re-reads an answer made before:
+            # its tokens were the creating call's.
+            if not self._chain.template.resource_call:
+                self._record.add_tokens(self._provider.name, self._dialect.tokens(tracker.usage))
             tracker.usage = None
 
     async def _pump(
@@ -264,6 +306,7 @@ class Relay:
         # Only complete events are written, and no secret's piece holds a line break: each
         # fragment lies inside one event, whatever the batch, and redacting keeps framing.
         redact = self._redactor.redact_bytes if self._redactor else None
+        on_answer = self._on_answer
         forward, skip, drop = Verdict.FORWARD, Verdict.SKIP, Verdict.DROP
         verdict = forward
         async for events in upstream:
@@ -294,6 +337,9 @@ class Relay:
                 # slow client (they would double what a stalled stream holds).
                 events.clear()
                 frames.clear()
+                if on_answer is not None and tracker.answer_id is not None:
+                    answer_id, tracker.answer_id = tracker.answer_id, None
+                    await on_answer(answer_id, self._provider.name)
                 await client.write(data)
                 # Counted once written: a write may wait on a slow client (`SSEResponse`), and
                 # a client that leaves meanwhile was never given these bytes.
@@ -380,8 +426,12 @@ class Relay:
         finally:
             ctx.close()
         record.first_event_at = first_at
-        if isinstance(answer, dict):
+        if isinstance(answer, dict) and not self._chain.template.resource_call:
             record.add_tokens(self._provider.name, self._dialect.tokens(answer.get("usage")))
+        if self._on_answer is not None:
+            answer_id = self._dialect.answer_id(answer)
+            if answer_id is not None:
+                await self._on_answer(answer_id, self._provider.name)
         body, redactions = self._redactor.redact_bytes(body)
         if redactions:
             record.redacted("body", redactions)

@@ -74,7 +74,7 @@ TOKEN_KINDS = ("input", "output", "cached", "reasoning")
 class StreamTracker:
     """Per-stream state a dialect keeps while events pass; one instance per stream."""
 
-    __slots__ = ("complete", "skipped", "unasked_usage", "usage")
+    __slots__ = ("answer_id", "complete", "skipped", "unasked_usage", "usage")
 
     def __init__(self) -> None:
         self.complete = False  # a chunk said the answer is complete
@@ -84,6 +84,9 @@ class StreamTracker:
         #: the events that carry only that usage are dropped (`Verdict.DROP`). Set per call by
         #: the relay; a dialect that never asks ignores it.
         self.unasked_usage = False
+        #: The id the upstream keeps this answer under, once an event said it (an API with
+        #: stored answers: Responses' `response.created`); the relay takes it (sets None).
+        self.answer_id: str | None = None
 
     def inspect(self, event: SSEEvent) -> Verdict:
         raise NotImplementedError
@@ -106,6 +109,11 @@ class Dialect:
 
     def tracker(self) -> StreamTracker:
         raise NotImplementedError
+
+    def answer_id(self, answer: Any) -> str | None:
+        """The id a whole (JSON) answer is kept under by its upstream, for an API with stored
+        answers; None for the others."""
+        return None
 
     def error_event(self, error: StreamError, tracker: StreamTracker | None = None) -> bytes:
         """The one SSE frame that ends a committed stream with `error` (`tracker`: the

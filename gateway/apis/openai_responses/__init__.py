@@ -7,11 +7,14 @@ with a partial message, so `splice` is None and a cut ends as one error event.""
 
 from gateway.apis.base import Api
 from gateway.apis.openai_responses.dialect import ResponsesDialect, ResponsesTracker
+from gateway.apis.openai_responses.follow_ups import FOLLOW_UPS, FollowUp
 from gateway.apis.openai_responses.mock_wire import ResponsesMockWire
 from gateway.apis.openai_responses.request import ResponsesRequest
 
 __all__ = [
+    "FOLLOW_UPS",
     "OPENAI_RESPONSES",
+    "FollowUp",
     "ResponsesDialect",
     "ResponsesMockWire",
     "ResponsesRequest",
@@ -25,4 +28,5 @@ OPENAI_RESPONSES = Api(
     dialect=ResponsesDialect(),
     request=ResponsesRequest,
     mock_wire=ResponsesMockWire,
+    stored_answers=True,
 )

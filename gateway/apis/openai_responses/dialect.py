@@ -66,6 +66,8 @@ class ResponsesTracker(StreamTracker):
             self.sequence_number = max(self.sequence_number, number)
         verdict = _TERMINAL.get(kind) if isinstance(kind, str) else None
         if verdict is None:
+            if kind == "response.created":
+                self.answer_id = _response_id(payload.get("response"))
             return Verdict.FORWARD
         response = payload.get("response")
         if isinstance(response, dict) and isinstance(response.get("usage"), dict):
@@ -87,6 +89,9 @@ class ResponsesDialect(OpenAIDialect):
     def tracker(self) -> StreamTracker:
         return ResponsesTracker()
 
+    def answer_id(self, answer: Any) -> str | None:
+        return _response_id(answer)
+
     def error_event(self, error: StreamError, tracker: StreamTracker | None = None) -> bytes:
         number = tracker.sequence_number + 1 if isinstance(tracker, ResponsesTracker) else 0
         nested = self._error_object(error)
@@ -99,3 +104,13 @@ class ResponsesDialect(OpenAIDialect):
             "error": nested,
         }
         return b"event: error\ndata: " + compact_json(data) + b"\n\n"
+
+
+def _response_id(response: object) -> str | None:
+    """The id of a Responses response object (`{"object": "response", "id": ...}`), if sane."""
+    if not isinstance(response, dict) or response.get("object") != "response":
+        return None
+    if response.get("deleted"):
+        return None  # a `DELETE`'s answer names what is gone
+    found = response.get("id")
+    return found if isinstance(found, str) and 0 < len(found) <= 256 else None

@@ -16,3 +16,7 @@ class ResponsesRequest(EdgeRequest):
 
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=256)
     background: StrictBool = False
+
+    @property
+    def continues(self) -> str | None:
+        return self.previous_response_id
