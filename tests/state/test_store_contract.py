@@ -5,7 +5,8 @@ concurrency and requests per minute (429), each refusal with its `Retry-After` a
 nothing. Backends: one state per name, slots refused when full and given back once, the
 circuit opened by consecutive failures, skipped (`CircuitOpen`) until its cooldown, one probe,
 the verdicts that close or reopen it, the last resort through an open circuit, every
-transition reported to the watcher.
+transition reported to the watcher. Response owners: remembered, replaced, forgotten, expired
+after their TTL, the oldest dropped past the bound.
 
 A store of another kind (Redis, issue 16's sequel) runs the same tests by adding a factory to
 `STORES`: it takes the gateway-wide `max_streams` and the monotonic clock the test moves.
@@ -27,6 +28,7 @@ from gateway.state import (
     CircuitState,
     KeyLimits,
     MemoryStore,
+    ResponseOwner,
     StateStore,
 )
 
@@ -46,9 +48,17 @@ class Clock:
 
 
 class StoreFactory(Protocol):
-    """Makes a fresh store of one kind: `max_streams` overall, time from `clock`."""
+    """Makes a fresh store of one kind: `max_streams` overall, the owners of at most
+    `max_responses` response ids for `response_ttl` seconds, time from `clock`."""
 
-    def __call__(self, *, max_streams: int, clock: Callable[[], float]) -> StateStore: ...
+    def __call__(
+        self,
+        *,
+        max_streams: int,
+        max_responses: int,
+        response_ttl: float,
+        clock: Callable[[], float],
+    ) -> StateStore: ...
 
 
 class MakeStore(Protocol):
@@ -56,12 +66,24 @@ class MakeStore(Protocol):
     test's clock."""
 
     def __call__(
-        self, *, max_streams: int = ..., clock: Callable[[], float] = ...
+        self,
+        *,
+        max_streams: int = ...,
+        max_responses: int = ...,
+        response_ttl: float = ...,
+        clock: Callable[[], float] = ...,
     ) -> StateStore: ...
 
 
-def memory_store(*, max_streams: int, clock: Callable[[], float]) -> StateStore:
-    return MemoryStore(max_streams=max_streams, clock=clock)
+def memory_store(
+    *, max_streams: int, max_responses: int, response_ttl: float, clock: Callable[[], float]
+) -> StateStore:
+    return MemoryStore(
+        max_streams=max_streams,
+        max_responses=max_responses,
+        response_ttl=response_ttl,
+        clock=clock,
+    )
 
 
 STORES: dict[str, StoreFactory] = {"memory": memory_store}
@@ -77,8 +99,19 @@ def make_store(request: pytest.FixtureRequest, clock: Clock) -> MakeStore:
     """A factory of fresh stores of one kind, on the test's clock."""
     factory: StoreFactory = STORES[request.param]
 
-    def make(*, max_streams: int = 100, clock: Callable[[], float] = clock) -> StateStore:
-        return factory(max_streams=max_streams, clock=clock)
+    def make(
+        *,
+        max_streams: int = 100,
+        max_responses: int = 1000,
+        response_ttl: float = 3600.0,
+        clock: Callable[[], float] = clock,
+    ) -> StateStore:
+        return factory(
+            max_streams=max_streams,
+            max_responses=max_responses,
+            response_ttl=response_ttl,
+            clock=clock,
+        )
 
     return make
 
@@ -390,3 +423,64 @@ async def test_a_later_watcher_replaces_the_earlier(store: StateStore) -> None:
     await fail(backend(store), 3)
 
     assert (first, second) == ([], [CircuitChange("up/m", OPEN, 3)])
+
+
+# --- response owners ------------------------------------------------------------------------
+
+EAST = ResponseOwner("east", "route-a", "alice")
+WEST = ResponseOwner("west", "route-b", None)
+
+
+async def test_a_remembered_owner_is_found_and_an_unknown_id_is_none(store: StateStore) -> None:
+    await store.owners.remember("resp_1", EAST)
+    assert await store.owners.owner("resp_1") == EAST
+    assert await store.owners.owner("resp_2") is None
+
+
+async def test_remembering_an_id_again_replaces_its_owner(store: StateStore) -> None:
+    await store.owners.remember("resp_1", EAST)
+    await store.owners.remember("resp_1", WEST)
+    assert await store.owners.owner("resp_1") == WEST
+
+
+async def test_a_forgotten_id_has_no_owner_and_forgetting_twice_is_harmless(
+    store: StateStore,
+) -> None:
+    await store.owners.remember("resp_1", EAST)
+    await store.owners.forget("resp_1")
+    await store.owners.forget("resp_1")
+    assert await store.owners.owner("resp_1") is None
+
+
+async def test_an_owner_expires_after_its_ttl(make_store: MakeStore, clock: Clock) -> None:
+    store = make_store(response_ttl=60.0)
+    await store.owners.remember("resp_old", EAST)
+    clock.now += 30
+    await store.owners.remember("resp_new", WEST)
+    clock.now += 29.9
+    assert await store.owners.owner("resp_old") == EAST
+    clock.now += 0.2
+    assert await store.owners.owner("resp_old") is None
+    assert await store.owners.owner("resp_new") == WEST
+    clock.now += 30
+    assert await store.owners.owner("resp_new") is None
+
+
+async def test_past_the_bound_the_oldest_owners_are_forgotten_first(
+    make_store: MakeStore,
+) -> None:
+    store = make_store(max_responses=3)
+    for n in range(5):
+        await store.owners.remember(f"resp_{n}", EAST)
+    found = [await store.owners.owner(f"resp_{n}") for n in range(5)]
+    assert found == [None, None, EAST, EAST, EAST]
+
+
+async def test_remembering_an_id_again_makes_it_the_newest(make_store: MakeStore) -> None:
+    store = make_store(max_responses=2)
+    await store.owners.remember("resp_a", EAST)
+    await store.owners.remember("resp_b", EAST)
+    await store.owners.remember("resp_a", WEST)  # a later turn of the same id's owner
+    await store.owners.remember("resp_c", EAST)
+    assert await store.owners.owner("resp_b") is None
+    assert await store.owners.owner("resp_a") == WEST
