@@ -16,7 +16,6 @@ tests. Without them the Node tests skip with the reason - except where
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from langchain_openai import ChatOpenAI
 from tests.conftest import RunningGateway, StartGateway
 from tests.support import fake_upstream as fake
 from tests.support import responses_wire as wire
+from tests.support.client_process import run_json_client
 from tests.support.fake_upstream import FakeUpstream
 
 WORDS = ["The ", "quick ", "brown ", "fox ", "jumps."]
@@ -244,23 +244,10 @@ def node_client() -> list[str]:
 
 
 async def vercel_stream_text(gateway: RunningGateway, model: str) -> dict[str, Any]:
-    process = await asyncio.create_subprocess_exec(
-        *node_client(),
-        gateway.base_url,
-        model,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=NODE_DIR,
-    )
-    try:
-        async with asyncio.timeout(30):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode(errors="replace")
-    report: dict[str, Any] = json.loads(out)
+    async with asyncio.timeout(30):
+        report: dict[str, Any] = await run_json_client(
+            *node_client(), gateway.base_url, model, cwd=NODE_DIR
+        )
     return report
 
 
