@@ -1,5 +1,6 @@
 """The `cors` section: origins are validated when the settings load and kept in the canonical
-form a browser's `Origin` header has; header names in lower case; `*` never with credentials."""
+form a browser's `Origin` header has; header names in lower case, methods in upper case; `*`
+never with credentials; Private Network Access off by default."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import os
 import pytest
 
 from gateway.settings import ConfigError, load_settings
-from gateway.settings.cors import DEFAULT_ALLOW_HEADERS, DEFAULT_EXPOSE_HEADERS, parse_origin
+from gateway.settings.cors import (
+    DEFAULT_ALLOW_HEADERS,
+    DEFAULT_ALLOW_METHODS,
+    DEFAULT_EXPOSE_HEADERS,
+    parse_origin,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -143,6 +149,28 @@ def test_header_names_are_lower_case_and_patterns_only_in_allow_headers() -> Non
         load_settings(cors={"expose_headers": ["*"], "allow_credentials": True})
     assert fields_of(credentials) == ["cors.expose_headers"]
     assert load_settings(cors={"expose_headers": ["*"]}).cors.expose_headers == ["*"]
+
+
+def test_methods_default_to_the_gateways_and_private_network_access_is_off() -> None:
+    cors = load_settings().cors
+
+    assert cors.allow_methods == list(DEFAULT_ALLOW_METHODS) == ["GET", "POST", "DELETE"]
+    assert not cors.allow_private_network
+
+
+def test_methods_are_http_tokens_kept_in_upper_case() -> None:
+    cors = load_settings(cors={"allow_methods": ["get", "PATCH", "Get", " post "]}).cors
+
+    assert cors.allow_methods == ["GET", "PATCH", "POST"]
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cors={"allow_methods": ["GET", "PO ST", "*", "", "GET/1", "PUT"]})
+
+    assert fields_of(raised) == ["cors.allow_methods[1]"]  # the first problem of the list
+    for bad in ("*", "", "GET/1", "P\u00d6ST", "po\u00dft"):  # "poßt" upper-cased is a token
+        with pytest.raises(ConfigError) as each:
+            load_settings(cors={"allow_methods": [bad]})
+        assert fields_of(each) == ["cors.allow_methods[0]"], bad
 
 
 @pytest.mark.parametrize("max_age", [-1, 86401])

@@ -15,9 +15,11 @@ of that (each API's subclass is in its package: `gateway.apis.<api>.splice`):
   whitespace is taken off the prefill (Anthropic rejects it) and remembered.
 - `rewrite(events)`: the continuation's events as the client's stream needs them. OpenAI: every
   chunk gets the first stream's `id` and `created`, the repeated `role` goes, everything else
-  is kept (the `model` says who wrote those tokens). Anthropic: the second `message_start` and
-  the text block's `content_block_start` are dropped (the client's message and block are still
-  open); the deltas, `content_block_stop`, `message_delta` and `message_stop` pass. In both,
+  is kept (the `model` says who wrote those tokens). Anthropic: the text block's
+  `content_block_start` is dropped (the client's block is still open); the deltas,
+  `content_block_stop`, `message_delta` and `message_stop` pass, and so does the second
+  `message_start`, for the relay's tracker: it counts that call's usage and drops the event
+  (the client's message is still open). In both,
   the whitespace taken off the prefill is not sent twice: the continuation's leading text is
   matched against it and the repeated part dropped.
 

@@ -78,8 +78,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "gateway_requests",
-            "Requests finished, by endpoint, route and outcome "
-            "(completed, client_disconnected, or the error category).",
+            "Requests finished, by endpoint, route and outcome (completed, "
+            "client_disconnected, refused - a CORS preflight refused - or the error category).",
             ["endpoint", "route", "outcome"],
             registry=r,
         )

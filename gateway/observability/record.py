@@ -55,6 +55,7 @@ class RequestRecord:
     bytes: int = 0
     skipped_events: int = 0
     redactions: int = 0  # fragments of the gateway's secrets removed from the relayed answer
+    refused: str | None = None  # why the request was answered but refused (`refuse`)
     #: Tokens the upstreams reported, by kind (`gateway.streaming.TOKEN_KINDS`; the API's
     #: dialect read them from their usage), summed over the request's calls (`add_tokens`).
     tokens: dict[str, int] = field(default_factory=dict)
@@ -156,11 +157,18 @@ class RequestRecord:
             mine[kind] = mine.get(kind, 0) + count
             self.tokens[kind] = self.tokens.get(kind, 0) + count
 
+    def refuse(self, reason: str) -> None:
+        """The request was answered, and what it asked for refused, without an error (a CORS
+        preflight's origin, method...): outcome `refused`; `reason` comes from a closed set."""
+        self.refused = reason
+        if self.error is None:
+            self.outcome = "refused"
+
     def fail(self, error: GatewayError) -> None:
         """Record the error that ended the request (the first one wins)."""
         if self.error is None:
             self.error = error
-            # A closed set: completed, client_disconnected, or the error's category.
+            # A closed set: completed, client_disconnected, refused, or the error's category.
             disconnected = isinstance(error, ClientDisconnected)
             self.outcome = "client_disconnected" if disconnected else error.category.value
 
@@ -203,6 +211,8 @@ class RequestRecord:
             fields["skipped_events"] = self.skipped_events
         if self.redactions:
             fields["redactions"] = self.redactions
+        if self.refused is not None:
+            fields["refused"] = self.refused
         if isinstance(error, ClientDisconnected):
             fields["phase"] = error.phase
         elif error is not None:

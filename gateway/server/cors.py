@@ -3,17 +3,25 @@
 With no origins configured (`cors.allow_origins` empty) nothing here is installed: no CORS
 header is ever sent and `OPTIONS` is answered as any unserved method is (405 in the path's
 dialect). With origins, for the API paths (`/v1/...` and their forms without `/v1`; `/healthz`,
-`/readyz` and `/metrics` serve orchestrators, not pages):
+`/readyz` and `/metrics` serve orchestrators, not pages), every preflight (`OPTIONS` with
+`Origin` and `Access-Control-Request-Method`) is answered by `cors_middlewares`, before drain
+and admission (a preflight carries no credentials, so it needs no gateway key, and it spends
+no capacity) and without reaching a handler or an upstream:
 
-- a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) from an allowed
-  origin is answered 204 by `cors_middlewares`, before drain and admission (a preflight carries
-  no credentials, so it needs no gateway key) and without reaching a handler or an upstream.
-  The answer names the origin (`*` only where `*` is configured and credentials are off), the
-  methods, the requested headers and `Access-Control-Max-Age`. A preflight asking for a method
-  or a header that is not allowed gets the answer without the `-Allow-Methods` or
-  `-Allow-Headers` (nor `-Max-Age`): the browser blocks the request and says which one it was.
-- a preflight from any other origin goes on as if CORS were not configured: no CORS header,
-  and the browser blocks the request;
+- from an allowed origin, 204. The answer names the origin (`*` only where `*` is configured
+  and credentials are off), the methods (`cors.allow_methods`), the requested headers and
+  `Access-Control-Max-Age`. A preflight asking for a method or a header that is not allowed
+  gets the answer without the `-Allow-Methods` or `-Allow-Headers` (nor `-Max-Age`): the
+  browser blocks the request and says which one it was. A Private Network Access preflight
+  (`Access-Control-Request-Private-Network: true`, Chromium's) gets
+  `Access-Control-Allow-Private-Network: true` only with `cors.allow_private_network`;
+  without it, the answer lacks it (and `-Max-Age`) and the browser blocks the request;
+- from any other origin, the answer the path has without CORS (405, or 404 where nothing is
+  served): no CORS header, and the browser blocks the request;
+- each preflight is recorded as a request of its own (`endpoint` `preflight`, route `none`):
+  one log line and `gateway_requests_total`, outcome `completed`, or `refused` with the first
+  reason the browser will block it for (`origin`, `method`, `headers`, `private_network`) on
+  the log line;
 - every other answer to an allowed origin (errors and SSE streams included: the headers are
   set by `on_response_prepare`, before the head is written) gets `Access-Control-Allow-Origin`,
   `-Expose-Headers` (and `-Allow-Credentials` when on). A refused origin's request is served
@@ -21,7 +29,8 @@ dialect). With origins, for the API paths (`/v1/...` and their forms without `/v
   browser withholds the answer from the page.
 
 Answers whose CORS headers depend on `Origin` say so (`Vary: Origin`; preflights also vary by
-the requested method and headers), so a cache never serves one origin's answer to another.
+the requested method and headers, and by the private network request when that is allowed),
+so a cache never serves one origin's answer to another.
 """
 
 from __future__ import annotations
@@ -31,15 +40,19 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import istr
 
 from gateway.apis import canonical_path
+from gateway.observability import RequestRecord
+from gateway.server.app_state import METRICS
+from gateway.server.middlewares import REQUEST_ID, http_error_response
 from gateway.settings import CorsSettings
 from gateway.settings.cors import parse_origin
 
-__all__ = ["ALLOWED_METHODS", "CorsPolicy", "cors_middlewares", "send_cors_headers"]
+__all__ = ["PREFLIGHT_ENDPOINT", "CorsPolicy", "cors_middlewares", "send_cors_headers"]
 
-#: The methods of the API paths (a preflight for another one is refused).
-ALLOWED_METHODS: tuple[str, ...] = ("GET", "POST", "DELETE")
+#: The `endpoint` label (and log field) of a CORS preflight.
+PREFLIGHT_ENDPOINT = "preflight"
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z\-]+")
 _PREFLIGHT_VARY = (
@@ -47,6 +60,9 @@ _PREFLIGHT_VARY = (
     hdrs.ACCESS_CONTROL_REQUEST_METHOD,
     hdrs.ACCESS_CONTROL_REQUEST_HEADERS,
 )
+#: Private Network Access (WICG): the preflight's question and the answer that allows it.
+_REQUEST_PRIVATE_NETWORK = istr("Access-Control-Request-Private-Network")
+_ALLOW_PRIVATE_NETWORK = istr("Access-Control-Allow-Private-Network")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +76,11 @@ class CorsPolicy:
     headers: frozenset[str]
     header_prefixes: tuple[str, ...]
     any_header: bool
+    methods: tuple[str, ...]
     expose: str  # the Access-Control-Expose-Headers value ("" none)
     max_age: str
     credentials: bool
+    private_network: bool  # Private Network Access preflights are allowed
 
     @classmethod
     def from_settings(cls, settings: CorsSettings) -> CorsPolicy | None:
@@ -84,9 +102,11 @@ class CorsPolicy:
                 name[:-1] for name in names if name.endswith("*") and name != "*"
             ),
             any_header="*" in names,
+            methods=tuple(settings.allow_methods),
             expose=", ".join(settings.expose_headers),
             max_age=str(settings.max_age),
             credentials=settings.allow_credentials,
+            private_network=settings.allow_private_network,
         )
 
     def allows_origin(self, origin: str) -> bool:
@@ -117,24 +137,38 @@ class CorsPolicy:
         """The `Access-Control-Allow-Origin` for an allowed `origin`."""
         return "*" if self.any_origin and not self.credentials else origin
 
-    def preflight(self, origin: str, method: str, requested: str) -> web.Response:
-        """The answer to a preflight from the allowed `origin` for `method` with the
-        `Access-Control-Request-Headers` value `requested`."""
+    def preflight(
+        self, request: web.Request, origin: str, method: str
+    ) -> tuple[web.Response, str | None]:
+        """The answer to `request`, a preflight from the allowed `origin` for `method`, and
+        the first reason the browser will refuse it for (None: it is allowed)."""
         headers = {hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: self.allow_origin_value(origin)}
         if self.credentials:
             headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
-        method_allowed = method in ALLOWED_METHODS
-        if method_allowed:
-            headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ", ".join(ALLOWED_METHODS)
+        refusal: str | None = None
+        if method in self.methods:
+            headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ", ".join(self.methods)
+        else:
+            refusal = "method"
+        requested = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "")
         names = [name.strip().lower() for name in requested.split(",")]
         names = [name for name in names if name]
-        headers_allowed = all(self.allows_header(name) for name in names)
-        if headers_allowed and names:
+        if not all(self.allows_header(name) for name in names):
+            refusal = refusal or "headers"
+        elif names:
             headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ", ".join(names)
-        if method_allowed and headers_allowed:
+        vary: tuple[str, ...] = _PREFLIGHT_VARY
+        if self.private_network:
+            vary += (_REQUEST_PRIVATE_NETWORK,)
+        if request.headers.get(_REQUEST_PRIVATE_NETWORK, "").strip().lower() == "true":
+            if self.private_network:
+                headers[_ALLOW_PRIVATE_NETWORK] = "true"
+            else:
+                refusal = refusal or "private_network"
+        if refusal is None:
             headers[hdrs.ACCESS_CONTROL_MAX_AGE] = self.max_age
-        headers[hdrs.VARY] = ", ".join(_PREFLIGHT_VARY)
-        return web.Response(status=204, headers=headers)
+        headers[hdrs.VARY] = ", ".join(vary)
+        return web.Response(status=204, headers=headers), refusal
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Add the CORS headers of an actual request's answer (signal `on_response_prepare`)."""
@@ -166,11 +200,27 @@ def cors_middlewares(policy: CorsPolicy | None) -> list[Middleware]:
             or origin is None
             or method is None
             or not _is_api(request.path)
-            or not policy.allows_origin(origin)
         ):
             return await handler(request)
-        requested = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "")
-        return policy.preflight(origin, method, requested)
+        refusal: str | None
+        if policy.allows_origin(origin):
+            response, refusal = policy.preflight(request, origin, method)
+        else:
+            # What the path answers OPTIONS without CORS: the router's own 405 (or 404).
+            unserved = request.match_info.http_exception
+            if unserved is None:  # a route serving OPTIONS itself (no API path has one)
+                return await handler(request)
+            response, refusal = http_error_response(request, unserved), "origin"
+        record = RequestRecord(
+            request_id=request[REQUEST_ID],
+            endpoint=PREFLIGHT_ENDPOINT,
+            metrics=request.app[METRICS],
+        )
+        record.answered(response)
+        if refusal is not None:
+            record.refuse(refusal)
+        record.finish()
+        return response
 
     return [preflight_middleware]
 

@@ -20,7 +20,7 @@ from gateway.apis import errors_dialect, served_endpoints
 from gateway.errors import ErrorCategory
 from gateway.streaming import Dialect, StreamError
 
-__all__ = ["REQUEST_ID", "request_id_middleware"]
+__all__ = ["REQUEST_ID", "http_error_response", "request_id_middleware"]
 
 REQUEST_ID = web.RequestKey("request_id", str)
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -45,10 +45,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        message = _not_served(request) if exc.status == 404 else exc.reason
-        response = _json_error(dialect, exc.status, message, _code(exc.status))
-        if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
-            response.headers["Allow"] = exc.headers["Allow"]
+        response = http_error_response(request, exc)
     except Exception:
         _log.exception("handler_failed", path=request.path)
         response = _json_error(
@@ -59,6 +56,16 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     if not response.prepared:
         # Both names: `request-id` is the one the anthropic SDK reads (contract section 1).
         response.headers["x-request-id"] = response.headers["request-id"] = request_id
+    return response
+
+
+def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own HTTP error `exc` (a 4xx or 5xx: an unknown path, a method not served...)
+    as JSON in the dialect of the request's path."""
+    message = _not_served(request) if exc.status == 404 else exc.reason
+    response = _json_error(errors_dialect(request.path), exc.status, message, _code(exc.status))
+    if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
+        response.headers["Allow"] = exc.headers["Allow"]
     return response
 
 

@@ -8,6 +8,10 @@ origin, and only without credentials (the Fetch standard never lets `*` carry cr
 Origins are kept in canonical form (lower case, default port dropped), which is what a
 browser's `Origin` header holds, so an allowed origin is matched by plain comparison.
 
+Methods are HTTP method tokens, kept in upper case (what a browser's
+`Access-Control-Request-Method` holds for the methods the gateway serves); a preflight is
+always answered, so `OPTIONS` needs no listing.
+
 Header names are kept in lower case. `allow_headers` may hold a prefix pattern such as
 `x-stainless-*` (the gateway answers a preflight with the names it was asked for, so a pattern
 never reaches a browser) or `*` (any header). `expose_headers` holds names, or `*` (every
@@ -26,6 +30,7 @@ from gateway.settings.sources import invalid
 
 __all__ = [
     "DEFAULT_ALLOW_HEADERS",
+    "DEFAULT_ALLOW_METHODS",
     "DEFAULT_EXPOSE_HEADERS",
     "CorsSettings",
     "Origin",
@@ -54,6 +59,9 @@ DEFAULT_ALLOW_HEADERS: tuple[str, ...] = (
     "last-event-id",
 )
 
+#: The methods of the API paths.
+DEFAULT_ALLOW_METHODS: tuple[str, ...] = ("GET", "POST", "DELETE")
+
 #: The response headers the SDKs read (request ids, retry hints, rate limits).
 DEFAULT_EXPOSE_HEADERS: tuple[str, ...] = (
     "x-request-id",
@@ -76,6 +84,7 @@ _ORIGIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _NAME = r"[!#$%&'+.^_`|~0-9a-z\-]+"  # an HTTP token without `*`
+_METHOD = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z\-]+")  # the same, any case
 _EXPOSED = re.compile(rf"\*|{_NAME}")
 _ALLOWED = re.compile(rf"\*|{_NAME}\*?")
 
@@ -128,6 +137,12 @@ class CorsSettings(BaseModel):
         "refused); a name, a prefix pattern (`x-stainless-*`) or `*`. Default: what the SDKs "
         f"send: {', '.join(f'`{name}`' for name in DEFAULT_ALLOW_HEADERS)}.",
     )
+    allow_methods: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOW_METHODS),
+        description="Methods a page may use (a preflight asking for another one is refused); "
+        "HTTP method tokens, upper-cased. `OPTIONS` (the preflight itself) needs no listing. "
+        f"Default: the gateway's, {', '.join(f'`{name}`' for name in DEFAULT_ALLOW_METHODS)}.",
+    )
     expose_headers: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXPOSE_HEADERS),
         description="Response headers a page may read. Default: "
@@ -143,6 +158,14 @@ class CorsSettings(BaseModel):
         False,
         description="Let pages send cookies and HTTP authentication (`credentials: 'include'`); "
         "the gateway then names the origin, never `*`.",
+    )
+    allow_private_network: bool = Field(
+        False,
+        description="Answer Private Network Access preflights from allowed origins "
+        "(`Access-Control-Request-Private-Network: true`: Chromium's, when a public page calls "
+        "a private or loopback address; Chrome 142's Local Network Access permission prompt "
+        "replaces them) with `Access-Control-Allow-Private-Network: true`. Off: such a "
+        "preflight is refused.",
     )
 
     @field_validator("allow_origins")
@@ -169,6 +192,23 @@ class CorsSettings(BaseModel):
     @classmethod
     def _header_patterns(cls, values: list[str]) -> list[str]:
         return _header_names(values, "allow_headers", _ALLOWED)
+
+    @field_validator("allow_methods")
+    @classmethod
+    def _method_tokens(cls, values: list[str]) -> list[str]:
+        methods: list[str] = []
+        for index, value in enumerate(values):
+            method = value.strip()
+            if _METHOD.fullmatch(method) is None:  # before upper-casing: "ß" would be "SS"
+                raise invalid(
+                    (index,),
+                    f"cors.allow_methods[{index}] is not an HTTP method (a token such as GET "
+                    "or POST; * is not supported: name the methods)",
+                )
+            method = method.upper()
+            if method not in methods:
+                methods.append(method)
+        return methods
 
     @field_validator("expose_headers")
     @classmethod

@@ -232,6 +232,24 @@ def test_anthropic_usage_keeps_message_start_counts_a_message_delta_leaves_null(
     assert tracker.usage == {"input_tokens": 10, "output_tokens": 15}
 
 
+def test_anthropic_message_start_after_the_first_is_dropped_once_its_usage_is_taken():
+    tracker = ANTHROPIC.tracker()
+    assert tracker.inspect(sse(json.dumps(MESSAGE_START), "message_start")) is Verdict.FORWARD
+    tracker.usage = None  # the relay counted the first call's usage: the next call begins
+    second = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_2",
+            "usage": {"input_tokens": 30, "cache_read_input_tokens": 8, "output_tokens": 1},
+        },
+    }
+    assert tracker.inspect(sse(json.dumps(second), "message_start")) is Verdict.DROP
+    assert tracker.inspect(sse(json.dumps(second))) is Verdict.DROP  # named by its type only
+    assert tracker.skipped == 0  # dropped by design, not malformed
+    tracker.inspect(sse(message_delta("end_turn"), "message_delta"))
+    assert ANTHROPIC.tokens(tracker.usage) == {"input": 38, "output": 15, "cached": 8}
+
+
 @pytest.mark.parametrize(
     ("payload", "verdict"),
     [

@@ -123,7 +123,9 @@ def test_anthropic_continuation_request_has_no_trailing_whitespace_and_no_openai
     assert "continue_final_message" not in body
 
 
-def test_anthropic_continuation_drops_its_message_and_block_start_and_repeated_whitespace() -> None:
+def test_anthropic_continuation_drops_its_block_start_and_repeated_whitespace_not_its_usage() -> (
+    None
+):
     splice = AnthropicSplice(REQUEST)
     splice.observe(
         events(claude.message_start(), claude.content_block_start(), claude.text_delta("Hi \n"))
@@ -142,6 +144,7 @@ def test_anthropic_continuation_drops_its_message_and_block_start_and_repeated_w
     out = splice.rewrite(events(*second))
     assert raw(out) == b"".join(
         [
+            claude.message_start(id="msg_2"),  # for the tracker: its usage, then dropped
             claude.PING,
             claude.event(
                 {

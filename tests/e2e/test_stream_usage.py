@@ -2,7 +2,9 @@
 not ask for `stream_options.include_usage` gets exactly the stream it asked for while the
 gateway asks the upstream for the usage and records its tokens by route, upstream and kind; a
 client that asked gets the usage chunk; an upstream with `stream_usage: false` gets the client's
-body unchanged; a continued stream records each call's own usage.
+body unchanged; a continued stream records each call's own usage, on Chat Completions and on
+Anthropic Messages (whose continuation's `message_start`, holding that call's input tokens,
+never reaches the client: the `anthropic` SDK reads one message).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import anthropic
 import httpx
 import openai
 import orjson
@@ -20,6 +23,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import UPSTREAM_KEY, RunningGateway, StartGateway
 from tests.observability.scrape import finished, total, value
+from tests.support import anthropic_wire as claude
 from tests.support import fake_upstream as fake
 from tests.support.chain_gateway import chain, route, target
 from tests.support.fake_upstream import DONE, FakeUpstream
@@ -222,3 +226,71 @@ async def test_a_continued_stream_records_each_calls_usage_for_its_upstream(
     line = finished_line(logs)
     assert line["continuations"] == 1
     assert line["tokens"] == {"input": 19, "output": 32, "cached": 4, "reasoning": 20}
+
+
+def cached_message_start(model: str, id: str) -> bytes:
+    """A `message_start` whose prompt was partly read from and written to the cache."""
+    usage = {
+        "input_tokens": 50,
+        "cache_read_input_tokens": 8,
+        "cache_creation_input_tokens": 2,
+        "output_tokens": 1,
+    }
+    message = {"id": id, "type": "message", "role": "assistant", "model": model, "content": []}
+    return claude.event({"type": "message_start", "message": {**message, "usage": usage}})
+
+
+async def test_a_continued_anthropic_stream_records_each_calls_input_tokens_for_its_upstream(
+    upstream: FakeUpstream,
+    start_gateway: StartGateway,
+    logs: list[dict[str, Any]],
+) -> None:
+    # Two fake upstreams: the first cuts the stream mid-text, the second continues it.
+    first = [
+        claude.message_start(model="claude-a", input_tokens=40),
+        claude.content_block_start(),
+        claude.text_delta("The "),
+        claude.text_delta("quick "),
+    ]
+    upstream.script("claude-a", fake.cut_fin(len(first), chunked=True, chunks=first))
+    rest = [
+        cached_message_start("claude-b", "msg_second"),
+        claude.content_block_start(),
+        claude.text_delta(" fox."),
+        claude.content_block_stop(),
+        claude.message_delta("end_turn", output_tokens=15),
+        claude.MESSAGE_STOP,
+    ]
+    async with FakeUpstream() as other:
+        other.script("claude-b", fake.sse_stream(rest, done=False))
+        settings = chain(
+            upstream,
+            route("m", target("claude-a", "claude"), target("claude-b", "claude-b", prefill=True)),
+        )
+        b = {**settings["upstreams"]["claude"], "base_url": f"http://127.0.0.1:{other.port}"}
+        settings["upstreams"]["claude-b"] = b
+        gw = await start_gateway(None, heartbeat=None, **settings)
+        async with anthropic.AsyncAnthropic(base_url=gw.url, api_key="k", max_retries=0) as sdk:
+            stream = await sdk.messages.create(
+                model="m", max_tokens=64, messages=MESSAGES, stream=True
+            )
+            events = [event async for event in stream]
+        [continued] = other.calls_for("claude-b")
+
+    assert [event.type for event in events].count("message_start") == 1
+    text = "".join(
+        event.delta.text
+        for event in events
+        if event.type == "content_block_delta" and event.delta.type == "text_delta"
+    )
+    assert text == "The quick fox."
+    assert events[0].type == "message_start"
+    assert events[0].message.id == "msg_fake"  # the first call's message, continued
+    assert events[-1].type == "message_stop"
+    assert continued.body["messages"][-1] == {"role": "assistant", "content": "The quick"}
+    await finished(gw)
+    assert tokens(gw, "m", "claude") == {"input": 40, "output": 1}  # cut before its delta
+    assert tokens(gw, "m", "claude-b") == {"input": 60, "output": 15, "cached": 8}
+    line = finished_line(logs)
+    assert (line["outcome"], line["continuations"]) == ("completed", 1)
+    assert line["tokens"] == {"input": 100, "output": 16, "cached": 8}

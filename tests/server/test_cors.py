@@ -1,16 +1,20 @@
 """CORS on a real socket: preflights answered per the Fetch standard for the configured origins
-(exact and subdomain patterns), the headers on every answer to an allowed origin (SSE streams
-and errors included), and nothing at all - no CORS header, OPTIONS still 405 - without
-origins configured or for an origin that is not allowed."""
+(exact and subdomain patterns) and methods, Private Network Access preflights only when
+allowed, every preflight recorded as a request of its own, the headers on every answer to an
+allowed origin (SSE streams and errors included), and nothing at all - no CORS header,
+OPTIONS still 405 - without origins configured or for an origin that is not allowed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.observability.scrape import finished, total, value
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import FakeUpstream
 
@@ -50,13 +54,44 @@ async def preflight(
     path: str = CHAT,
     method: str = "POST",
     headers: str | None = "content-type, authorization",
+    extra: dict[str, str] | None = None,
 ) -> aiohttp.ClientResponse:
-    fields = {"Origin": origin, "Access-Control-Request-Method": method}
+    fields = {"Origin": origin, "Access-Control-Request-Method": method, **(extra or {})}
     if headers is not None:
         fields["Access-Control-Request-Headers"] = headers
     async with client.options(gw.url + path, headers=fields) as response:
         await response.read()
         return response
+
+
+#: What Chromium adds to a preflight from a public page to a private address.
+PRIVATE_NETWORK = {"Access-Control-Request-Private-Network": "true"}
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    with capture_logs() as captured:
+        yield captured
+
+
+def preflights_logged(logs: list[dict[str, Any]]) -> list[tuple[int, str, str | None]]:
+    """(status, outcome, refused) of each preflight's log line, in order."""
+    return [
+        (line["status"], line["outcome"], line.get("refused"))
+        for line in logs
+        if line["event"] == "request_finished" and line["endpoint"] == "preflight"
+    ]
+
+
+def preflights_counted(gw: RunningGateway, outcome: str) -> float:
+    return value(gw, "gateway_requests_total", endpoint="preflight", route="none", outcome=outcome)
+
+
+async def start_with_cors(
+    start_gateway: StartGateway, upstream: FakeUpstream, **fields: Any
+) -> RunningGateway:
+    """A gateway allowing `ORIGIN`, with the other `cors` settings `fields`."""
+    return await start_gateway(upstream, ("m",), cors={"allow_origins": [ORIGIN], **fields})
 
 
 @pytest.fixture
@@ -297,3 +332,92 @@ async def test_health_checks_carry_no_cors_headers(
 
     assert answer.status == 200
     assert cors_headers(answer) == {}
+
+
+async def test_every_preflight_is_recorded_as_a_request_of_its_own_without_admission(
+    upstream: FakeUpstream,
+    start_gateway: StartGateway,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+) -> None:
+    gw = await start_gateway(
+        upstream, ("m",), cors={"allow_origins": [ORIGIN]}, auth={"keys": ["gateway-key"]}
+    )
+
+    allowed = await preflight(client, gw)
+    wrong_header = await preflight(client, gw, headers="content-type, x-not-allowed")
+    wrong_method = await preflight(client, gw, method="PUT")
+    stranger = await preflight(client, gw, OTHER)
+    await finished(gw, 4)
+
+    statuses = [r.status for r in (allowed, wrong_header, wrong_method, stranger)]
+    assert statuses == [204, 204, 204, 405]
+    # The refused origin gets the path's own 405, as without CORS: admission (which would
+    # answer 401 for want of a gateway key) never saw it.
+    assert stranger.content_type == "application/json"
+    assert "OPTIONS" not in stranger.headers["Allow"]
+    assert preflights_logged(logs) == [
+        (204, "completed", None),
+        (204, "refused", "headers"),
+        (204, "refused", "method"),
+        (405, "refused", "origin"),
+    ]
+    assert preflights_counted(gw, "completed") == 1
+    assert preflights_counted(gw, "refused") == 3
+    assert total(gw, "gateway_requests_total") == 4  # nothing else recorded them
+    assert total(gw, "gateway_errors_total") == 0
+    assert upstream.requests == []
+
+
+async def test_allowed_methods_are_the_configured_ones(
+    gateway: RunningGateway,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+    upstream: FakeUpstream,
+    start_gateway: StartGateway,
+) -> None:
+    gw = await start_with_cors(start_gateway, upstream, allow_methods=["post", "PATCH"])
+
+    default = await preflight(client, gateway, method="DELETE")
+    patch = await preflight(client, gw, method="PATCH")
+    get = await preflight(client, gw, path="/v1/models", method="GET", headers=None)
+
+    assert cors_headers(default)["access-control-allow-methods"] == "GET, POST, DELETE"
+    assert cors_headers(patch)["access-control-allow-methods"] == "POST, PATCH"
+    assert cors_headers(patch)["access-control-max-age"] == "600"
+    assert get.status == 204
+    assert "access-control-allow-methods" not in cors_headers(get)
+    assert "access-control-max-age" not in cors_headers(get)
+    assert [refused for _, _, refused in preflights_logged(logs)] == [None, None, "method"]
+
+
+async def test_private_network_preflight_is_allowed_only_when_configured(
+    upstream: FakeUpstream,
+    start_gateway: StartGateway,
+    gateway: RunningGateway,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+) -> None:
+    on = await start_with_cors(start_gateway, upstream, allow_private_network=True)
+
+    off = await preflight(client, gateway, extra=PRIVATE_NETWORK)
+    allowed = await preflight(client, on, extra=PRIVATE_NETWORK)
+    plain = await preflight(client, on)
+    stranger = await preflight(client, on, OTHER, extra=PRIVATE_NETWORK)
+
+    assert off.status == 204
+    assert cors_headers(off)["access-control-allow-origin"] == ORIGIN
+    assert "access-control-allow-private-network" not in cors_headers(off)
+    assert "access-control-max-age" not in cors_headers(off)  # not to be cached: refused
+    assert cors_headers(allowed)["access-control-allow-private-network"] == "true"
+    assert cors_headers(allowed)["access-control-max-age"] == "600"
+    assert "access-control-request-private-network" in vary(allowed)
+    assert "access-control-allow-private-network" not in cors_headers(plain)
+    assert cors_headers(plain)["access-control-max-age"] == "600"
+    assert (stranger.status, cors_headers(stranger)) == (405, {})
+    assert preflights_logged(logs) == [
+        (204, "refused", "private_network"),
+        (204, "completed", None),
+        (204, "completed", None),
+        (405, "refused", "origin"),
+    ]

@@ -53,9 +53,19 @@ _ANTHROPIC_CODE_TYPES: dict[str, str] = {
 class _AnthropicTracker(StreamTracker):
     """Anthropic Messages: `event: message_stop` ends the stream, `event: error` is the
     upstream's own terminal error, `ping` passes through as it is. The event's name is its
-    `event:` field, or the `type` of its JSON when an upstream leaves that field out."""
+    `event:` field, or the `type` of its JSON when an upstream leaves that field out.
 
-    __slots__ = ()
+    A stream opens one message: a `message_start` after the stream's first is a continuation's
+    (the splice passes it on, `gateway.apis.anthropic_messages.splice`), or an upstream
+    repeating itself. It is dropped - the client's message is open already - after its usage
+    is taken: the input tokens of the call that sent it are reported there only.
+    """
+
+    __slots__ = ("_opened",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._opened = False  # the client has had its `message_start`
 
     def inspect(self, event: SSEEvent) -> Verdict:
         data = event.data
@@ -78,6 +88,9 @@ class _AnthropicTracker(StreamTracker):
             message = payload.get("message")
             if isinstance(message, dict):
                 self._add_usage(message.get("usage"))
+            if self._opened:
+                return Verdict.DROP
+            self._opened = True
         elif kind == "message_delta":
             delta = payload.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason"):

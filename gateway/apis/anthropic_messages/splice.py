@@ -1,5 +1,9 @@
 """Continuing a cut Messages stream: one text block of `text_delta`s (see
-`gateway.apis.splice` for what a splice does)."""
+`gateway.apis.splice` for what a splice does).
+
+The continuation's `message_start` is passed on as it came: it holds that call's usage (its
+input and cache tokens), which the dialect's tracker counts before it drops the event (the
+client's message is still open, `gateway.apis.anthropic_messages.dialect`)."""
 
 from __future__ import annotations
 
@@ -54,13 +58,11 @@ class AnthropicSplice(Splice):
             kind = event.event or (payload or {}).get("type")
             if payload is None or kind in ("ping", "content_block_stop", "message_delta"):
                 out.append(event)
-            elif kind == "message_start":
-                continue  # the client's message is still open
             elif kind == "content_block_start" and payload.get("index") == 0:
                 block = payload.get("content_block")
                 if not isinstance(block, dict) or block.get("type") != "text":
                     self.diverged = True  # not the text the client's block holds
-                continue  # ...and so is its text block
+                continue  # the client's text block is still open
             elif kind == "content_block_delta" and payload.get("index") == 0:
                 delta = payload.get("delta")
                 if isinstance(delta, dict) and isinstance(delta.get("text"), str):
