@@ -3,16 +3,18 @@
 One `Connection` carries one request at a time (keep-alive between them). It writes the request
 and times, on CLOCK_MONOTONIC:
 
-- TTFB: request written -> first data event received (a complete `data:` event, not a byte);
-- total: request written -> `data: [DONE]` received;
-- per-event latency: receive time - the send stamp the upstream put in the chunk
-  (`bench.protocol.STAMP_SLICE`), for every event of the read, one clock read per read.
+- TTFB: request written -> first data event received (a complete event, not a byte);
+- total: request written -> the event that ends the stream received (`data: [DONE]` on chat,
+  `response.completed` on Responses: the shape's `bench.protocol.WireApi` says which);
+- per-event latency: receive time - the send stamp the upstream put in the event
+  (`WireApi.stamp`), for every event of the read, one clock read per read.
 
 A stream is an error unless it answered 200, carried exactly the data events asked for, no
-`event: error`, and ended with `data: [DONE]` and the end of the body - or unless the client
-aborted it on purpose (`abort_after` events, or `Connection.abort()`), which is recorded as the
-close time, not an error. Parsing is the least that check needs: status line, the framing
-headers, chunked decoding, `\\n\\n` splitting and one `int()` per event.
+other event (`event: error`, `response.failed`...), and ended with its API's end event and the
+end of the body - or unless the client aborted it on purpose (`abort_after` events, or
+`Connection.abort()`), which is recorded as the close time, not an error. Parsing is the least
+that check needs: status line, the framing headers, chunked decoding, `\\n\\n` splitting, a
+prefix test per event and, with a log, one `int()` per event.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from bench.protocol import CHAT_PATH, DONE_EVENT, STAMP_SLICE, StreamShape, request_body
+from bench.protocol import CHAT, StreamShape, WireApi
 
 __all__ = ["Address", "Connection", "EventLog", "StreamResult", "fetch_json"]
 
@@ -87,6 +89,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._expect = 0
         self._on_first: Callable[[], None] | None = None
         self._done = False
+        self._api = CHAT
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -98,6 +101,7 @@ class _ClientProtocol(asyncio.Protocol):
         log: EventLog | None,
         abort_after: int,
         on_first_event: Callable[[], None] | None,
+        api: WireApi = CHAT,
     ) -> asyncio.Future[StreamResult]:
         assert self.transport is not None
         assert self._future is None
@@ -108,6 +112,7 @@ class _ClientProtocol(asyncio.Protocol):
         self._sse.clear()
         self._expect, self._log = expect_events, log
         self._abort_after, self._on_first = abort_after, on_first_event
+        self._api = api
         self._result.sent_ns = time.monotonic_ns()
         self.transport.write(request)
         return self._future
@@ -225,9 +230,10 @@ class _ClientProtocol(asyncio.Protocol):
             return
         block = bytes(sse[:end])
         del sse[: end + 2]
-        log = self._log
+        log, api = self._log, self._api
+        counted, done, done_is_counted = api.counted, api.done, api.done_is_counted
         for event in block.split(b"\n\n"):
-            if event.startswith(b"data: {"):
+            if event.startswith(counted):
                 result.events += 1
                 if result.first_event_ns is None:
                     result.first_event_ns = now
@@ -235,7 +241,7 @@ class _ClientProtocol(asyncio.Protocol):
                         self._on_first()
                 if log is not None:
                     try:
-                        stamp = int(event[STAMP_SLICE])
+                        stamp = api.stamp(event)
                         log.sent_ns.append(stamp)
                         log.latency_ns.append(now - stamp)
                     except ValueError:
@@ -244,7 +250,10 @@ class _ClientProtocol(asyncio.Protocol):
                 if result.events == self._abort_after:
                     self.abort()
                     return
-            elif event == DONE_EVENT:
+                if done_is_counted and event.startswith(done):
+                    result.done_ns = now
+                    self._done = True
+            elif event.startswith(done):
                 result.done_ns = now
                 self._done = True
             elif not event.startswith(b":"):
@@ -258,7 +267,7 @@ class _ClientProtocol(asyncio.Protocol):
         if result.status != 200:
             self._fail(f"HTTP {result.status}: {bytes(self._sse[:160])!r}")
         elif not self._done:
-            self._fail(f"no [DONE] after {result.events} events")
+            self._fail(f"no {self._api.end_name} after {result.events} events")
         elif self._expect and result.events != self._expect:
             self._fail(f"{result.events} events, expected {self._expect}")
         else:
@@ -310,14 +319,14 @@ class Connection:
         on_first_event: Callable[[], None] | None = None,
     ) -> asyncio.Future[StreamResult]:
         """Send a streaming request for `shape`; the future resolves when it is over."""
-        body = request_body(shape)
+        body = shape.api.request_body(shape)
         request = (
-            f"POST {CHAT_PATH} HTTP/1.1\r\nHost: {self.address.host}:{self.address.port}\r\n"
+            f"POST {shape.api.path} HTTP/1.1\r\nHost: {self.address.host}:{self.address.port}\r\n"
             f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         expect = 0 if abort_after else shape.chunks
-        return self._protocol.begin(request, expect, log, abort_after, on_first_event)
+        return self._protocol.begin(request, expect, log, abort_after, on_first_event, shape.api)
 
     async def stream(self, shape: StreamShape, **options: Any) -> StreamResult:
         return await self.start(shape, **options)

@@ -2,7 +2,7 @@
 
 - latency / realistic / disconnect: the percentile curve of each target (x: milliseconds,
   log scale; y: percentile), so the added time at p50 and p99 reads off the gap to `direct`;
-- throughput: events/s per target, one bar per round;
+- throughput: events/s per target and API, one bar per round;
 - idle: the proxy's RSS as streams open, per target and run size.
 """
 
@@ -40,13 +40,16 @@ def _percentile_plot(cdf: dict[str, list[float]], title: str, xlabel: str, path:
 
 def _throughput_plot(result: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4))
-    names = list(result["targets"])
-    for index, name in enumerate(names):
-        rounds = result["targets"][name]["events_per_s_rounds"]
+    bars = [
+        (f"{name}\n{api}", figures["events_per_s_rounds"], index)
+        for api, per_api in result["apis"].items()
+        for index, (name, figures) in enumerate(per_api["targets"].items())
+    ]
+    for position, (_, rounds, color) in enumerate(bars):
         width = 0.8 / max(len(rounds), 1)
         for r, rate in enumerate(rounds):
-            axes.bar(index - 0.4 + width * (r + 0.5), rate, width, color=f"C{index}")
-    axes.set_xticks(range(len(names)), names)
+            axes.bar(position - 0.4 + width * (r + 0.5), rate, width, color=f"C{color}")
+    axes.set_xticks(range(len(bars)), [label for label, _, _ in bars], fontsize=7)
     axes.set_ylabel("events/s (one bar per round)")
     axes.grid(True, axis="y", which="both", alpha=0.3)
     axes.set_title("c. throughput: events relayed per second")

@@ -1,12 +1,14 @@
 """Where the gateway's CPU goes under a scenario's load: py-spy on the single-worker gateway.
 
-    python -m bench.profile [--scenario c] [--seconds 20] [--rate 250] [--out bench/results]
+    python -m bench.profile [--scenario c] [--api chat] [--seconds 20] [--rate 250]
+                            [--out bench/results]
 
 Starts the upstream and one gateway worker (pinned as in `bench.run`), keeps the scenario's
 load going (a: sequential requests of 20 chunks; b: 200 streams x 100 chunks at 20 ms; c: 32
-streams x 2000 chunks, no delay) and
-attaches py-spy twice, `--seconds` each: once for a flame graph (`profile-<name>.svg`), once
-for the raw stacks that `profile-<name>.md` summarises - the functions with the most samples,
+streams x 2000 chunks, no delay), on chat or, with `--api responses`, on `/v1/responses`, and
+attaches py-spy twice, `--seconds` each: once for a flame graph (`profile-<name>.svg`; `<name>`
+is the scenario's, `-responses` appended on that API), once for the raw stacks that
+`profile-<name>.md` summarises - the functions with the most samples,
 on their own (self) and with what they call (inclusive). Needs py-spy (`pip install py-spy`)
 and the right to ptrace the gateway (root, or `kernel.yama.ptrace_scope=0`).
 
@@ -30,7 +32,7 @@ from pathlib import Path
 from bench.eventloop import run
 from bench.loadgen import Address, Connection
 from bench.processes import start_gateway, start_upstream
-from bench.protocol import StreamShape
+from bench.protocol import APIS, CHAT, StreamShape, WireApi
 from bench.run import RESULTS
 from bench.scenarios import FULL
 from bench.system import ProcessTree, plan_cpus, raise_fd_limit
@@ -82,14 +84,15 @@ def summarise(raw: str, top: int = 60) -> tuple[int, list[tuple[str, int]], list
     return total, own.most_common(top), inclusive.most_common(top)
 
 
-def _markdown(scenario: str, seconds: float, raw: str) -> str:
+def _markdown(scenario: str, api: WireApi, seconds: float, raw: str) -> str:
     total, own, inclusive = summarise(raw)
+    name = _name(scenario, api)
     lines = [
-        f"# Gateway profile: scenario {scenario} ({_NAMES[scenario]})",
+        f"# Gateway profile: scenario {scenario} ({_NAMES[scenario]}), {api.name} ({api.path})",
         "",
         f"py-spy, {total:,} samples over {seconds:g} s of one gateway worker under the "
-        f"scenario's load (`python -m bench.profile --scenario {scenario}`); flame graph in "
-        f"`profile-{_NAMES[scenario]}.svg`.",
+        f"scenario's load (`python -m bench.profile --scenario {scenario} --api {api.name}`); "
+        f"flame graph in `profile-{name}.svg`.",
         "",
         "## By self samples (the function itself, not its callees)",
         "",
@@ -107,14 +110,20 @@ def _markdown(scenario: str, seconds: float, raw: str) -> str:
     return "\n".join([*lines, ""])
 
 
-async def _load(target: Target, scenario: str, upstream: ProcessTree, until: asyncio.Event) -> int:
-    """Run the scenario's trials back to back until `until` is set; the events relayed."""
+def _name(scenario: str, api: WireApi) -> str:
+    return _NAMES[scenario] + ("" if api is CHAT else f"-{api.name}")
+
+
+async def _load(
+    target: Target, scenario: str, api: WireApi, upstream: ProcessTree, until: asyncio.Event
+) -> int:
+    """Run the scenario's trials on `api` back to back until `until` is set; events relayed."""
     p, rid, events = FULL, 10**9, 0
     if scenario == "a":
         connection = await Connection.open(target.address)
         while not until.is_set():
             rid += 1
-            result = await connection.stream(StreamShape(p.latency_chunks, 0.0, rid))
+            result = await connection.stream(StreamShape(p.latency_chunks, 0.0, rid, api))
             events += result.events
         connection.close()
         return events
@@ -123,7 +132,7 @@ async def _load(target: Target, scenario: str, upstream: ProcessTree, until: asy
     else:
         count, chunks, delay = p.realistic_streams, p.realistic_chunks, p.realistic_delay
     while not until.is_set():
-        batch = [StreamShape(chunks, delay, rid + i) for i in range(count)]
+        batch = [StreamShape(chunks, delay, rid + i, api) for i in range(count)]
         rid += count
         events += (await run_streams(target, batch, upstream, stagger=delay)).events
     return events
@@ -136,7 +145,8 @@ async def _profile(args: argparse.Namespace) -> None:
     if plan.harness is not None:
         os.sched_setaffinity(0, plan.harness)
     workdir = Path(tempfile.mkdtemp(prefix="sse-bench-profile-"))
-    name = _NAMES[args.scenario]
+    api = APIS[args.api]
+    name = _name(args.scenario, api)
     args.out.mkdir(parents=True, exist_ok=True)
     upstream = start_upstream(["127.0.0.1", "127.0.0.3"], workdir, plan.harness, True)
     gateway = None
@@ -145,7 +155,7 @@ async def _profile(args: argparse.Namespace) -> None:
         gateway = await start_gateway("gateway", upstream_at, 1, workdir, plan.proxy)
         target = Target("gateway", gateway.address, gateway)
         stop = asyncio.Event()
-        load = asyncio.create_task(_load(target, args.scenario, upstream.tree(), stop))
+        load = asyncio.create_task(_load(target, args.scenario, api, upstream.tree(), stop))
         await asyncio.sleep(2.0)  # warm: connections pooled, code paths hot
         pid = str(gateway.process.pid)
         common = ["record", "--pid", pid, "--rate", str(args.rate), "--duration", str(args.seconds)]
@@ -162,7 +172,7 @@ async def _profile(args: argparse.Namespace) -> None:
         stop.set()
         events = await load
         report = args.out / f"profile-{name}.md"
-        report.write_text(_markdown(args.scenario, args.seconds, raw.read_text()))
+        report.write_text(_markdown(args.scenario, api, args.seconds, raw.read_text()))
         print(f"wrote {svg} and {report} ({events:,} events relayed meanwhile)")
     finally:
         if gateway is not None:
@@ -174,6 +184,7 @@ async def _profile(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--scenario", choices=sorted(_NAMES), default="c")
+    parser.add_argument("--api", choices=list(APIS), default=CHAT.name, help="the streams' API")
     parser.add_argument("--seconds", type=int, default=20, help="per py-spy recording")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=RESULTS)

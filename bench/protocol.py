@@ -1,13 +1,23 @@
 """The bench's wire format, shared by the mock upstream and the load generator.
 
-A bench request is an ordinary OpenAI streaming request whose user message carries the stream's
+A bench request is an ordinary OpenAI streaming request whose user text carries the stream's
 shape, `bench n=<chunks> d=<seconds between chunks> rid=<request id>`: the gateway forwards the
 client's body, so the upstream reads the same words whichever proxy sits in between.
 
-Every chunk the upstream sends is a valid `chat.completion.chunk` whose `id` holds the
-CLOCK_MONOTONIC time (ns, 20 digits) at which it was written. The proxies relay bytes, so the
-stamp is found at the same offset in the client's copy (`STAMP_SLICE`), and receive time minus
-stamp is the event's latency through the whole path (one host, one clock for all processes).
+Two APIs stream it (`WireApi`: `CHAT`, `RESPONSES`), with the same number of events of about
+the same size, so a relay's cost per event compares across them:
+
+- `chat`, `POST /v1/chat/completions`: `n` `chat.completion.chunk` data events (the first with
+  the role, the last with `finish_reason: "stop"`), then `data: [DONE]`;
+- `responses`, `POST /v1/responses`: `n` typed events numbered by `sequence_number` from 0,
+  `response.created`, `n - 2` `response.output_text.delta`, then `response.completed` with the
+  usage (the terminal event: there is no `[DONE]`).
+
+Every event carries the CLOCK_MONOTONIC time (ns, 20 digits) at which it was written: in the
+chunk's `id` on chat (at a fixed offset, `STAMP_SLICE`), in the `obfuscation` field on
+Responses (the padding field OpenAI puts on delta events; on the two framing events too, so
+every event has one). The proxies relay bytes, so the client finds the stamp in its copy, and
+receive time minus stamp is the event's latency through the whole path (one host, one clock).
 """
 
 from __future__ import annotations
@@ -15,35 +25,71 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
-    "CHAT_PATH",
+    "APIS",
+    "CHAT",
     "CLOSES_PATH",
-    "DONE_EVENT",
     "FINISH_PATH",
     "MODEL",
+    "RESPONSES",
     "STAMP_SLICE",
     "StreamShape",
-    "chunk_bytes",
-    "final_chunk_bytes",
-    "first_chunk_bytes",
-    "request_body",
+    "WireApi",
 ]
 
 MODEL = "m"
-CHAT_PATH = "/v1/chat/completions"
 #: The upstream's control endpoint: GET returns and forgets the recorded connection closes.
 CLOSES_PATH = "/_bench/closes"
 #: The upstream's control endpoint: GET sends the rest of every paced stream at once.
 FINISH_PATH = "/_bench/finish"
 
+
+class WireApi:
+    """One API a bench stream speaks: its path, its request, its events, how a client reads them.
+
+    A client counts the events that start with one of `counted` (the stream's data events,
+    `StreamShape.chunks` of them), and the stream is over at the event that starts with
+    `done` (on Responses that event is itself counted: `done_is_counted`).
+    """
+
+    name: str
+    path: str  # the client's path; the upstream's ends with what follows `/v1`
+    counted: tuple[bytes, ...]
+    done: bytes
+    done_is_counted: bool
+    end_name: str  # what ends a stream, in error messages
+
+    @property
+    def upstream_suffix(self) -> str:
+        return self.path.removeprefix("/v1")
+
+    def request_body(self, shape: StreamShape) -> bytes:
+        """The JSON body of a streaming request asking for `shape`."""
+        return json.dumps(
+            {"model": MODEL, "stream": True, **self._input(shape.marker())}, separators=(",", ":")
+        ).encode()
+
+    def _input(self, text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def event(self, index: int, total: int, stamp_ns: int) -> bytes:
+        """Event `index` of a stream of `total` (what ends the stream included), stamped."""
+        raise NotImplementedError
+
+    def stamp(self, event: bytes) -> int:
+        """The send stamp in a counted event; ValueError if it has none."""
+        raise NotImplementedError
+
+
 _PREFIX = b'data: {"id":"chatcmpl-'
 _HEAD = (
     b'","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,'
 )
-#: Where the 20-digit send stamp sits in every data event (the event starts at `data:`).
+#: Where the 20-digit send stamp sits in every chat data event (the event starts at `data:`).
 STAMP_SLICE = slice(len(_PREFIX), len(_PREFIX) + 20)
-_TEMPLATE = _PREFIX + b"%020d" + _HEAD + b'"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
+_CHUNK = _PREFIX + b"%020d" + _HEAD + b'"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
 _FIRST = (
     _PREFIX
     + b"%020d"
@@ -51,56 +97,120 @@ _FIRST = (
     + (b'"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n')
 )
 _FINAL = _PREFIX + b"%020d" + _HEAD + b'"delta":{},"finish_reason":"stop"}]}\n\n'
-DONE_EVENT = b"data: [DONE]"
+_DONE = b"data: [DONE]"
+
+
+class _Chat(WireApi):
+    name = "chat"
+    path = "/v1/chat/completions"
+    counted = (b"data: {",)
+    done = _DONE
+    done_is_counted = False
+    end_name = "[DONE]"
+
+    def _input(self, text: str) -> dict[str, Any]:
+        return {"messages": [{"role": "user", "content": text}]}
+
+    def event(self, index: int, total: int, stamp_ns: int) -> bytes:
+        """The role chunk, content chunks of about 190 bytes (a real one-token chunk's size),
+        the `finish_reason: "stop"` chunk followed by `data: [DONE]`."""
+        if index == 0:
+            return _FIRST % stamp_ns
+        if index < total - 1:
+            return _CHUNK % stamp_ns
+        return _FINAL % stamp_ns + _DONE + b"\n\n"
+
+    def stamp(self, event: bytes) -> int:
+        return int(event[STAMP_SLICE])
+
+
+_STAMP_KEY = b'"obfuscation":"'
+_RESPONSE = (
+    b'"response":{"id":"resp_bench","object":"response","created_at":1700000000,'
+    b'"status":"%s","model":"m","output":[],"usage":%s}}\n\n'
+)
+_CREATED = (
+    b'event: response.created\ndata: {"type":"response.created","sequence_number":%d,'
+    + _STAMP_KEY
+    + b'%020d",'
+    + _RESPONSE
+)
+_DELTA = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":%d,"item_id":"msg_bench","output_index":0,"content_index":0,'
+    b'"delta":"tok ","logprobs":[],' + _STAMP_KEY + b'%020d"}\n\n'
+)
+_COMPLETED = (
+    b'event: response.completed\ndata: {"type":"response.completed","sequence_number":%d,'
+    + _STAMP_KEY
+    + b'%020d",'
+    + _RESPONSE
+)
+_USAGE = (
+    b'{"input_tokens":8,"input_tokens_details":{"cached_tokens":0},"output_tokens":%d,'
+    b'"output_tokens_details":{"reasoning_tokens":0},"total_tokens":%d}'
+)
+
+
+class _Responses(WireApi):
+    name = "responses"
+    path = "/v1/responses"
+    counted = (
+        b"event: response.output_text.delta\n",
+        b"event: response.created\n",
+        b"event: response.completed\n",
+    )
+    done = b"event: response.completed\n"
+    done_is_counted = True
+    end_name = "response.completed"
+
+    def _input(self, text: str) -> dict[str, Any]:
+        return {"input": text}
+
+    def event(self, index: int, total: int, stamp_ns: int) -> bytes:
+        """`response.created`, deltas of about 220 bytes, `response.completed` with usage."""
+        if index == 0:
+            return _CREATED % (index, stamp_ns, b"in_progress", b"null")
+        if index < total - 1:
+            return _DELTA % (index, stamp_ns)
+        usage = _USAGE % (total - 2, total + 6)
+        return _COMPLETED % (index, stamp_ns, b"completed", usage)
+
+    def stamp(self, event: bytes) -> int:
+        at = event.find(_STAMP_KEY)
+        if at < 0:
+            raise ValueError("no stamp")
+        start = at + len(_STAMP_KEY)
+        return int(event[start : start + 20])
+
+
+CHAT: WireApi = _Chat()
+RESPONSES: WireApi = _Responses()
+#: The bench's APIs by name (`bench.run --apis`).
+APIS: dict[str, WireApi] = {api.name: api for api in (CHAT, RESPONSES)}
 
 _SHAPE = re.compile(rb"bench n=(\d+) d=([0-9.]+) rid=(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
 class StreamShape:
-    """What the upstream streams for one request: `chunks` data events, `delay` apart.
+    """What the upstream streams for one request on `api`: `chunks` events, `delay` apart.
 
-    The first is the role chunk, the last the `finish_reason: "stop"` chunk (so `chunks >= 2`),
-    then `data: [DONE]`. The first is sent at once, the others `delay` seconds apart.
+    The first and the last are the API's framing events (so `chunks >= 2`); the first is sent
+    at once, the others `delay` seconds apart.
     """
 
     chunks: int
     delay: float
     rid: int
+    api: WireApi = CHAT
 
     def marker(self) -> str:
         return f"bench n={self.chunks} d={self.delay:g} rid={self.rid}"
 
     @classmethod
-    def parse(cls, body: bytes) -> StreamShape | None:
+    def parse(cls, body: bytes, api: WireApi) -> StreamShape | None:
         found = _SHAPE.search(body)
         if found is None:
             return None
-        return cls(int(found[1]), float(found[2]), int(found[3]))
-
-
-def request_body(shape: StreamShape) -> bytes:
-    """The JSON body of a streaming chat request asking for `shape`."""
-    return json.dumps(
-        {
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": shape.marker()}],
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def first_chunk_bytes(stamp_ns: int) -> bytes:
-    """The role-announcing first chunk, as OpenAI sends it."""
-    return _FIRST % stamp_ns
-
-
-def chunk_bytes(stamp_ns: int) -> bytes:
-    """One content chunk (about 190 bytes on the wire, like a real one-token chunk)."""
-    return _TEMPLATE % stamp_ns
-
-
-def final_chunk_bytes(stamp_ns: int) -> bytes:
-    """The chunk with `finish_reason: "stop"`, followed on the wire by `data: [DONE]`."""
-    return _FINAL % stamp_ns
+        return cls(int(found[1]), float(found[2]), int(found[3]), api)

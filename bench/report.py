@@ -104,6 +104,15 @@ def _realistic(result: Summary) -> list[str]:
 
 
 def _throughput(result: Summary) -> list[str]:
+    lines: list[str] = []
+    for api, figures in result["apis"].items():
+        lines += [f"### {api}", "", *_throughput_api(figures)]
+    if result["vs_chat"]:
+        lines += ["### CPU per event, by API", "", *_by_api(result)]
+    return lines
+
+
+def _throughput_api(result: Summary) -> list[str]:
     stats, vs = result["targets"], result["vs_direct"]
     rows = []
     for name, s in stats.items():
@@ -126,6 +135,38 @@ def _throughput(result: Summary) -> list[str]:
                 "",
             ]
     return lines + _errors_note(stats)
+
+
+def _by_api(result: Summary) -> list[str]:
+    """Each proxy on every API side by side: events/s, CPU µs per event, the ratio to chat."""
+    apis, rows = result["apis"], []
+    chat = apis["chat"]["targets"]
+    for api, per_target in result["vs_chat"].items():
+        for name, vs in per_target.items():
+            mine = apis[api]["targets"][name]
+            if mine["cpu_s_per_100k_events"] is None:
+                continue
+            rows.append([
+                name, api, chat[name]["events_per_s"], mine["events_per_s"],
+                vs["events_per_s_ratio"], _us(chat[name]["cpu_s_per_100k_events"]),
+                _us(mine["cpu_s_per_100k_events"]), vs["cpu_per_event_ratio"],
+                ", ".join(f"{r:.3f}" for r in vs["cpu_per_event_ratio_rounds"]),
+            ])  # fmt: skip
+    header = [
+        "target", "API", "chat events/s", "API events/s", "events/s / chat",
+        "chat CPU µs / event", "API CPU µs / event", "CPU / event vs chat", "per round",
+    ]  # fmt: skip
+    note = (
+        "CPU per event = the proxy's CPU time (its whole process tree) / the events relayed, "
+        "median of the rounds; the ratio is the median of the per-round ratios (each round runs "
+        "a target's APIs back to back). Both APIs stream the same number of events with JSON "
+        "of about the same size; a Responses event also has its `event:` line."
+    )
+    return [*_table(header, rows), note, ""]
+
+
+def _us(per_100k: float | None) -> float | None:
+    return None if per_100k is None else per_100k * 10  # s / 100k events -> µs / event
 
 
 def _idle(result: Summary) -> list[str]:
@@ -168,8 +209,9 @@ _SECTIONS: dict[str, tuple[str, Callable[[Summary], list[str]]]] = {
     "b": ("{realistic_streams} concurrent streams x {realistic_chunks} chunks every "
           "{realistic_delay:g} s, {rounds} round(s); event latency = read time - upstream send "
           "stamp.", _realistic),
-    "c": ("{throughput_streams} concurrent streams x {throughput_chunks} chunks, no delay, "
-          "{rounds} round(s); x direct is the median of the per-round ratios.", _throughput),
+    "c": ("{throughput_streams} concurrent streams x {throughput_chunks} events, no delay, "
+          "{rounds} round(s), on each API ({apis}); x direct is the median of the per-round "
+          "ratios.", _throughput),
     "d": ("Streams held open, one chunk every {idle_delay:g} s, held {idle_hold:g} s; a fresh "
           "proxy process per row; KiB per stream = (RSS open - RSS before) / streams.", _idle),
     "e": ("{disconnect_tries} tries per target: the client aborts after {disconnect_after} "
@@ -218,7 +260,8 @@ def render_markdown(summary: Summary, plots: list[str]) -> str:
     ]
     for key, result in scenarios.items():
         intro, section = _SECTIONS[key]
-        lines += [f"## {_TITLES[key]}", "", intro.format(**meta["params"]), ""]
+        apis = ", ".join(meta.get("apis", ["chat"]))
+        lines += [f"## {_TITLES[key]}", "", intro.format(**meta["params"], apis=apis), ""]
         noise = result.get("noise") or {}
         if noise:
             lines += [

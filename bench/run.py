@@ -1,14 +1,15 @@
 """The benchmark, in one command: upstream, targets, scenarios, report.
 
     python -m bench.run [--quick] [--scenarios a,b,c,d,e] [--targets direct,gateway,nginx]
-                        [--workers N] [--out bench/results] [--no-uvloop]
+                        [--apis chat,responses] [--workers N] [--out bench/results] [--no-uvloop]
 
 Starts the mock upstream (`bench.upstream`), one gateway worker (`python -m gateway`), nginx
 (if installed; `python -m bench.install` installs it) and, for the throughput scenario, a gateway
 with N workers (`--workers`, default 2; 1 leaves it out), each target reaching the upstream on a
 loopback address of its own. The proxy under test is pinned to the first core, the upstream and
 this process (the load generator) to the others. Then runs the scenarios (`bench.scenarios`),
-interleaving the targets, and writes `report.md`, `summary.json` and the plots to `--out`.
+interleaving the targets (and, in c, the APIs of `--apis`), and writes `report.md`,
+`summary.json` and the plots to `--out`.
 `--quick` is the smoke-test size (under a minute). Every process started here is stopped here.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 from bench.eventloop import run, uvloop_available
 from bench.loadgen import Address
 from bench.processes import Service, nginx_path, start_gateway, start_nginx, start_upstream
+from bench.protocol import APIS
 from bench.report import write_results
 from bench.scenarios import FULL, QUICK, SCENARIOS, Bench, NoiseMeter
 from bench.system import CpuPlan, machine_facts, plan_cpus, raise_fd_limit
@@ -94,6 +96,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--targets", default="direct,gateway,nginx", help="direct, gateway, nginx, gateway-wN"
     )
     parser.add_argument(
+        "--apis", default="chat,responses", help=f"scenario c's APIs, of {','.join(APIS)}"
+    )
+    parser.add_argument(
         "--workers", type=int, default=2, help="also measure N gateway workers in c (1: don't)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
@@ -107,6 +112,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ]
     if unknown or not args.scenarios:
         parser.error(f"unknown targets {unknown}" if unknown else "no known scenario")
+    names = [a for a in args.apis.split(",") if a]
+    if not names or any(a not in APIS for a in names):
+        parser.error(f"--apis takes some of {', '.join(APIS)}")
+    args.apis = tuple(APIS[a] for a in dict.fromkeys(names))
     return args
 
 
@@ -192,6 +201,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             {"c": extra},
             fd_limit,
             plan,
+            args.apis,
         )
         for key in args.scenarios:
             title, scenario = SCENARIOS[key]
@@ -221,6 +231,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "fd_limit": fd_limit,
         "params": asdict(params),
         "targets": [t.name for t in targets] + [t.name for t in extra],
+        "apis": [api.name for api in args.apis],
         "seconds": round(time.monotonic() - started, 1),
         "notes": notes,
         "command": " ".join(["python -m bench.run", *args.argv]),

@@ -2,15 +2,17 @@
 
     a latency      1 stream of 20 chunks, no delay, a few hundred sequential requests
     b realistic    200 concurrent streams x 100 chunks at 20 ms
-    c throughput   32 concurrent streams x 2000 chunks, no delay
+    c throughput   32 concurrent streams x 2000 chunks, no delay, on each API (chat, Responses)
     d idle         2,000 and 10,000 open streams, one chunk every 5 s
     e disconnect   the client aborts after 5 events of a slow stream
 
 Interleaving: scenario a alternates targets request by request, e try by try, b and c round by
-round (the order rotates each round); d gives each target a fresh process (memory figures need a
+round (the order rotates each round; in c each target runs every API in turn, that order
+rotating too); d gives each target a fresh process (memory figures need a
 clean baseline). Figures are reported next to `direct` from the same run: added time
 (target - direct) for latencies, target / direct for rates, and checked against the issue's
-targets for the single-worker `gateway`.
+targets for the single-worker `gateway`; in c each API's figures also stand next to chat's
+(the Responses relay's CPU per event / the chat relay's, round by round).
 
 Each scenario returns a JSON-able dict: `targets` (per-target figures), `vs_direct` (added
 times or ratios), `checks` (issue targets: value, limit, met) and, for the plots, `cdf` or
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.loadgen import Address, Connection, fetch_json
-from bench.protocol import CLOSES_PATH, StreamShape
+from bench.protocol import CHAT, CLOSES_PATH, StreamShape, WireApi
 from bench.stats import median, percentiles, rounded
 from bench.system import CpuPlan, ProcessTree, busy_seconds
 from bench.trials import StreamsTrial, Target, harness_cpu, run_idle, run_streams
@@ -85,10 +87,11 @@ class Bench:
     extra: dict[str, list[Target]] = field(default_factory=dict)  # scenario -> more targets
     fd_limit: int = 1 << 20  # open files a process may have (a proxy needs 2 per stream)
     cpus: CpuPlan = field(default_factory=lambda: CpuPlan(None, None))
+    apis: tuple[WireApi, ...] = (CHAT,)  # scenario c runs on each; the others on chat
     _rids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
-    def shape(self, chunks: int, delay: float) -> StreamShape:
-        return StreamShape(chunks, delay, next(self._rids))
+    def shape(self, chunks: int, delay: float, api: WireApi = CHAT) -> StreamShape:
+        return StreamShape(chunks, delay, next(self._rids), api)
 
     def targets_for(self, scenario: str) -> list[Target]:
         return [*self.targets, *self.extra.get(scenario, [])]
@@ -219,15 +222,27 @@ async def latency(bench: Bench) -> Result:
     }
 
 
+Trials = dict[str, list[StreamsTrial]]  # target name -> its trials, one a round
+
+
 async def _rounds(
-    bench: Bench, scenario: str, make: Callable[[], list[StreamShape]], **options: Any
-) -> dict[str, list[StreamsTrial]]:
-    trials: dict[str, list[StreamsTrial]] = defaultdict(list)
+    bench: Bench,
+    scenario: str,
+    make: Callable[[WireApi], list[StreamShape]],
+    apis: tuple[WireApi, ...] = (CHAT,),
+    **options: Any,
+) -> dict[str, Trials]:
+    """`rounds` rounds of one trial per target and API: API name -> target name -> trials.
+
+    Targets rotate round by round; within a target, so do the APIs (no API always first)."""
+    trials: dict[str, Trials] = {api.name: defaultdict(list) for api in apis}
     for index in range(bench.params.rounds):
         for target in bench.rotation(scenario, index):
-            trial = await run_streams(target, make(), bench.upstream, **options)
-            trials[target.name].append(trial)
-            await asyncio.sleep(0.3)  # let the last connections close before the next trial
+            shift = index % len(apis)
+            for api in apis[shift:] + apis[:shift]:
+                trial = await run_streams(target, make(api), bench.upstream, **options)
+                trials[api.name][target.name].append(trial)
+                await asyncio.sleep(0.3)  # let the last connections close before the next trial
     return trials
 
 
@@ -252,12 +267,14 @@ async def realistic(bench: Bench) -> Result:
     """b. Many concurrent streams at a model's pace: per-event latency, CPU, RSS."""
     p = bench.params
 
-    def shapes() -> list[StreamShape]:
+    def shapes(api: WireApi) -> list[StreamShape]:
         return [
-            bench.shape(p.realistic_chunks, p.realistic_delay) for _ in range(p.realistic_streams)
+            bench.shape(p.realistic_chunks, p.realistic_delay, api)
+            for _ in range(p.realistic_streams)
         ]
 
-    trials = await _rounds(bench, "b", shapes, stagger=p.realistic_delay, with_latencies=True)
+    rounds = await _rounds(bench, "b", shapes, stagger=p.realistic_delay, with_latencies=True)
+    trials = rounds[CHAT.name]
     stats: dict[str, Result] = {}
     samples: dict[str, list[float]] = {}
     for name, runs in trials.items():
@@ -299,23 +316,15 @@ async def realistic(bench: Bench) -> Result:
     }
 
 
-async def throughput(bench: Bench) -> Result:
-    """c. Streams with no delay: events relayed per second, CPU seconds per 100k events."""
-    p = bench.params
-
-    def shapes() -> list[StreamShape]:
-        return [bench.shape(p.throughput_chunks, 0) for _ in range(p.throughput_streams)]
-
-    trials = await _rounds(bench, "c", shapes)
+def _throughput_figures(trials: Trials) -> Result:
+    """One API's figures of c: per target, and next to `direct` round by round."""
     stats: dict[str, Result] = {}
     for name, runs in trials.items():
         rates = [t.events / t.span_s for t in runs if t.span_s > 0]
-        per_100k = [
-            t.proxy_cpu_s / t.events * 1e5 for t in runs if t.proxy_cpu_s is not None and t.events
-        ]
         wall = sum(t.wall_s for t in runs)
         columns = itertools.zip_longest(*(t.proxy_cpu_split_s for t in runs), fillvalue=0.0)
         split = [sum(column) for column in columns]
+        per_100k = [cpu * 1e5 for cpu in _cpu_per_event(runs) if cpu is not None]
         stats[name] = {
             "events_per_s": rounded(median(rates), 0),
             "cpu_pct_by_process": [round(s / wall * 100, 1) for s in split if s > 0.001 * wall],
@@ -323,29 +332,76 @@ async def throughput(bench: Bench) -> Result:
             "cpu_s_per_100k_events": rounded(median(per_100k), 3),
             **_common(runs),
         }
-    vs = {}
+    vs: dict[str, Result] = {}
     for name, runs in trials.items():
         if name == "direct" or "direct" not in trials:
             continue
-        ratios = [
-            (mine.events / mine.span_s) / (direct.events / direct.span_s)
-            for mine, direct in zip(runs, trials["direct"], strict=True)
-        ]
+        pairs = zip(runs, trials["direct"], strict=True)
+        ratios = [_rate(mine) / _rate(direct) for mine, direct in pairs]
         vs[name] = {"events_per_s_ratio": rounded(median(ratios), 4)}
-    gateway, gateway_vs = stats.get("gateway", {}), vs.get("gateway", {})
-    multi = {name: s for name, s in stats.items() if name.startswith("gateway-w")}
-    for name, s in multi.items():
-        if gateway.get("events_per_s"):
+    gateway = stats.get("gateway", {})
+    for name, s in stats.items():
+        if name.startswith("gateway-w") and gateway.get("events_per_s"):
             vs[name]["vs_one_worker"] = rounded(s["events_per_s"] / gateway["events_per_s"], 3)
-    return {
-        "targets": stats,
-        "vs_direct": vs,
-        "checks": [
+    return {"targets": stats, "vs_direct": vs}
+
+
+def _rate(trial: StreamsTrial) -> float:
+    return trial.events / trial.span_s
+
+
+def _cpu_per_event(runs: list[StreamsTrial]) -> list[float | None]:
+    """The proxy's CPU seconds per event relayed, round by round (None: no proxy, no event)."""
+    return [
+        t.proxy_cpu_s / t.events if t.proxy_cpu_s is not None and t.events else None for t in runs
+    ]
+
+
+def _vs_chat(mine: Trials, chat: Trials) -> Result:
+    """Each proxy's CPU per event and events/s on this API over chat's, round by round
+    (the trials of one round ran back to back on the same target)."""
+    vs: Result = {}
+    for name, runs in mine.items():
+        paired = zip(_cpu_per_event(runs), _cpu_per_event(chat[name]), strict=True)
+        cpu = [m / c for m, c in paired if m is not None and c]
+        rates = [_rate(m) / _rate(c) for m, c in zip(runs, chat[name], strict=True)]
+        vs[name] = {
+            "cpu_per_event_ratio": rounded(median(cpu), 3) if cpu else None,
+            "cpu_per_event_ratio_rounds": [round(r, 3) for r in cpu],
+            "events_per_s_ratio": rounded(median(rates), 3) if rates else None,
+        }
+    return vs
+
+
+async def throughput(bench: Bench) -> Result:
+    """c. Streams with no delay, on each API: events relayed per second, CPU per event.
+
+    Every API's streams have the same number of events of about the same size, so the
+    proxies' CPU per event compares across APIs (`vs_chat`)."""
+    p = bench.params
+
+    def shapes(api: WireApi) -> list[StreamShape]:
+        return [bench.shape(p.throughput_chunks, 0, api) for _ in range(p.throughput_streams)]
+
+    trials = await _rounds(bench, "c", shapes, bench.apis)
+    apis = {name: _throughput_figures(runs) for name, runs in trials.items()}
+    checks = []
+    if CHAT.name in apis:
+        gateway = apis[CHAT.name]["targets"].get("gateway", {})
+        gateway_vs = apis[CHAT.name]["vs_direct"].get("gateway", {})
+        checks += [
             _check("events/s, one worker", gateway.get("events_per_s"), 150_000, "events/s", True),
             _check("events/s vs direct", gateway_vs.get("events_per_s_ratio"), 0.15, "x", True),
             _check("CPU per 100k events", gateway.get("cpu_s_per_100k_events"), 0.7, "s"),
-        ],
-    }
+        ]
+    vs_chat: Result = {}
+    for name, runs in trials.items():
+        if name == CHAT.name or CHAT.name not in trials:
+            continue
+        vs_chat[name] = _vs_chat(runs, trials[CHAT.name])
+        ratio = vs_chat[name].get("gateway", {}).get("cpu_per_event_ratio")
+        checks.append(_check(f"CPU per event, {name} / chat", ratio, 1.0, "x"))
+    return {"apis": apis, "vs_chat": vs_chat, "checks": checks}
 
 
 async def _warm(target: Target, bench: Bench, requests: int = 20) -> None:

@@ -6,16 +6,17 @@ Listens on the same port on every host given (one loopback address per target sp
 connections of a 10,000-stream run over several address pairs) and prints one JSON line,
 `{"port": P, "uvloop": true}`, once it accepts. It stops on SIGTERM or SIGINT.
 
-`POST .../chat/completions` streams what the request's `bench n=.. d=.. rid=..` marker asks for
-(`bench.protocol`): HTTP/1.1 chunked, keep-alive, every chunk stamped with its CLOCK_MONOTONIC
-send time. With `d=0` the chunks go out as fast as the client takes them, 16 events a write,
-paused by the transport's flow control. A client that closes (FIN or RST) while its stream is
-still running is recorded as `rid -> close time (ns)`; `GET /_bench/closes` returns those
-records as JSON, with the number of streams still running and the connections and requests
-seen on each listen address (one per target: does a proxy reuse its upstream connections?),
-and forgets the closes. `GET /_bench/finish` sends what is left of every stream with a delay
-at once (the rest of its chunks, then `[DONE]`) and returns `{"finished": N}`: a test holds
-many streams open, then ends them all cleanly when it wants (`tests/load/`).
+`POST .../chat/completions` and `POST .../responses` stream what the request's `bench n=.. d=..
+rid=..` marker asks for, in that API's events (`bench.protocol`): HTTP/1.1 chunked, keep-alive,
+every event stamped with its CLOCK_MONOTONIC send time. With `d=0` the events go out as fast as
+the client takes them, 16 events a write, paused by the transport's flow control. A client that
+closes (FIN or RST) while its stream is still running is recorded as `rid -> close time (ns)`;
+`GET /_bench/closes` returns those records as JSON, with the number of streams still running and
+the connections and requests seen on each listen address (one per target: does a proxy reuse its
+upstream connections?), and forgets the closes. `GET /_bench/finish` sends what is left of every
+stream with a delay at once (the rest of its events, the last one ending it) and returns
+`{"finished": N}`: a test holds many streams open, then ends them all cleanly when it wants
+(`tests/load/`).
 
 It is meant to cost far less per event than the proxies measured: no HTTP framework, one
 `transport.write` per batch, nothing parsed but the request line, `Content-Length` and the marker.
@@ -33,15 +34,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from bench.eventloop import run, uvloop_available
-from bench.protocol import (
-    CLOSES_PATH,
-    DONE_EVENT,
-    FINISH_PATH,
-    StreamShape,
-    chunk_bytes,
-    final_chunk_bytes,
-    first_chunk_bytes,
-)
+from bench.protocol import APIS, CLOSES_PATH, FINISH_PATH, StreamShape, WireApi
 from bench.system import raise_fd_limit
 
 __all__ = ["UpstreamState", "main", "serve"]
@@ -50,9 +43,10 @@ _STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
 )
-_DONE = DONE_EVENT + b"\n\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _BURST = 16  # events per write when the stream has no delay
+#: The streaming APIs by how their upstream path ends (`/chat/completions`, `/responses`).
+_BY_SUFFIX: dict[str, WireApi] = {api.upstream_suffix: api for api in APIS.values()}
 
 
 @dataclass(slots=True)
@@ -143,8 +137,9 @@ class _UpstreamProtocol(asyncio.Protocol):
 
     def _dispatch(self, method: str, path: str, body: bytes) -> None:
         assert self._transport is not None
-        shape = StreamShape.parse(body) if method == "POST" else None
-        if shape is not None and path.endswith("/chat/completions") and shape.chunks >= 2:
+        api = next((a for end, a in _BY_SUFFIX.items() if path.endswith(end)), None)
+        shape = StreamShape.parse(body, api) if method == "POST" and api is not None else None
+        if shape is not None and shape.chunks >= 2:
             self._start_stream(shape)
         elif method == "GET" and path == CLOSES_PATH:
             closes = {str(rid): at for rid, at in self._state.closes.items()}
@@ -181,19 +176,14 @@ class _UpstreamProtocol(asyncio.Protocol):
             self._tick(head=_STREAM_HEAD)
 
     def _events(self, count: int) -> bytes:
-        """The next `count` events (fewer at the end), all stamped now; [DONE] after the last."""
+        """The next `count` events (fewer at the end), all stamped now; the last ends the stream."""
         assert self._shape is not None
         stamp = time.monotonic_ns()
-        total = self._shape.chunks
-        parts: list[bytes] = []
-        for index in range(self._sent, min(self._sent + count, total)):
-            if index == 0:
-                parts.append(first_chunk_bytes(stamp))
-            elif index == total - 1:
-                parts.append(final_chunk_bytes(stamp))
-                parts.append(_DONE)
-            else:
-                parts.append(chunk_bytes(stamp))
+        total, event = self._shape.chunks, self._shape.api.event
+        parts = [
+            event(index, total, stamp)
+            for index in range(self._sent, min(self._sent + count, total))
+        ]
         self._sent = min(self._sent + count, total)
         payload = _framed(b"".join(parts))
         return payload + _LAST_CHUNK if self._sent == total else payload

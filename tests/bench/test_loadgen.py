@@ -1,7 +1,8 @@
-"""The load generator reads what the proxies send, however the bytes are split.
+"""The load generator reads what the proxies send, however the bytes are split, on every API.
 
 Its figures are only as good as its parser: a response fed to the client protocol in two
-pieces, cut at every byte offset, must give the same events, latencies and outcome.
+pieces, cut at every byte offset, must give the same events, latencies and outcome, on chat
+(`data: [DONE]` ends it) and on Responses (`response.completed` ends it, and is counted).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import pytest
 
 from bench.loadgen import EventLog, _ClientProtocol
-from bench.protocol import DONE_EVENT, chunk_bytes, final_chunk_bytes, first_chunk_bytes
+from bench.protocol import APIS, CHAT, RESPONSES, WireApi
 
 STAMP = 10**15
 
@@ -32,14 +33,10 @@ class _Transport(asyncio.Transport):
         self.aborted = True
 
 
-def _events(count: int) -> list[bytes]:
-    middle = [chunk_bytes(STAMP + i) for i in range(1, count - 1)]
-    return [
-        first_chunk_bytes(STAMP),
-        *middle,
-        final_chunk_bytes(STAMP + count),
-        DONE_EVENT + b"\n\n",
-    ]
+def _events(count: int, api: WireApi = CHAT) -> list[bytes]:
+    """The events of a stream of `count`, stamped STAMP + index (the last STAMP + count)."""
+    stamps = [STAMP + i for i in range(count - 1)] + [STAMP + count]
+    return [api.event(index, count, stamp) for index, stamp in enumerate(stamps)]
 
 
 def _chunked(parts: list[bytes]) -> bytes:
@@ -48,24 +45,29 @@ def _chunked(parts: list[bytes]) -> bytes:
     return head + b"\r\n" + framed + b"0\r\n\r\n"
 
 
-async def _read(response: bytes, cut: int, expect: int) -> tuple[object, EventLog, bool]:
+async def _read(
+    response: bytes, cut: int, expect: int, api: WireApi = CHAT
+) -> tuple[object, EventLog, bool]:
     protocol = _ClientProtocol()
     transport = _Transport()
     protocol.connection_made(transport)
     log = EventLog()
-    future = protocol.begin(b"GET / HTTP/1.1\r\n\r\n", expect, log, 0, None)
+    future = protocol.begin(b"GET / HTTP/1.1\r\n\r\n", expect, log, 0, None, api)
     protocol.data_received(response[:cut])
     protocol.data_received(response[cut:])
     result = future.result()
     return result, log, protocol.reusable
 
 
+@pytest.mark.parametrize("api", list(APIS))
 @pytest.mark.parametrize("framing", ["one event a chunk", "all events in one chunk"])
-async def test_chunked_stream_gives_the_same_result_whatever_the_split(framing: str) -> None:
-    events = _events(4)
+async def test_chunked_stream_gives_the_same_result_whatever_the_split(
+    framing: str, api: str
+) -> None:
+    events = _events(4, APIS[api])
     response = _chunked(events if framing == "one event a chunk" else [b"".join(events)])
     for cut in range(len(response) + 1):
-        result, log, reusable = await _read(response, cut, expect=4)
+        result, log, reusable = await _read(response, cut, expect=4, api=APIS[api])
         assert result.error is None, (cut, result.error)
         assert result.events == 4
         assert result.done_ns is not None
@@ -75,9 +77,28 @@ async def test_chunked_stream_gives_the_same_result_whatever_the_split(framing: 
 
 
 async def test_stream_without_done_is_an_error() -> None:
-    response = _chunked(_events(3)[:-1])
+    events = _events(3)
+    final = events[-1].removesuffix(b"data: [DONE]\n\n")  # the stop chunk, without [DONE]
+    assert final != events[-1]
+    response = _chunked([*events[:-1], final])
     result, _, reusable = await _read(response, 10, expect=3)
     assert result.error == "no [DONE] after 3 events"
+    assert not reusable
+
+
+async def test_responses_stream_without_completed_is_an_error() -> None:
+    response = _chunked(_events(3, RESPONSES)[:-1])
+    result, _, reusable = await _read(response, 10, expect=3, api=RESPONSES)
+    assert result.error == "no response.completed after 2 events"
+    assert not reusable
+
+
+async def test_responses_error_event_is_an_error() -> None:
+    error = b'event: error\ndata: {"type":"error","sequence_number":2,"message":"cut"}\n\n'
+    response = _chunked([*_events(4, RESPONSES)[:2], error])
+    result, _, reusable = await _read(response, 10, expect=4, api=RESPONSES)
+    assert result.error is not None
+    assert result.error.startswith("unexpected event b'event: error")
     assert not reusable
 
 
