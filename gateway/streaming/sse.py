@@ -289,7 +289,8 @@ class SSEDecoder:
             after = end + 2
             if after - start > limit or not (no_cr or data.find(b"\r", start, after) < 0):
                 break
-            if data.startswith(b"data:", start) and data.find(b"\n", start, end) < 0:
+            newline = data.find(b"\n", start, end)
+            if newline < 0 and data.startswith(b"data:", start):
                 # One `data:` line: the common event, no per-line work.
                 skip = 6 if data.startswith(b" ", start + 5) else 5
                 try:
@@ -298,6 +299,21 @@ class SSEDecoder:
                     self._error = UpstreamProtocolError(_NOT_UTF8)
                     return size
                 events.append(_new_event(SSEEvent, (data[start:after], text, None, None)))
+            elif (
+                data.startswith(b"event:", start)
+                and data.startswith(b"data:", newline + 1)
+                and data.find(b"\n", newline + 1, end) < 0
+            ):
+                # `event: X` then one `data:` line: every Responses and Messages event.
+                name_at = start + (7 if data.startswith(b" ", start + 6) else 6)
+                text_at = newline + (7 if data.startswith(b" ", newline + 6) else 6)
+                try:
+                    name = data[name_at:newline].decode("utf-8")
+                    text = data[text_at:end].decode("utf-8")
+                except UnicodeDecodeError:
+                    self._error = UpstreamProtocolError(_NOT_UTF8)
+                    return size
+                events.append(_new_event(SSEEvent, (data[start:after], text, name, None)))
             else:
                 for line in data[start:end].split(b"\n"):
                     self._field(line)

@@ -96,7 +96,7 @@ def test_make_stream_error_keeps_the_category_and_code_of_every_gateway_error(cl
     assert stream_error.code == cls.code
     assert stream_error.message == error.message
     assert stream_error.message  # every class has a human default message
-    assert stream_error.param is None
+    assert stream_error.param == cls.param  # the field it is about, where a class names one
     assert as_gateway_error(error) is error
 
 
