@@ -93,6 +93,7 @@ __all__ = [
     "UnsupportedEndpoint",
     "UnsupportedMediaType",
     "UnsupportedTransferEncoding",
+    "UntranslatableParameter",
     "UpstreamAuthFailed",
     "UpstreamBadRequest",
     "UpstreamErrorEvent",
@@ -398,6 +399,26 @@ class RequestError(APIError):
 
 class InvalidRequest(RequestError):
     code = "invalid_request"
+
+
+class UntranslatableParameter(InvalidRequest):
+    """A request parameter the route's target cannot honour in its API (the gateway
+    translates between APIs): refused, not silently lost, unless the route drops such
+    parameters (`drop_params`)."""
+
+    code = "unsupported_parameter"
+    default_message = (
+        "a parameter cannot be sent to this model's upstream, which speaks another API"
+    )
+
+    def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
+        self.param = param
+        if message is None and param is not None:
+            message = (
+                f"the parameter {param!r} cannot be sent to this model's upstream, which speaks "
+                "another API (a route may drop what its target cannot honour: drop_params)"
+            )
+        super().__init__(message)
 
 
 class UnknownModel(RequestError):

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"errors"},
     {"streaming"},
     {"settings", "apis", "redaction", "state"},
-    {"observability", "transport"},
+    {"observability", "transport", "translation"},
     {"providers"},
     {"routing"},
     {"server"},

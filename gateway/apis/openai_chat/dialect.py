@@ -51,6 +51,7 @@ _OPENAI_CODE_TYPES: dict[str, str] = {
     "unsupported_endpoint": "not_found_error",
     "not_found": "invalid_request_error",  # OpenAI's own type for a missing stored response
     "previous_response_not_found": "invalid_request_error",
+    "unsupported_parameter": "invalid_request_error",
     "gateway_overloaded": "server_error",
     "server_shutdown": "server_error",
 }
