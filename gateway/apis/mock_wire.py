@@ -9,8 +9,12 @@ package: `gateway.apis.<api>.mock_wire`). Each wire renders:
 - `text(word)`: one event carrying a piece of the answer;
 - `closing()`: the events that say the answer is complete (`finish_reason` / `message_delta`
   with `stop_reason`), and `terminal()`, the marker that ends the stream;
-- `garbage`: one event whose data is not JSON (for `mock-garbage`);
+- `garbage`: one event whose data is not JSON (for `mock-garbage`), and `oversized(size)`, one
+  event larger than `size` bytes (for `mock-huge`), both outside the answer;
 - `completion(text)`: the whole answer as the non-streaming JSON body.
+
+`input_field` names the request field that holds what the model reads (the `param` of the
+mock's `mock-400` error, as the API's own errors name it).
 
 Every event is compact single-line JSON, so the gateway relays it byte-exact.
 """
@@ -49,6 +53,8 @@ class MockWire:
     """One answer's framing in one API; one instance per answer."""
 
     garbage: ClassVar[bytes]
+    #: The request field holding the model's input (`messages`, `input`, `prompt`).
+    input_field: ClassVar[str] = "messages"
 
     def __init__(self, model: str, body: Mapping[str, Any]) -> None:
         self.model = model
@@ -70,6 +76,10 @@ class MockWire:
 
     def text(self, text: str) -> bytes:
         raise NotImplementedError
+
+    def oversized(self, size: int) -> bytes:
+        """One event of this API's framing larger than `size` bytes."""
+        return self.text("x" * (size + 1))
 
     def closing(self) -> list[bytes]:
         raise NotImplementedError

@@ -53,6 +53,8 @@ class Wire(Protocol):
     path: ClassVar[str]  # relative to the upstream's base URL
     #: Whether a bad request keeps the upstream's code and param (OpenAI's error shape has them).
     reports_codes: ClassVar[bool]
+    #: The request field holding the model's input: the `param` of a context-length error.
+    input_field: ClassVar[str]
 
     def body(self, model: str, stream: bool) -> dict[str, Any]: ...
 
@@ -77,6 +79,7 @@ class OpenAIWire:
     api = OPENAI_CHAT
     path = "/chat/completions"
     reports_codes = True
+    input_field = "messages"
 
     def body(self, model: str, stream: bool) -> dict[str, Any]:
         return {"model": model, "messages": MESSAGES, "stream": stream}
@@ -111,6 +114,7 @@ class AnthropicWire:
     api = ANTHROPIC_MESSAGES
     path = "/v1/messages"
     reports_codes = False
+    input_field = "messages"
 
     def body(self, model: str, stream: bool) -> dict[str, Any]:
         return {"model": model, "max_tokens": 64, "messages": MESSAGES, "stream": stream}
@@ -146,6 +150,7 @@ class ResponsesWire:
     api = OPENAI_RESPONSES
     path = "/responses"
     reports_codes = True
+    input_field = "input"
 
     def body(self, model: str, stream: bool) -> dict[str, Any]:
         return {"model": model, "input": MESSAGES, "stream": stream}
@@ -190,6 +195,7 @@ class CompletionsWire:
     api = OPENAI_COMPLETIONS
     path = "/completions"
     reports_codes = True
+    input_field = "prompt"
 
     def body(self, model: str, stream: bool) -> dict[str, Any]:
         return {"model": model, "prompt": "hi", "stream": stream}
@@ -309,7 +315,7 @@ class OpenAIHarness(_FakeHarness):
     def scripts(self) -> dict[str, fake.Behaviour]:
         context_length = fake.openai_error(
             f"This model's {CONTEXT_LENGTH} is 16 tokens.",
-            param="messages",
+            param=self.wire.input_field,
             code="context_length_exceeded",
         )
         events = self.wire.upstream_events()

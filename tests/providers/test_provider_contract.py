@@ -252,7 +252,7 @@ async def test_400_context_length_raises_bad_request_with_the_upstreams_message_
 
     if harness.wire.reports_codes:  # OpenAI's error shape has a code and a param
         assert caught.value.upstream_code == "context_length_exceeded"
-        assert caught.value.param == "messages"
+        assert caught.value.param == harness.wire.input_field  # the API's own input field
     assert "maximum context length" in caught.value.message
     assert caught.value.http_status == 400
 

@@ -17,6 +17,7 @@ class CompletionsMockWire(MockWire):
     """`text_completion` chunks sharing one id and timestamp."""
 
     garbage = b"data: {this is not json\n\n"
+    input_field = "prompt"
 
     def __init__(self, model: str, body: Mapping[str, Any]) -> None:
         super().__init__(model, body)

@@ -26,6 +26,7 @@ class EmbeddingsMockWire(MockWire):
     """The whole answer only: embeddings never stream."""
 
     garbage = b""
+    input_field = "input"
 
     def said(self) -> str:
         return " ".join(self._inputs())
