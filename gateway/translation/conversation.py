@@ -126,6 +126,8 @@ class Conversation:
     messages: tuple[Message, ...]
     system: str | None = None
     stream: bool = False
+    #: The client asked its stream to report usage (OpenAI's `stream_options.include_usage`).
+    stream_usage: bool = False
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
