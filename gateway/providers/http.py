@@ -24,7 +24,7 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar, Literal
 
 from gateway.apis import Api
@@ -90,7 +90,7 @@ class HTTPProvider(Provider):
         """`redactor` keeps every secret of the gateway out of the error answers this upstream's
         messages become (default: this upstream's own key). `client` is the transport the calls
         go through (default: an `AiohttpClient` with the upstream's `max_connections`)."""
-        super().__init__(name, *self.spoken_apis)
+        super().__init__(name, *_served(self.spoken_apis, settings.apis))
         assert settings.base_url is not None  # enforced by UpstreamSettings
         self.settings = settings
         self._base_url = str(settings.base_url).rstrip("/")
@@ -158,6 +158,12 @@ class HTTPProvider(Provider):
         if request.request_id:
             headers["X-Request-Id"] = request.request_id
         return headers
+
+
+def _served(spoken: tuple[Api, ...], wanted: Sequence[str] | None) -> tuple[Api, ...]:
+    """The APIs of `spoken` an upstream's `apis` setting keeps (None: all of them; the
+    settings hold that it names some of them)."""
+    return spoken if wanted is None else tuple(api for api in spoken if api.name in wanted)
 
 
 def _auth_headers(key: str | None, scheme: AuthScheme) -> dict[str, str]:

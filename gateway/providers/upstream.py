@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from gateway.apis import Api
 from gateway.streaming import Context, Timeouts
+from gateway.translation import TranslatedCall
 
 __all__ = ["Provider", "UpstreamRequest", "UpstreamResponse"]
 
@@ -54,6 +55,9 @@ class UpstreamRequest:
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: Called once the request has been written, to start the first-byte clock.
     on_sent: Callable[[], None] | None = field(default=None, compare=False)
+    #: The client's request was in another API (`api` is the upstream's): its answer is
+    #: translated back with this.
+    translated: TranslatedCall | None = field(default=None, compare=False)
 
 
 class UpstreamResponse(abc.ABC):

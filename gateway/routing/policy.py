@@ -10,6 +10,9 @@ Three answers (`Decision`), by the error's type and, for the route's own lists, 
   again), a target that is full (its connection pool), an upstream that rejected the gateway's
   key or the model (401/403/404...), one that broke the protocol - faults of the target, not of
   the request.
+- A parameter a target cannot honour in its API (`UntranslatableParameter`, a translated call)
+  moves the request to the next target, which may speak the client's API; when none can take
+  it, the client gets that 400.
 - `STOP`: the error goes to the client as it is. A request the upstream refused as invalid
   (400/413/422) would be refused by the next target too; the request's own deadline, its
   client's departure and the server's shutdown end everything.
@@ -37,6 +40,7 @@ from gateway.errors import (
     GatewayOverloaded,
     RequestError,
     ServerShutdown,
+    UntranslatableParameter,
     UpstreamBadRequest,
 )
 from gateway.routing.backoff import RetryPolicy
@@ -83,7 +87,7 @@ class FailurePolicy:
         codes = error_codes(error)
         if codes & self.propagate:
             return Decision.STOP
-        if codes & self.failover_on:
+        if codes & self.failover_on or isinstance(error, UntranslatableParameter):
             return Decision.FAILOVER
         if isinstance(error, _REQUEST_FAULTS):
             return Decision.STOP

@@ -8,9 +8,12 @@ the route's default `Timeouts`, the ceilings per-request overrides are clamped t
 name wins, then the patterns in configuration order. The route's name - the configured name or
 pattern, never what the client typed - is what metrics and logs use as its label.
 
-A route serves the APIs its targets' providers speak: `resolve(model, api)` refuses (400, in
-the caller's dialect) a request sent to one API's endpoint for a model whose upstreams speak
-another - the gateway relays, it does not translate between APIs.
+A route serves the APIs its targets' providers speak, and those it translates to one they
+speak (`gateway.translation`: Chat Completions, Messages and Responses, each to the others):
+`resolve(model, api)` refuses (400, in the caller's dialect) a request sent to an API that some
+target can neither speak nor be translated to. A target is called in the client's own API when
+it speaks it (relayed byte-exact), else in the first API it speaks that a translation serves
+(`Target.api_for`).
 
 Targets that name the same upstream and model share their state (a `gateway.state.Backend`:
 requests in flight, health) across routes: it is one backend however many names route to it.
@@ -30,6 +33,7 @@ from gateway.providers import Provider
 from gateway.routing.policy import FailurePolicy
 from gateway.state import Backend
 from gateway.streaming import Timeouts
+from gateway.translation import translation_for
 
 __all__ = ["Route", "Router", "Target", "is_pattern"]
 
@@ -54,6 +58,9 @@ class Target:
     prefill: bool = False  # continues a final assistant message
     #: Asked for a stream's usage its client did not ask for, where the API has that switch.
     stream_usage: bool = True
+    #: The output limit sent when a translated request gave none and the target's API needs
+    #: one (Anthropic's `max_tokens`).
+    default_max_tokens: int = 4096
 
     @property
     def name(self) -> str:
@@ -62,6 +69,15 @@ class Target:
 
     def upstream_model(self, requested: str) -> str:
         return self.model or requested
+
+    def api_for(self, api: Api) -> Api | None:
+        """The API a request of `api` is sent to this target in: `api` itself when its
+        provider speaks it, else the first API it speaks that `api` translates to; None:
+        neither."""
+        provider = self.provider
+        if provider.speaks(api):
+            return api
+        return next((spoken for spoken in provider.apis if translation_for(api, spoken)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,8 @@ class Route:
     policy: FailurePolicy = field(default_factory=FailurePolicy)
     #: Most continuations of one stream after its first byte (targets with `prefill` only).
     continuations: int = 0
+    #: A translated request leaves out what its target cannot honour instead of a 400.
+    drop_params: bool = False
 
     def timeouts_for(
         self, overrides: Mapping[str, float], target: Target | None = None
@@ -121,7 +139,7 @@ class Router:
         return [
             name
             for name, route in self._exact.items()
-            if all(target.provider.speaks(api) for target in route.targets)
+            if all(target.api_for(api) is not None for target in route.targets)
         ]
 
     def patterns(self) -> list[str]:
@@ -135,14 +153,14 @@ class Router:
 
 
 def _check_api(model: str, route: Route, api: Api) -> None:
-    strangers = [t.provider for t in route.targets if not t.provider.speaks(api)]
+    strangers = [t.provider for t in route.targets if t.api_for(api) is None]
     if not strangers:
         return
     spoken = strangers[0].apis
     where = " or ".join(f"the {other.family} API ({other.endpoint})" for other in spoken)
     raise InvalidRequest(
         f"model {_quote(model)} is not served on {api.endpoint}: its upstream speaks "
-        f"{where}, and this gateway does not translate between APIs"
+        f"{where}, and this gateway does not translate {api.endpoint} to it"
     )
 
 

@@ -64,6 +64,7 @@ def _route(
                 timeouts=target.timeouts.overrides(),
                 prefill=target.prefill,
                 stream_usage=settings.upstreams[target.upstream].stream_usage,
+                default_max_tokens=target.default_max_tokens,
             )
             for target in config.targets
         ),
@@ -75,4 +76,5 @@ def _route(
             propagate=frozenset(config.propagate),
         ),
         continuations=config.continuations,
+        drop_params=config.drop_params,
     )

@@ -4,7 +4,10 @@ The endpoint validates the client's body once; each attempt of the chain - a ret
 a continuation - turns the template into that target's `UpstreamRequest`: the target's model
 name in the body (serialised per call), the fields that ask a stream for the usage its client
 did not ask for (the API's `stream_usage`, on a target that takes them), the limits of that
-target with the request's own overrides, and the client's forwarded headers.
+target with the request's own overrides, and the client's forwarded headers. A target that
+speaks another API than the client's gets the request translated into its own
+(`gateway.translation`: the body encoded for its API, its API's path, no forwarded headers,
+and the `TranslatedCall` its answer is translated back with).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 from gateway.apis import Api
 from gateway.providers import UpstreamRequest
 from gateway.routing.router import Route, Target
+from gateway.translation import EncodeOptions, translation_for
 
 __all__ = ["CallTemplate"]
 
@@ -86,6 +90,9 @@ class CallTemplate:
         model = target.upstream_model(self.model)
         source = self.body if body is None else body
         extra = self.usage_fields(target, source)
+        upstream_api = target.api_for(self.api)
+        if upstream_api is not None and upstream_api is not self.api:
+            return self._translated(route, target, upstream_api, model, source, extra, on_sent)
         if extra is None:
             payload = {**source, "model": model}
         else:
@@ -100,6 +107,36 @@ class CallTemplate:
             request_id=self.request_id,
             headers=self.headers,
             on_sent=on_sent,
+        )
+
+    def _translated(
+        self,
+        route: Route,
+        target: Target,
+        upstream_api: Api,
+        model: str,
+        source: Mapping[str, Any],
+        extra: Mapping[str, Any] | None,
+        on_sent: Callable[[], None] | None,
+    ) -> UpstreamRequest:
+        """The call to `target` in `upstream_api`, translated from the client's API."""
+        translation = translation_for(self.api, upstream_api)
+        assert translation is not None  # `Target.api_for` found one
+        options = EncodeOptions(
+            drop_params=route.drop_params, default_max_tokens=target.default_max_tokens
+        )
+        body = source if extra is None else {**source, **extra}
+        translated, payload = translation.prepare(body, model=model, options=options)
+        return UpstreamRequest(
+            path=upstream_api.upstream_path,
+            body=_serialise(payload),
+            model=model,
+            stream=self.stream,
+            timeouts=route.timeouts_for(self.overrides, target),
+            api=upstream_api,
+            request_id=self.request_id,
+            on_sent=on_sent,
+            translated=translated,
         )
 
     def usage_fields(

@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -59,6 +60,7 @@ from gateway.streaming import (
     Verdict,
     make_stream_error,
 )
+from gateway.translation import StreamTranslation
 
 __all__ = ["AnswerKept", "Relay", "RelayLimits", "error_response"]
 
@@ -100,6 +102,7 @@ class Relay:
         "_redactor",
         "_request",
         "_tracker",
+        "_translated",
     )
 
     def __init__(
@@ -132,6 +135,9 @@ class Relay:
         self._attempt_settled = True  # nothing to settle until an attempt starts
         self._tracker: StreamTracker | None = None  # the stream's, for `stream: true`
         self._on_answer = on_answer
+        #: The current attempt is a translated call: its answer's ids are the gateway's own,
+        #: which no upstream keeps (`on_answer` does not hear of them).
+        self._translated = False
 
     @classmethod
     def for_request(
@@ -339,7 +345,8 @@ class Relay:
                 frames.clear()
                 if on_answer is not None and tracker.answer_id is not None:
                     answer_id, tracker.answer_id = tracker.answer_id, None
-                    await on_answer(answer_id, self._provider.name)
+                    if not self._translated:
+                        await on_answer(answer_id, self._provider.name)
                 await client.write(data)
                 # Counted once written: a write may wait on a slow client (`SSEResponse`), and
                 # a client that leaves meanwhile was never given these bytes.
@@ -363,12 +370,15 @@ class Relay:
                 async with asyncio.timeout(_FINAL_WRITE_TIMEOUT):
                     await _end(client, frame)
 
-    async def _events(self, ctx: Context, decoder: SSEDecoder) -> AsyncIterator[list[SSEEvent]]:
-        """The upstream's complete events, one list per read that completed any.
+    async def _events(
+        self, ctx: Context, decoder: SSEDecoder, translator: StreamTranslation | None
+    ) -> AsyncIterator[list[SSEEvent]]:
+        """The upstream's complete events, one list per read that completed any - as the
+        client's API says them, through `translator`, for a call in another API.
 
         When the body ends - cleanly or with an error - a trailing CR still completes a line, so
         those events are relayed before the end; a body that ends inside an event was cut,
-        whatever came before.
+        whatever came before. Only a clean end is a translated stream's end (`finish`).
         """
         # The body's reads are iterated here, not through `_body`: one generator less per
         # stream (its frame, and a hop per read).
@@ -380,11 +390,17 @@ class Relay:
                 async for chunk in chunks:
                     events = decoder.feed(chunk)
                     del chunk  # framed now: not held while the client's write waits
+                    if events and translator is not None:
+                        events = translator.feed(events)
                     if events:
                         yield events
             except GatewayError as exc:
                 failure = exc
             events = decoder.finish()
+            if translator is not None:
+                events = translator.feed(events) if events else []
+                if failure is None and not decoder.has_partial_event:
+                    events += translator.finish()
             if events:
                 yield events
             if failure is not None:
@@ -400,9 +416,13 @@ class Relay:
         """One attempt's event stream (not yet read): its own decoder and phase limits."""
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
-        decoder = SSEDecoder(max_event_bytes=self._limits.max_event_bytes, keep_dataless=False)
+        limit = self._limits.max_event_bytes
+        decoder = SSEDecoder(max_event_bytes=limit, keep_dataless=False)
+        translated = call.translated
+        translator = None if translated is None else translated.stream(max_event_bytes=limit)
+        self._translated = translated is not None
         upstream = ContextAwareStream(
-            ctx, self._events(ctx, decoder), call.timeouts, connecting=True
+            ctx, self._events(ctx, decoder, translator), call.timeouts, connecting=True
         )
         self._call, self._attempt = call, upstream
         return upstream
@@ -428,7 +448,7 @@ class Relay:
         record.first_event_at = first_at
         if isinstance(answer, dict) and not self._chain.template.resource_call:
             record.add_tokens(self._provider.name, self._dialect.tokens(answer.get("usage")))
-        if self._on_answer is not None:
+        if self._on_answer is not None and not self._translated:
             answer_id = self._dialect.answer_id(answer)
             if answer_id is not None:
                 await self._on_answer(answer_id, self._provider.name)
@@ -456,6 +476,8 @@ class Relay:
         """
         upstream = ContextAwareStream(ctx, self._body(ctx), call.timeouts, connecting=True)
         self._call, self._attempt = call, upstream
+        translated = call.translated
+        self._translated = translated is not None
         try:
             body, first_at = await self._collect(upstream)
         finally:
@@ -469,6 +491,11 @@ class Relay:
         if not valid:
             del body
             raise UpstreamProtocolError("the upstream's answer was not valid JSON")
+        if translated is not None:
+            if not isinstance(answer, dict):
+                raise UpstreamProtocolError("the upstream's answer was not a JSON object")
+            answer = translated.answer(answer)
+            return orjson.dumps(answer), first_at or time.monotonic(), answer
         return bytes(body), first_at or time.monotonic(), answer
 
     async def _collect(self, upstream: AsyncIterator[bytes]) -> tuple[bytearray | None, float]:

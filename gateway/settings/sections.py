@@ -121,6 +121,17 @@ class MockSettings(_Model):
     )
 
 
+#: An API's name (`gateway.apis`), as an upstream's `apis` lists it.
+UpstreamApi = Literal[
+    "chat_completions", "responses", "embeddings", "completions", "messages", "count_tokens"
+]
+#: The APIs of each HTTP kind (the mock speaks every API).
+KIND_APIS: dict[str, frozenset[str]] = {
+    "openai": frozenset({"chat_completions", "responses", "embeddings", "completions"}),
+    "anthropic": frozenset({"messages", "count_tokens"}),
+}
+
+
 class UpstreamSettings(_Model):
     """One upstream API endpoint. `kind` picks the provider module that speaks to it."""
 
@@ -169,6 +180,14 @@ class UpstreamSettings(_Model):
         "most its connect deadline, then 503 `gateway_overloaded`); unset: as many as "
         "`limits.max_streams`, so the pool never turns away what the gateway admits.",
     )
+    apis: list[UpstreamApi] | None = Field(
+        None,
+        description="The APIs this upstream serves, of its kind's (unset: all of them: "
+        "`openai`: chat_completions, responses, embeddings, completions; `anthropic`: messages, "
+        "count_tokens). A client of an API it does not serve is translated to one it does "
+        "where the gateway can (chat_completions, messages, responses): e.g. `[chat_completions]` "
+        "for an OpenAI-compatible server without the Responses API.",
+    )
     stream_usage: bool = Field(
         True,
         description="Ask for the usage of a Chat Completions (or legacy Completions) stream "
@@ -184,6 +203,16 @@ class UpstreamSettings(_Model):
             raise invalid(
                 ("base_url",), f"base_url is required for an upstream of kind {self.kind!r}"
             )
+        if self.apis is not None:
+            spoken = KIND_APIS.get(self.kind)
+            strangers = sorted(set(self.apis) - spoken) if spoken is not None else []
+            if not self.apis or strangers:
+                names = ", ".join(sorted(spoken or ()))
+                raise invalid(
+                    ("apis",),
+                    f"apis must name some of the APIs of kind {self.kind!r} ({names})"
+                    + (f", not {', '.join(strangers)}" if strangers else ""),
+                )
         given = [name for name in ("api_key", "api_key_env", "api_key_file") if _is_set(self, name)]
         if len(given) > 1:
             raise invalid((), f"the key is given {len(given)} ways ({', '.join(given)}): give one")
@@ -300,6 +329,11 @@ class TargetSettings(_Model):
         description="Most requests (streaming or not) in flight to this target in this "
         "process; when it is full, requests go to the next target (unset: no limit).",
     )
+    default_max_tokens: PositiveInt = Field(
+        4096,
+        description="The output limit sent to a target whose API requires one (Anthropic's "
+        "`max_tokens`) when a translated request gave none.",
+    )
 
 
 #: Most targets in one route's chain.
@@ -339,6 +373,11 @@ class RouteSettings(_Model):
         default_factory=list,
         description="Upstream error codes passed to the client as they are: no retry, no "
         "failover (e.g. `content_policy_violation`); wins over every other rule.",
+    )
+    drop_params: bool = Field(
+        False,
+        description="Leave out the request parameters a target cannot honour in its API "
+        "(the gateway translates between APIs) instead of answering 400 naming them.",
     )
     continuations: NonNegativeInt = Field(
         2,

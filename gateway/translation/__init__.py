@@ -36,6 +36,13 @@ from gateway.translation.conversation import (
     ToolChoice,
     ToolResultPart,
 )
+from gateway.translation.translate import (
+    StreamTranslation,
+    TranslatedCall,
+    Translation,
+    register_codec,
+    translation_for,
+)
 
 __all__ = [
     "AnswerEvent",
@@ -55,6 +62,7 @@ __all__ = [
     "StopReason",
     "StreamDecoder",
     "StreamEncoder",
+    "StreamTranslation",
     "TextDelta",
     "TextPart",
     "Tool",
@@ -63,5 +71,9 @@ __all__ = [
     "ToolCallStart",
     "ToolChoice",
     "ToolResultPart",
+    "TranslatedCall",
+    "Translation",
     "Usage",
+    "register_codec",
+    "translation_for",
 ]
