@@ -7,9 +7,10 @@ A stream is continued only where it is sound and bounded:
   a reset) or stalled past its idle deadline (`continuable`); not an event too large, a
   protocol error, the server's shutdown or the request's own deadline;
 - the route allows continuations (`continuations` > 0, the default 2) and has targets that
-  declare `prefill`; only those are asked - the stream's own target first if it is one, then
-  the next capable ones in the chain, then the ones before it - skipping a target whose
-  circuit is open or whose slots are full;
+  declare `prefill`; only those are asked - the next capable ones in the chain, then the ones
+  before it, and the stream's own target last (it just stalled or cut the stream: most likely
+  it would again, and the client would wait a second idle period on it) - skipping a target
+  whose circuit is open or whose slots are full;
 - each continuation call counts against the route's `continuations`, whatever its result;
   every call runs under the request's total deadline;
 - the answer so far can be continued by prefill (`Splice.sound`: plain text only).
@@ -106,10 +107,13 @@ class Continuation:
 
     def candidates(self, after: Target) -> list[Target]:
         """The targets that may continue a stream `after` was serving, in the order to ask
-        them: `after` itself, the next ones in the chain, then the ones before it - those
-        declaring `prefill` only."""
-        index = self._targets.index(after) if after in self._targets else 0
-        ordered = self._targets[index:] + self._targets[:index]
+        them: the next ones in the chain, then the ones before it, then `after` itself -
+        those declaring `prefill` only."""
+        targets = self._targets
+        if after not in targets:
+            return [target for target in targets if target.prefill]
+        index = targets.index(after)
+        ordered = targets[index + 1 :] + targets[:index] + (after,)
         return [target for target in ordered if target.prefill]
 
     async def take(self, target: Target) -> CallLease | None:

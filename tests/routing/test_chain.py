@@ -25,6 +25,7 @@ from gateway.errors import (
     FirstByteTimeout,
     GatewayError,
     GatewayOverloaded,
+    IdleTimeout,
     InvalidRequest,
     RateLimited,
     ServerShutdown,
@@ -790,12 +791,12 @@ async def test_cut_stream_is_continued_on_its_own_target_and_spliced_into_one_an
     assert memory(route.targets[0]).slots.in_use == 0
 
 
-async def test_continuation_asks_its_own_target_then_the_next_then_those_before_it() -> None:
+async def test_continuation_asks_the_next_targets_then_those_before_it_and_its_own_last() -> None:
     targets = [{"upstream": name, "prefill": True} for name in "abc"]
     route = build_route(*targets, continuations=3, retry=ONCE)
     a, b, c = providers(route)
-    a.streams += [stream_of(UpstreamAuthFailed()), stream_of(SECOND)]
-    b.streams += [stream_of(FIRST, ConnectionReset()), stream_of(ConnectionReset())]
+    a.streams += [stream_of(UpstreamAuthFailed()), stream_of(ConnectionReset())]
+    b.streams += [stream_of(FIRST, ConnectionReset()), stream_of(SECOND)]
     c.streams.append(stream_of(UpstreamBadRequest()))  # refuses the prefill
     chain, heard = make_chain(route, stream=True)
     ctx = Context()
@@ -805,11 +806,28 @@ async def test_continuation_asks_its_own_target_then_the_next_then_those_before_
     assert error is None
     assert openai_text(events) == "The quick brown fox"
     assert heard.of("continuing") == [
-        ("continuing", "b", "failed", "connection_reset"),
         ("continuing", "c", "rejected", "connection_reset"),
-        ("continuing", "a", "ok", "connection_reset"),
+        ("continuing", "a", "failed", "connection_reset"),
+        ("continuing", "b", "ok", "connection_reset"),  # the one that cut it: asked last
     ]
-    assert chain.answering is route.targets[0]
+    assert chain.answering is route.targets[1]
+
+
+async def test_a_stalled_stream_is_continued_elsewhere_before_its_own_target_is_asked() -> None:
+    targets = [{"upstream": name, "prefill": True} for name in "ab"]
+    route = build_route(*targets, continuations=2)
+    a, b = providers(route)
+    a.streams.append(stream_of(FIRST, IdleTimeout(limit=1.0)))
+    b.streams.append(stream_of(SECOND))
+    chain, heard = make_chain(route, stream=True)
+    ctx = Context()
+
+    events, error = await read(chain.stream(ctx, opener(ctx)))
+
+    assert error is None
+    assert openai_text(events) == "The quick brown fox"
+    assert heard.of("continuing") == [("continuing", "b", "ok", "idle_timeout")]
+    assert len(a.calls) == 1  # the stalled target was not asked again
 
 
 async def test_continuation_is_never_asked_of_a_target_without_prefill() -> None:
@@ -860,9 +878,9 @@ async def test_when_every_continuation_fails_the_stream_ends_with_the_cut_it_con
 
     assert error is cut
     assert raw(events) == b"".join(FIRST)
-    assert heard.of("continuing") == [  # each capable target asked once per cut
-        ("continuing", "a", "failed", "connection_reset"),
+    assert heard.of("continuing") == [  # each capable target asked once per cut, its own last
         ("continuing", "b", "rejected", "connection_reset"),
+        ("continuing", "a", "failed", "connection_reset"),
     ]
     assert [memory(target).slots.in_use for target in route.targets] == [0, 0]
 
