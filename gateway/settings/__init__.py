@@ -258,22 +258,6 @@ class GatewaySettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _check_chains(self) -> Self:
-        """A route serves one API: its targets' upstreams speak the same one (the mock speaks
-        both)."""
-        for index, route in enumerate(self.routes):
-            upstreams = (self.upstreams.get(target.upstream) for target in route.targets)
-            kinds = {upstream.kind for upstream in upstreams if upstream} - {"mock"}
-            if len(kinds) > 1:
-                raise invalid(
-                    ("routes", index, "targets"),
-                    f"routes[{index}] ({route.model!r}) chains upstreams of kinds "
-                    f"{' and '.join(sorted(kinds))}: a route serves one API, and the gateway "
-                    "does not translate between APIs",
-                )
-        return self
-
-    @model_validator(mode="after")
     def _check_metrics(self) -> Self:
         metrics, main = self.metrics, self.listen
         if metrics.require_key and not self.auth.required:

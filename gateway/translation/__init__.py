@@ -77,3 +77,9 @@ __all__ = [
     "register_codec",
     "translation_for",
 ]
+
+# The codecs, one per translatable API (each builds on the modules above only).
+from gateway.translation import anthropic_messages, openai_chat, openai_responses
+
+for _module in (openai_chat, anthropic_messages, openai_responses):
+    register_codec(_module.CODEC)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.errors import GatewayOverloaded, UnknownModel
+from gateway.apis import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_EMBEDDINGS, OPENAI_RESPONSES
+from gateway.errors import GatewayOverloaded, InvalidRequest, UnknownModel
 from gateway.providers import build_providers
 from gateway.routing import Router, build_routes, is_pattern
 from gateway.settings import GatewaySettings
@@ -136,11 +137,17 @@ def test_a_backends_limit_is_the_tightest_any_of_its_targets_sets() -> None:
     assert limits == {"a": 4, "b": 4, "c": 4, "d": None}  # none set: unlimited
 
 
-def test_a_chain_mixing_the_openai_and_anthropic_apis_is_refused() -> None:
-    with pytest.raises(ValidationError, match="chains upstreams of kinds anthropic and openai"):
-        router({"model": "m", "targets": [{"upstream": "primary"}, {"upstream": "claude"}]})
-    # The mock speaks both APIs: it may back up either.
-    router({"model": "m", "targets": [{"upstream": "claude"}, {"upstream": "mock"}]})
+def test_a_chain_may_mix_the_openai_and_anthropic_apis_each_target_in_its_own() -> None:
+    routes = router({"model": "m", "targets": [{"upstream": "primary"}, {"upstream": "claude"}]})
+    for api in (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES):
+        route = routes.resolve("m", api)
+        spoken = [target.api_for(api) for target in route.targets]
+        # Each target in the client's API where it speaks it, else translated to its own.
+        assert spoken[0] is (OPENAI_CHAT if api is ANTHROPIC_MESSAGES else api)
+        assert spoken[1] is ANTHROPIC_MESSAGES
+    # Embeddings have no translation: the Anthropic target cannot serve them.
+    with pytest.raises(InvalidRequest, match="does not translate"):
+        routes.resolve("m", OPENAI_EMBEDDINGS)
 
 
 def test_a_target_cannot_set_the_total_deadline() -> None:
