@@ -42,6 +42,9 @@ FLUSH_INTERVAL = 1.0
 #: A labelled metric (or one of its children).
 M = TypeVar("M", Counter, Gauge, Histogram)
 
+#: A Redis call of the shared state: well under a millisecond, up to its budget and past it.
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
 GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -178,6 +181,30 @@ class Metrics:
             "Fragments of the gateway's own secrets removed from what an upstream sent before "
             "it was relayed, by where they were (stream: SSE events, body: a JSON answer).",
             ["where"],
+            registry=r,
+        )
+        self.redis_call = Histogram(
+            "gateway_redis_call_seconds",
+            "Round trip of the shared state's Redis commands, by operation (admit, release, "
+            "charge, refresh, circuit_read, circuit_claim, circuit_verdict, owner_remember, "
+            "owner_get, owner_forget).",
+            ["operation"],
+            buckets=REDIS_BUCKETS,
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "gateway_redis_errors",
+            "Redis commands of the shared state that failed (timeout past "
+            "`state.redis_timeout`, connection, error reply, or dropped while Redis was "
+            "down), by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.state_fallbacks = Counter(
+            "gateway_state_fallbacks",
+            "Decisions taken without Redis (`state.on_error`: counted in this process, or "
+            "refused), by operation.",
+            ["operation"],
             registry=r,
         )
         self.build_info = Gauge(

@@ -12,7 +12,8 @@ before `100 Continue` is sent, see `gateway.server.request_body`). For a `/v1/*`
    (`gateway.state.Admission.admit`, given the key's name and limits): else 429 (the key's
    own limits) or 503 (the gateway's `limits.max_streams`), both with `Retry-After`, at once.
    The lease is released when the handler returns, that is when the response has been
-   relayed.
+   relayed, and charged the tokens (input + output) its calls reported (the handler's
+   `RequestRecord`), for the key's tokens-per-minute limit.
 
 A refused request is recorded like any other (one `request_finished` line, the metrics: outcome
 `api_error` or `rate_limit`, route `none`). The client's name - never its key - is bound into
@@ -29,7 +30,7 @@ from aiohttp import web
 from gateway.apis import canonical_path, errors_dialect
 from gateway.errors import GatewayError, KeyRateLimited, RateWindow, Unauthorized
 from gateway.observability import RequestRecord
-from gateway.server.app_state import GATEWAY_KEYS, METRICS, STORE
+from gateway.server.app_state import GATEWAY_KEYS, METRICS, RECORD, STORE
 from gateway.server.auth import CLIENT, Client
 from gateway.server.handlers import RelayedEndpoint, relayed_endpoint
 from gateway.server.middlewares import REQUEST_ID
@@ -84,6 +85,9 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
     finally:
         if lease is not None:
             lease.release()
+            record = request.get(RECORD)
+            if isinstance(record, RequestRecord):
+                lease.charge(_charged(record.tokens))
         if token is not None:
             structlog.contextvars.reset_contextvars(client=token)
 
@@ -92,7 +96,15 @@ def _limits(client: Client | None) -> KeyLimits | None:
     """What admission needs of `client`: its name and limits."""
     if client is None:
         return None
-    return KeyLimits(client.name, client.max_streams, client.requests_per_minute)
+    return KeyLimits(
+        client.name, client.max_streams, client.requests_per_minute, client.tokens_per_minute
+    )
+
+
+def _charged(tokens: dict[str, int]) -> int:
+    """What a request costs its key's tokens per minute: its input and output tokens (cached
+    and reasoning tokens are parts of those)."""
+    return tokens.get("input", 0) + tokens.get("output", 0)
 
 
 def _refuse(

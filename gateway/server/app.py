@@ -56,8 +56,9 @@ from gateway.server.middlewares import request_id_middleware
 from gateway.server.request_body import defer_continue
 from gateway.server.request_head import request_head_middleware
 from gateway.server.runner import GatewayRunner
+from gateway.server.shared_state import build_store, store_lifecycle
 from gateway.settings import GatewaySettings
-from gateway.state import MemoryStore, StateStore
+from gateway.state import StateStore
 from gateway.streaming import Context
 
 __all__ = ["RUNNER_OPTIONS", "GatewayRunner", "create_app", "create_metrics_app", "start_server"]
@@ -79,8 +80,9 @@ def create_app(
     store: StateStore | None = None,
 ) -> web.Application:
     """A gateway application; `providers` replaces the ones built from settings (tests);
-    `store` holds its limits and circuits (default: a `MemoryStore` of this process, with
-    `limits.max_streams`; a store given is used as it was made)."""
+    `store` holds its limits and circuits (default: `build_store(settings)` - a `RedisStore`
+    with `state.redis_url`, else a `MemoryStore` of this process - closed when the app stops;
+    a store given is used as it was made, and its maker closes it)."""
     metrics = metrics or Metrics()
     cors = CorsPolicy.from_settings(settings.cors)  # None: no origins, no CORS headers at all
     app = web.Application(
@@ -98,12 +100,9 @@ def create_app(
     app[SETTINGS] = settings
     app[REDACTOR] = redactor
     app[PROVIDERS] = providers
+    owned = store is None
     if store is None:
-        store = MemoryStore(
-            max_streams=settings.limits.max_streams,
-            max_responses=settings.state.max_responses,
-            response_ttl=settings.state.response_ttl,
-        )
+        store = build_store(settings)
     app[STORE] = store
     app[ROUTER] = Router(build_routes(settings, providers, store))
     app[METRICS] = metrics
@@ -112,6 +111,7 @@ def create_app(
     app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(rate_limit_headers)
     send_cors_headers(app, cors)
+    app.cleanup_ctx.append(store_lifecycle(owned))
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
     app.cleanup_ctx.append(_heap_trimming)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from gateway.observability import Metrics
+from gateway.observability import Metrics, RequestRecord
 from gateway.providers import Provider
 from gateway.redaction import Redactor
 from gateway.routing import Router
@@ -19,6 +19,7 @@ __all__ = [
     "GATEWAY_KEYS",
     "METRICS",
     "PROVIDERS",
+    "RECORD",
     "REDACTOR",
     "ROUTER",
     "SERVER_CONTEXT",
@@ -42,3 +43,6 @@ STORE = web.AppKey[StateStore]("store")
 METRICS = web.AppKey("metrics", Metrics)
 #: Every secret the app holds, kept out of what it relays (`gateway.redaction`).
 REDACTOR = web.AppKey("redactor", Redactor)
+#: The record of a relayed request, set by its handler: admission charges the tokens its calls
+#: reported to the key's lease when the handler returns.
+RECORD = web.RequestKey("record", RequestRecord)

@@ -41,6 +41,7 @@ class Client:
     name: str
     max_streams: int | None = None
     requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
 
 #: The holder of the key a request presented (set by admission; absent without gateway keys).
@@ -59,7 +60,10 @@ class GatewayKeys:
         for key in auth.keys:
             digest = key_digest(key.get_secret_value())
             client = Client(
-                key_id(digest), auth.max_streams_per_key, auth.requests_per_minute_per_key
+                key_id(digest),
+                auth.max_streams_per_key,
+                auth.requests_per_minute_per_key,
+                auth.tokens_per_minute_per_key,
             )
             entries.append((digest, client))
         for named in auth.clients:
@@ -67,6 +71,7 @@ class GatewayKeys:
                 named.name,
                 named.max_streams or auth.max_streams_per_key,
                 named.requests_per_minute or auth.requests_per_minute_per_key,
+                named.tokens_per_minute or auth.tokens_per_minute_per_key,
             )
             entries.append((key_digest(named.key_hash), client))
         return cls(entries)

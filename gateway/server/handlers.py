@@ -36,7 +36,7 @@ from gateway.errors import (
 )
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
-from gateway.server.app_state import GATEWAY_KEYS, METRICS, REDACTOR, ROUTER, SETTINGS
+from gateway.server.app_state import GATEWAY_KEYS, METRICS, RECORD, REDACTOR, ROUTER, SETTINGS
 from gateway.server.edge_request import read_api_request, timeout_overrides
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
@@ -124,6 +124,7 @@ async def _serve(
     record = RequestRecord(
         request_id=request[REQUEST_ID], endpoint=endpoint, metrics=request.app[METRICS]
     )
+    request[RECORD] = record  # its tokens are charged to the key (`admission_middleware`)
     try:
         relay = await prepare(request, record)
         return await (relay.stream() if record.stream else relay.complete())

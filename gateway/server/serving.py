@@ -38,6 +38,7 @@ from gateway.server.app import RUNNER_OPTIONS, GatewayRunner, create_app, create
 from gateway.server.app_state import SERVER_CONTEXT
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.listener import ListenerSite, listening_socket
+from gateway.server.shared_state import announce_store
 from gateway.settings import GatewaySettings, ListenSettings
 
 __all__ = ["Listeners", "bind", "run_worker", "serve"]
@@ -134,6 +135,7 @@ async def run_worker(settings: GatewaySettings, listeners: Listeners) -> None:
             await runner.setup()
             await ListenerSite(runner, sock).start()
         _log.info("worker_serving", pid=os.getpid())
+        announce_store(app)
         await signals.first.wait()
         await _drain(app, runners, settings.drain_grace)
     finally:

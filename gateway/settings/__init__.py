@@ -8,9 +8,10 @@ reads the sources itself (`gateway.settings.sources`) so that an invalid configu
 `gateway.settings.sections` and are re-exported here. These three modules are the only readers
 of the environment and of config and secret files.
 
-Secrets (provider keys, gateway keys) are `SecretStr` and never come from the committed YAML
-file: a literal `api_key` or `auth.keys` there is rejected. They come from the environment
-(`GATEWAY_UPSTREAMS__<NAME>__API_KEY`, `GATEWAY_AUTH__KEYS='["k1"]'`, or the variable an
+Secrets (provider keys, gateway keys, `state.redis_url`) are `SecretStr` and never come from the
+committed YAML file: a literal `api_key`, `auth.keys` or `state.redis_url` there is rejected.
+They come from the environment (`GATEWAY_UPSTREAMS__<NAME>__API_KEY`, `GATEWAY_AUTH__KEYS='["k1"]'`,
+`GATEWAY_STATE__REDIS_URL`, or the variable an
 upstream names in `api_key_env`) or from files the config names (`api_key_file`,
 `auth.keys_file`: Docker/k8s secrets). After validation `api_key` and `auth.keys` hold the
 resolved secrets whatever their source. No error message ever contains a secret.
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -150,6 +152,7 @@ SECRET_FIELDS: Mapping[Loc, str] = {
         "GATEWAY_UPSTREAMS__<NAME>__API_KEY"
     ),
     ("auth", "keys"): "name a file in auth.keys_file, or set GATEWAY_AUTH__KEYS (a JSON list)",
+    ("state", "redis_url"): "set GATEWAY_STATE__REDIS_URL (it may hold Redis's password)",
 }
 
 
@@ -209,10 +212,14 @@ class GatewaySettings(BaseSettings):
         "(unset: attempts 3, backoff_initial 0.5, backoff_max 8, retry_after_max 20).",
     )
     circuit: CircuitSettings = Field(
-        CircuitSettings(), description="Circuit breaking per target (state per process)."
+        CircuitSettings(),
+        description="Circuit breaking per target (state per process, or shared with "
+        "`state.redis_url`).",
     )
     state: StateSettings = Field(
-        StateSettings(), description="What the gateway remembers of stored responses."
+        StateSettings(),
+        description="What the gateway remembers of stored responses, and whether the keys' "
+        "limits, circuits and response owners are shared through Redis.",
     )
     heartbeat: PositiveFloat | None = Field(
         15.0, description="Seconds without a write before a `: ping` comment (null: never)."
@@ -287,6 +294,9 @@ class GatewaySettings(BaseSettings):
             for key in self.auth.keys
             if not key.get_secret_value().startswith("sha256:")
         ]
+        if self.state.redis_url is not None:
+            url = self.state.redis_url.get_secret_value()
+            values += [url, urlsplit(url).password or ""]
         return [value for value in values if value]
 
     def timeout_ceilings(self) -> Timeouts:

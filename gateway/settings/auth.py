@@ -72,6 +72,11 @@ class ClientKeySettings(_Section):
         description="Requests per minute with this key (unset: "
         "`auth.requests_per_minute_per_key`).",
     )
+    tokens_per_minute: PositiveInt | None = Field(
+        None,
+        description="Tokens (input + output, as reported) per minute with this key (unset: "
+        "`auth.tokens_per_minute_per_key`).",
+    )
 
 
 class AuthSettings(_Section):
@@ -102,6 +107,12 @@ class AuthSettings(_Section):
         None,
         description="Requests per minute with any one key (a bucket refilled continuously); "
         "beyond it 429 with `Retry-After` (unset: no limit).",
+    )
+    tokens_per_minute_per_key: PositiveInt | None = Field(
+        None,
+        description="Tokens (input + output, as the upstreams reported them) per minute with "
+        "any one key: a budget refilled continuously, charged when each request ends; a key "
+        "below one token left gets 429 with `Retry-After` until it refills (unset: no limit).",
     )
 
     @property

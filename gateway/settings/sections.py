@@ -269,8 +269,9 @@ class RetrySettings(_Model):
 
 
 class CircuitSettings(_Model):
-    """Circuit breaking per target, in this process: a target that keeps failing is skipped
-    (requests go to the next target at once) until one probe finds it healthy again."""
+    """Circuit breaking per target, in this process (shared by every replica with
+    `state.redis_url`): a target that keeps failing is skipped (requests go to the next
+    target at once) until one probe finds it healthy again."""
 
     failures: NonNegativeInt = Field(
         5,
@@ -286,8 +287,8 @@ class CircuitSettings(_Model):
 
 
 class StateSettings(_Model):
-    """What the gateway remembers between requests besides its limits and circuits: which
-    upstream holds each stored Responses id (in this process)."""
+    """What the gateway remembers between requests, and where: in this process, or shared by
+    every replica through Redis (`redis_url`)."""
 
     max_responses: PositiveInt = Field(
         100_000,
@@ -300,6 +301,41 @@ class StateSettings(_Model):
         description="Seconds a response id's upstream is remembered (default 30 days, as "
         "long as OpenAI keeps a stored response).",
     )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis shared by every replica (`redis://[:password@]host:port/db`, "
+        "`rediss://` for TLS, `unix://`): the keys' limits, the circuits and the response "
+        "owners are shared through it (unset: in this process). It may hold a password: "
+        "never in the config file, from the environment (`GATEWAY_STATE__REDIS_URL`).",
+    )
+    redis_timeout: PositiveFloat = Field(
+        0.05,
+        description="Seconds a Redis call may take (connect included); past it, or with "
+        "Redis down, `on_error` decides.",
+    )
+    on_error: Literal["open", "closed"] = Field(
+        "open",
+        description="When Redis is slow or down: `open` admits and counts the keys' limits in "
+        "this process; `closed` refuses what needs Redis (keys with limits, follow-ups of "
+        "stored responses) with 503. Either way it is counted "
+        "(`gateway_state_fallbacks`).",
+    )
+    redis_prefix: str = Field(
+        "sse-gateway:",
+        pattern=r"^[A-Za-z0-9_.:\-]{0,64}$",
+        description="Start of every Redis key the gateway writes (several fleets may share "
+        "one Redis).",
+    )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> Self:
+        if self.redis_url is not None:
+            scheme = self.redis_url.get_secret_value().partition("://")[0]
+            if scheme not in ("redis", "rediss", "unix"):
+                raise invalid(
+                    ("redis_url",), "state.redis_url must start with redis://, rediss:// or unix://"
+                )
+        return self
 
 
 #: An upstream error code as a route's lists name it (the provider's own, or the gateway's).

@@ -8,6 +8,10 @@ when the request ends however it ends, or raises what the client is told:
   minute. Each key has a token bucket of that size, refilled continuously, so a client may
   burst up to its minute's worth and then goes at the steady rate; `Retry-After` says when
   the next token is due;
+- `KeyRateLimited` (429) too: the key spent its `tokens_per_minute`. Its budget is a bucket
+  of that size refilled continuously; each request's reported tokens are charged to it when
+  the request ends (`charge`, so one request may take it below zero), and a request is
+  admitted only while at least one token is left; `Retry-After` says when that is;
 - `KeyConcurrencyLimited` (429): the key has `max_streams` requests in flight;
 - `GatewayOverloaded` (503): the process has `limits.max_streams` requests in flight.
 
@@ -31,10 +35,38 @@ __all__ = ["Capacity"]
 _RETRY_SOON = "1"  # seconds: a slot frees up when any one request ends
 
 
-class _KeyState:
-    """One key's limits, requests in flight and token bucket."""
+class _Budget:
+    """A key's tokens-per-minute budget: a bucket of `per_minute` refilled continuously."""
 
-    __slots__ = ("in_flight", "max_streams", "per_minute", "refilled_at", "tokens")
+    __slots__ = ("left", "per_minute", "refilled_at")
+
+    def __init__(self, per_minute: int, now: float) -> None:
+        self.per_minute = per_minute
+        self.left = float(per_minute)
+        self.refilled_at = now
+
+    def refill(self, now: float) -> float:
+        elapsed, self.refilled_at = max(0.0, now - self.refilled_at), now
+        self.left = min(float(self.per_minute), self.left + elapsed * self.per_minute / 60.0)
+        return self.left
+
+    def check(self, now: float) -> None:
+        left = self.refill(now)
+        if left < 1.0:
+            wait = (1.0 - left) * 60.0 / self.per_minute
+            raise KeyRateLimited(
+                f"more than {self.per_minute} tokens per minute with this gateway key",
+                retry_after=str(max(1, math.ceil(wait))),
+            )
+
+    def charge(self, tokens: int, now: float) -> None:
+        self.left = self.refill(now) - tokens
+
+
+class _KeyState:
+    """One key's limits, requests in flight, request bucket and token budget."""
+
+    __slots__ = ("budget", "in_flight", "max_streams", "per_minute", "refilled_at", "tokens")
 
     def __init__(self, key: KeyLimits, now: float) -> None:
         self.max_streams = key.max_streams
@@ -42,9 +74,17 @@ class _KeyState:
         self.in_flight = 0
         self.tokens = float(self.per_minute or 0)
         self.refilled_at = now
+        tpm = key.tokens_per_minute
+        self.budget = _Budget(tpm, now) if tpm is not None else None
 
     def check(self, now: float) -> None:
         """Raise if one more request would pass one of the key's limits."""
+        if self.budget is not None:
+            try:
+                self.budget.check(now)
+            except KeyRateLimited as over_budget:
+                over_budget.rate = self.window()
+                raise
         per_minute = self.per_minute
         if per_minute is not None:
             elapsed, self.refilled_at = now - self.refilled_at, now
@@ -78,8 +118,8 @@ class _KeyState:
 
 
 class _Lease:
-    """One admitted request's place (a `Lease`); `release()` it once the request ends
-    (idempotent)."""
+    """One admitted request's place (an `AdmissionLease`); `release()` it once the request
+    ends (idempotent), `charge()` it the tokens the request's calls reported."""
 
     __slots__ = ("_capacity", "_key", "_released", "rate")
 
@@ -97,6 +137,11 @@ class _Lease:
         self._capacity.in_flight -= 1
         if self._key is not None:
             self._key.in_flight -= 1
+
+    def charge(self, tokens: int) -> None:
+        key = self._key
+        if key is not None and key.budget is not None and tokens > 0:
+            key.budget.charge(tokens, self._capacity.now())
 
 
 class Capacity:
@@ -125,6 +170,10 @@ class Capacity:
         self.in_flight += 1
         return _Lease(self, key)
 
+    def now(self) -> float:
+        """The clock of the keys' buckets."""
+        return self._clock()
+
     def in_flight_for(self, limits: KeyLimits) -> int:
         """Requests of `limits`' key in flight now."""
         key = self._keys.get(limits.name)
@@ -132,7 +181,7 @@ class Capacity:
 
     def _key_state(self, limits: KeyLimits) -> _KeyState | None:
         """The state of a key with limits (None for one without)."""
-        if limits.max_streams is None and limits.requests_per_minute is None:
+        if not limits.limited:
             return None
         key = self._keys.get(limits.name)
         if key is None:

@@ -3,9 +3,10 @@
 Three parts, one protocol:
 
 - admission (`Admission`): the requests in flight overall (`limits.max_streams`) and per
-  gateway key (`KeyLimits.max_streams`), and each key's requests per minute. `admit()` returns
-  a `Lease` released when the request ends, or raises the refusal the client is told
-  (`GatewayOverloaded` 503, `KeyConcurrencyLimited` / `KeyRateLimited` 429);
+  gateway key (`KeyLimits.max_streams`), and each key's requests and tokens per minute.
+  `admit()` returns a `Lease` released when the request ends (and charged the tokens the
+  request's calls reported), or raises the refusal the client is told (`GatewayOverloaded`
+  503, `KeyConcurrencyLimited` / `KeyRateLimited` 429);
 - response owners (`ResponseOwners`, `gateway.state.owners`): which upstream holds each
   stored Responses id, for the follow-ups that must go there;
 - backends (`Backend`, one per `upstream/model`, shared by every route that names it): its
@@ -14,12 +15,14 @@ Three parts, one protocol:
   for now) or `GatewayOverloaded` (it is full); a refused call takes nothing.
 
 What may do I/O in a shared store is a coroutine (`admit`, `acquire`); what runs in `finally`
-blocks of tasks being cancelled never waits (`Lease.release()`, a call's verdict): a shared
-store records those in the background. Transitions of every circuit are reported to the one
-callback given to `watch()` (the gauge and the log lines are the server's business).
+blocks of tasks being cancelled never waits (`Lease.release()`, `AdmissionLease.charge()`, a
+call's verdict): a shared store records those in the background. Transitions of every circuit
+are reported to the one callback given to `watch()` (the gauge and the log lines are the
+server's business).
 
 A store is built by whoever serves the gateway (`gateway.server.create_app` builds a
-`MemoryStore` by default); routing and server speak only to these protocols.
+`MemoryStore` by default, a `gateway.state.redis_store.RedisStore` with `state.redis_url`);
+routing and server speak only to these protocols.
 """
 
 from __future__ import annotations
@@ -54,6 +57,18 @@ class KeyLimits:
     name: str
     max_streams: int | None = None
     requests_per_minute: int | None = None
+    #: Tokens (input + output, as the upstreams reported them) per minute: a bucket of this
+    #: size refilled continuously, charged when each request ends; admission needs it > 0.
+    tokens_per_minute: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether any of the key's own limits applies."""
+        return not (
+            self.max_streams is None
+            and self.requests_per_minute is None
+            and self.tokens_per_minute is None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +142,12 @@ class AdmissionLease(Lease, Protocol):
     @property
     def rate(self) -> RateWindow | None: ...
 
+    def charge(self, tokens: int) -> None:
+        """The request's calls reported `tokens` (input + output): taken from its key's
+        tokens-per-minute budget (nothing without that limit). Never waits; may come before
+        or after `release()`."""
+        ...
+
 
 class Admission(Protocol):
     """The admission part of a store: requests in flight overall and per key, keys' rates."""
@@ -138,8 +159,9 @@ class Admission(Protocol):
 
     async def admit(self, key: KeyLimits | None) -> AdmissionLease:
         """A lease for one more request of `key` (None: no gateway key), or the refusal:
-        `KeyRateLimited`, `KeyConcurrencyLimited` (429) or `GatewayOverloaded` (503), each
-        with `retry_after`. A refused request takes nothing (no token, no place)."""
+        `KeyRateLimited` (requests or tokens per minute), `KeyConcurrencyLimited` (429) or
+        `GatewayOverloaded` (503), each with `retry_after`. A refused request takes nothing
+        (no token, no place)."""
         ...
 
 

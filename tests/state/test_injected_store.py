@@ -60,6 +60,12 @@ class RecordedAdmission(RecordedLease):
     def __init__(self, log: Log, owner: str, inner: AdmissionLease) -> None:
         super().__init__(log, owner, inner)
         self.rate = inner.rate
+        self._admission = inner
+        self.charged: list[int] = []
+
+    def charge(self, tokens: int) -> None:
+        self.charged.append(tokens)
+        self._admission.charge(tokens)
 
 
 class RecordedCall(RecordedLease):

@@ -8,13 +8,16 @@ the verdicts that close or reopen it, the last resort through an open circuit, e
 transition reported to the watcher. Response owners: remembered, replaced, forgotten, expired
 after their TTL, the oldest dropped past the bound.
 
-A store of another kind (Redis, issue 16's sequel) runs the same tests by adding a factory to
-`STORES`: it takes the gateway-wide `max_streams` and the monotonic clock the test moves.
+Every store kind of `STORES` runs the same tests: a factory takes the gateway-wide
+`max_streams`, the owners' bounds and the clock the test moves. `redis` is a `RedisStore` on a
+real `redis-server` (`tests.support.redis_server`, one per session), each test under a key
+prefix of its own; its stores are closed after the test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 import pytest
@@ -31,6 +34,8 @@ from gateway.state import (
     ResponseOwner,
     StateStore,
 )
+from gateway.state.redis_store import RedisStore, redis_client
+from tests.support.redis_server import RedisServer, redis_server_or_skip
 
 CLOSED, HALF_OPEN, OPEN = CircuitState.CLOSED, CircuitState.HALF_OPEN, CircuitState.OPEN
 COOLDOWN = 10.0
@@ -86,7 +91,42 @@ def memory_store(
     )
 
 
-STORES: dict[str, StoreFactory] = {"memory": memory_store}
+class RedisStores:
+    """Makes `RedisStore`s on one Redis, each under a prefix of its own; closes them all."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[RedisStore] = []
+
+    def __call__(
+        self,
+        *,
+        max_streams: int,
+        max_responses: int,
+        response_ttl: float,
+        clock: Callable[[], float],
+    ) -> StateStore:
+        store = RedisStore(
+            redis_client(self.url, timeout=2.0),  # generous: a loaded CI machine is no outage
+            max_streams=max_streams,
+            max_responses=max_responses,
+            response_ttl=response_ttl,
+            timeout=2.0,
+            prefix=f"contract-{next(_PREFIXES)}:",
+            clock=clock,
+        )
+        self.made.append(store)
+        return store
+
+
+_PREFIXES = itertools.count()
+#: The kinds of store; `redis` is made by the `RedisStores` of the session's server.
+STORES: dict[str, StoreFactory | None] = {"memory": memory_store, "redis": None}
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    yield from redis_server_or_skip()
 
 
 @pytest.fixture
@@ -95,9 +135,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture(params=sorted(STORES))
-def make_store(request: pytest.FixtureRequest, clock: Clock) -> MakeStore:
+async def make_store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[MakeStore]:
     """A factory of fresh stores of one kind, on the test's clock."""
-    factory: StoreFactory = STORES[request.param]
+    redis_stores: RedisStores | None = None
+    factory = STORES[request.param]
+    if factory is None:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        factory = redis_stores = RedisStores(server.url)
 
     def make(
         *,
@@ -113,7 +157,9 @@ def make_store(request: pytest.FixtureRequest, clock: Clock) -> MakeStore:
             clock=clock,
         )
 
-    return make
+    yield make
+    for store in redis_stores.made if redis_stores else []:
+        await store.aclose()
 
 
 @pytest.fixture
@@ -210,6 +256,70 @@ async def test_a_refused_request_takes_no_token_and_no_place(
     held.release()
 
     await store.admit(key)  # the second token is still there
+    assert store.in_flight == 1
+
+
+async def test_a_key_over_its_tokens_per_minute_waits_until_its_budget_refills(
+    store: StateStore, clock: Clock
+) -> None:
+    key = KeyLimits("t", tokens_per_minute=600)  # ten a second
+    lease = await store.admit(key)
+    lease.charge(590)
+    lease.release()
+    await store.admit(key)  # ten tokens left: admitted; it is charged after it ends
+    store_leases = [await store.admit(key)]
+    store_leases[0].charge(20)  # ten below zero
+
+    with pytest.raises(KeyRateLimited) as refused:
+        await store.admit(key)
+    clock.now += 1.0
+    with pytest.raises(KeyRateLimited) as again:
+        await store.admit(key)
+    clock.now += 0.15
+    await store.admit(key)
+
+    assert (refused.value.http_status, refused.value.retry_after) == (429, "2")  # 1.1 s
+    assert again.value.retry_after == "1"
+    assert "600 tokens per minute" in str(refused.value)
+
+
+async def test_tokens_are_charged_to_their_key_alone_and_a_key_without_the_limit_is_free(
+    store: StateStore, clock: Clock
+) -> None:
+    spender = KeyLimits("spender", tokens_per_minute=100)
+    other = KeyLimits("other", tokens_per_minute=100)
+    free = KeyLimits("free", requests_per_minute=1000)
+    (await store.admit(spender)).charge(5000)
+    lease = await store.admit(free)
+    lease.charge(1_000_000)
+
+    with pytest.raises(KeyRateLimited):
+        await store.admit(spender)
+    await store.admit(other)
+    await store.admit(free)
+    clock.now += 60.0  # a minute refills a hundred of the 4 900 owed
+    with pytest.raises(KeyRateLimited) as refused:
+        await store.admit(spender)
+    assert refused.value.retry_after == str(4801 * 60 // 100 + 1)
+
+
+async def test_a_refusal_by_tokens_takes_no_request_and_no_place(
+    make_store: MakeStore, clock: Clock
+) -> None:
+    store = make_store(max_streams=100, clock=clock)
+    key = KeyLimits("c", max_streams=1, requests_per_minute=2, tokens_per_minute=6000)
+    lease = await store.admit(key)
+    lease.charge(6100)
+    lease.release()
+
+    for _ in range(3):
+        with pytest.raises(KeyRateLimited):
+            await store.admit(key)
+    clock.now += 1.1  # the budget is back above one token: 6000 - 6100 + 110
+
+    held = await store.admit(key)  # the second request token and the one place were kept
+    assert held.rate is not None
+    assert held.rate.remaining == 0
     assert store.in_flight == 1
 
 
