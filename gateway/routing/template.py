@@ -123,7 +123,9 @@ class CallTemplate:
         translation = translation_for(self.api, upstream_api)
         assert translation is not None  # `Target.api_for` found one
         options = EncodeOptions(
-            drop_params=route.drop_params, default_max_tokens=target.default_max_tokens
+            drop_params=route.drop_params,
+            default_max_tokens=target.default_max_tokens,
+            prefill=target.prefill,
         )
         body = source if extra is None else {**source, **extra}
         translated, payload = translation.prepare(body, model=model, options=options)

@@ -318,6 +318,8 @@ def decode_request(body: Mapping[str, Any]) -> Conversation:
 
     max_tokens = body.get("max_tokens")
     return Conversation(
+        # A final assistant turn is Anthropic's prefill: the answer continues it.
+        continue_final=bool(messages) and messages[-1].role == "assistant",
         model=str(body.get("model", "")),
         messages=messages,
         system=_system(body.get("system")),

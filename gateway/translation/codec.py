@@ -39,6 +39,10 @@ class EncodeOptions:
     #: The output limit to send when the client gave none and the target API requires one
     #: (Anthropic's `max_tokens`): the target's `default_max_tokens`.
     default_max_tokens: int = 4096
+    #: The target continues a final assistant message (its `prefill`): a `Conversation` that
+    #: asks to (`continue_final`) may be sent to it; to any other it is refused (or, with
+    #: `drop_params`, sent as a plain last turn).
+    prefill: bool = False
 
 
 class StreamDecoder(Protocol):
@@ -61,8 +65,10 @@ class StreamEncoder(Protocol):
 
     def encode(self, event: AnswerEvent) -> list[bytes]:
         """The complete SSE frames (`event: ...\\ndata: ...\\n\\n`) `event` becomes: the
-        API's own preamble at `Start`, its terminal marker at `End`, its error event at a
-        `Failure`. Frames are well-formed events of the API, each a whole event."""
+        API's own preamble at `Start` (or with the first event after it, for an API whose
+        preamble carries what comes next: Anthropic's `message_start`, its input tokens), its
+        terminal marker at `End`, its error event at a `Failure`. Frames are well-formed
+        events of the API, each a whole event."""
         ...
 
 

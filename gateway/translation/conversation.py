@@ -5,11 +5,11 @@ and their results, reasoning carried over), the tools and how to choose among th
 format, and the sampling and length limits. A codec decodes its API's JSON body into a
 `Conversation` and encodes one into its API's body for a target (`gateway.translation.codec`).
 
-A parameter of the client's body that a `Conversation` cannot carry is kept in `extras` by
-name (with its value): the encoder of the same API writes them back unchanged (so nothing is
-lost on a same-API call through a translation, were one ever made), and an encoder of another
-API refuses them - a 400 naming the parameter (`UntranslatableParameter`) - unless the route
-says to drop what its target cannot honour (`drop_params`). Never a silent loss.
+A parameter of the client's body that a `Conversation` cannot carry is kept in `extras` by name
+(with its value): an encoder refuses them - a 400 naming the parameter
+(`UntranslatableParameter`) - unless the route says to drop what its target cannot honour
+(`drop_params`). Never a silent loss. (A `Conversation` is only ever encoded for another API
+than the one it came from: a call in the client's own API is relayed as it is.)
 """
 
 from __future__ import annotations
@@ -128,6 +128,10 @@ class Conversation:
     stream: bool = False
     #: The client asked its stream to report usage (OpenAI's `stream_options.include_usage`).
     stream_usage: bool = False
+    #: The last message is the assistant's answer so far, to be continued, not answered (a
+    #: prefill: Anthropic's final assistant turn, vLLM's `continue_final_message`; the
+    #: gateway's own continuation of a cut stream asks so too).
+    continue_final: bool = False
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None

@@ -76,6 +76,8 @@ _READ = frozenset(
         "stop",
         "reasoning_effort",
         "user",
+        "continue_final_message",
+        "add_generation_prompt",  # vLLM's, beside continue_final_message
     }
 )
 
@@ -142,6 +144,7 @@ def decode_request(body: Mapping[str, Any]) -> Conversation:
         stop=_read_stop(body.get("stop")),
         reasoning_effort=_typed(body, "reasoning_effort", str),
         user=_typed(body, "user", str),
+        continue_final=body.get("continue_final_message") is True,
         extras=extras,
     )
 
@@ -417,6 +420,15 @@ def encode_request(
         "user": conversation.user,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    if conversation.continue_final:
+        if options.prefill:
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        elif not options.drop_params:
+            raise UntranslatableParameter(
+                "the last message is an assistant prefill to continue, which this model's "
+                "upstream does not take (a target that does declares prefill: true)",
+                param="messages",
+            )
     if conversation.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

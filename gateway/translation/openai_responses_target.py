@@ -53,6 +53,8 @@ def encode_request(
         refuse(name)
     if conversation.stop:
         refuse("stop")
+    if conversation.continue_final:
+        refuse("messages")  # the Responses API has no prefill to continue
     body: dict[str, Any] = {"model": model, "input": _input(conversation.messages)}
     if conversation.system:
         body["instructions"] = conversation.system

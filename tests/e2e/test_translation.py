@@ -120,6 +120,7 @@ ROUTES = (
     route("responses-on-claude", target("claude-3", "claude")),
     route("responses-on-chat", target("gpt-x", "chatonly")),
     route("mixed", target("down", "fake"), target("claude-3", "claude")),
+    route("continued", target("gpt-cut", "fake"), target("claude-3", "claude", prefill=True)),
 )
 
 
@@ -328,6 +329,31 @@ async def test_a_mixed_chain_fails_over_from_openai_to_anthropic(
     assert text == "from claude"
     assert len(upstream.calls_for("down")) == 1
     assert upstream.calls_for("claude-3")[0].path == "/v1/messages"
+
+
+async def test_a_cut_openai_stream_is_continued_by_prefill_on_an_anthropic_target(
+    oai: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    cut = openai_chunks(["The ", "quick "], finish_reason=None, model="gpt-cut")
+    upstream.script("gpt-cut", sse_stream(cut, done=False))  # ends short: no finish_reason
+    claude_says(upstream, ["brown ", "fox."])
+    stream = await oai.chat.completions.create(
+        model="continued", messages=[{"role": "user", "content": "go"}], stream=True
+    )
+    texts: list[str] = []
+    finish = []
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            texts.append(chunk.choices[0].delta.content)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish.append(chunk.choices[0].finish_reason)
+    assert "".join(texts) == "The quick brown fox."
+    assert finish == ["stop"]
+    sent = upstream.calls_for("claude-3")[0]
+    assert sent.path == "/v1/messages"
+    last = sent.body["messages"][-1]
+    assert last["role"] == "assistant"
+    assert "The quick" in json.dumps(last["content"])  # the text so far, as the prefill
 
 
 # --- Anthropic client, OpenAI Chat upstream ------------------------------------------------
