@@ -324,11 +324,12 @@ async def test_unknown_model_raises_not_found_error(sdk: anthropic.AsyncAnthropi
     assert error_of(caught)["type"] == "not_found_error"
 
 
-async def test_a_model_of_the_other_api_raises_bad_request_error(
+async def test_counting_tokens_of_a_model_of_the_other_api_raises_bad_request_error(
     upstream: FakeUpstream, sdk: anthropic.AsyncAnthropic
 ) -> None:
+    # Messages are translated to an OpenAI upstream; token counting has no translation.
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await stream_text(sdk, model=GPT)
+        await sdk.messages.count_tokens(model=GPT, messages=[{"role": "user", "content": "hi"}])
 
     assert "/v1/chat/completions" in error_of(caught)["message"]
     assert upstream.requests == []
@@ -341,6 +342,6 @@ async def test_models_list_gives_the_anthropic_sdk_the_models_it_can_call(
 
     names = [model.id for model in page.data]
     assert CLAUDE in names
-    assert GPT not in names  # routed, but to an OpenAI-only upstream
+    assert GPT in names  # routed to an OpenAI upstream: Messages are translated to it
     assert all(model.type == "model" and model.display_name == model.id for model in page.data)
     assert page.has_more is False

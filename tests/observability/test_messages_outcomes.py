@@ -129,9 +129,10 @@ async def test_a_model_of_the_other_api_is_recorded_as_an_invalid_request_withou
     logs: list[dict[str, Any]],
 ) -> None:
     gw = await start_gateway(None, **anthropic_routes(upstream))
-    async with client.post(f"{gw.url}/v1/messages", json=messages_body(GPT)) as response:
-        assert response.status == 400
+    body = {"model": GPT, "messages": [{"role": "user", "content": "hi"}]}
+    async with client.post(f"{gw.url}/v1/messages/count_tokens", json=body) as response:
+        assert response.status == 400  # token counting is not translated
     await finished(gw)
 
-    assert_recorded_once(gw, logs, "api_error", "invalid_request", "none", endpoint="messages")
+    assert_recorded_once(gw, logs, "api_error", "invalid_request", "none", endpoint="count_tokens")
     assert total(gw, "gateway_upstream_attempts_total") == 0

@@ -6,8 +6,9 @@ every refusal is answered.
 - Upstream, the gateway's key is sent (`x-api-key`, or Bearer when configured), never the
   client's; `anthropic-version` is the client's when sane, else the configured one;
   `anthropic-beta` is passed on.
-- A model whose upstream speaks the other API is refused with 400 in the endpoint's dialect:
-  the gateway does not translate between APIs.
+- A model whose upstream speaks another API is translated where the gateway can (Chat
+  Completions, Messages, Responses: `tests/e2e/test_translation.py`); where it cannot (token
+  counting, embeddings) it is refused with 400 in the endpoint's dialect.
 - Refusals that never reach the handler (unknown path, wrong method, draining) are Anthropic
   errors under `/v1/messages` too.
 """
@@ -248,12 +249,13 @@ async def test_anthropic_beta_is_passed_on_when_sane(
 # --- the other API's models --------------------------------------------------------------------
 
 
-async def test_messages_for_an_openai_routed_model_is_a_400_in_anthropics_shape(
+async def test_token_counting_for_an_openai_routed_model_is_a_400_in_anthropics_shape(
     start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
 ) -> None:
     gw = await start_gateway(None, **anthropic_routes(upstream))
+    body = {"model": GPT, "messages": MESSAGES}
 
-    status, _, payload = await post_json(client, f"{gw.url}/v1/messages", messages_body(GPT))
+    status, _, payload = await post_json(client, f"{gw.url}/v1/messages/count_tokens", body)
 
     assert status == 400
     error = anthropic_error_of(payload)
@@ -263,13 +265,13 @@ async def test_messages_for_an_openai_routed_model_is_a_400_in_anthropics_shape(
     assert upstream.requests == []
 
 
-async def test_chat_completions_for_an_anthropic_routed_model_is_a_400_in_openais_shape(
+async def test_embeddings_for_an_anthropic_routed_model_is_a_400_in_openais_shape(
     start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
 ) -> None:
     gw = await start_gateway(None, **anthropic_routes(upstream))
-    body = {"model": CLAUDE, "messages": MESSAGES, "stream": True}
+    body = {"model": CLAUDE, "input": "hello"}
 
-    status, _, payload = await post_json(client, f"{gw.url}/v1/chat/completions", body)
+    status, _, payload = await post_json(client, f"{gw.url}/v1/embeddings", body)
 
     assert status == 400
     assert payload["error"]["type"] == "invalid_request_error"
