@@ -11,6 +11,7 @@ fails over from one provider to the other before the first byte.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,9 +21,11 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY, RunningGateway, StartGateway
+from tests.e2e.test_responses_clients import NODE_DIR, node_client
 from tests.observability.scrape import value
 from tests.support import anthropic_wire as claude
 from tests.support.chain_gateway import chain, route, target
+from tests.support.client_process import run_json_client
 from tests.support.fake_upstream import FakeUpstream, sse_stream, status
 from tests.support.openai_wire import chunk_event, completion, dumps, openai_chunks
 
@@ -460,3 +463,20 @@ async def test_a_translated_responses_turn_cannot_continue_a_stored_conversation
         )
     assert raised.value.param == "previous_response_id"
     assert upstream.calls_for("claude-3") == []
+
+
+async def test_the_vercel_ai_sdk_gets_a_tool_call_from_an_anthropic_upstream(
+    gateway: RunningGateway, upstream: FakeUpstream
+) -> None:
+    command = node_client()
+    upstream.script("claude-3", sse_stream(claude_tool_stream(), done=False))
+    async with asyncio.timeout(30):
+        report: dict[str, Any] = await run_json_client(
+            *command, gateway.base_url, "responses-on-claude", "tools", cwd=NODE_DIR
+        )
+    assert report["errors"] == []
+    assert report["text"] == "Let me check."
+    assert report["toolCalls"] == [{"toolName": "get_weather", "input": {"city": "Paris"}}]
+    assert report["finishReason"] == "tool-calls"
+    sent = upstream.calls_for("claude-3")[0].body
+    assert sent["tools"][0]["name"] == "get_weather"
