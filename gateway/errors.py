@@ -15,7 +15,8 @@ boundary (`gateway.transport` for upstream I/O); classification never looks at m
     │   ├── DeadlineExceeded                        deadline_exceeded
 │   └── WriteStalled                            write_stall (the client stopped reading)
     ├── Canceled                                    category context_canceled, 499
-    │   └── ClientDisconnected                      client_disconnected
+    │   ├── ClientDisconnected                      client_disconnected
+    │   └── StreamCancelled                         stream_cancelled (a resumable one, by its key)
     ├── NetworkError                                category network, 502
     │   ├── ConnectFailed                           connect_failed
     │   └── ConnectionReset                         connection_reset
@@ -46,6 +47,7 @@ boundary (`gateway.transport` for upstream I/O); classification never looks at m
         ├── UpstreamTruncated                       upstream_truncated
         ├── UpstreamProtocolError                   upstream_protocol_error
         ├── EventTooLarge                           event_too_large
+        ├── StreamLost                              stream_lost (a resumed stream's rest is lost)
         └── ServerShutdown                          server_shutdown, 503, retryable
 
 This module is pure stdlib: the streaming core imports it.
@@ -86,7 +88,9 @@ __all__ = [
     "RequestTooLarge",
     "ResourceNotFound",
     "ServerShutdown",
+    "StreamCancelled",
     "StreamInterrupted",
+    "StreamLost",
     "Unauthorized",
     "UnknownModel",
     "UnknownPreviousResponse",
@@ -222,6 +226,14 @@ class ClientDisconnected(Canceled):
     def __init__(self, message: str | None = None, *, phase: str = "unknown") -> None:
         self.phase = phase
         super().__init__(message)
+
+
+class StreamCancelled(Canceled):
+    """A resumable stream was cancelled by the key that made it (`DELETE /v1/streams/{id}`,
+    `POST /v1/responses/{id}/cancel`)."""
+
+    code = "stream_cancelled"
+    default_message = "the stream was cancelled"
 
 
 # --- network -----------------------------------------------------------------------------------
@@ -522,6 +534,17 @@ class UpstreamTruncated(StreamInterrupted):
 class UpstreamProtocolError(StreamInterrupted):
     code = "upstream_protocol_error"
     default_message = "the upstream broke the wire protocol"
+
+
+class StreamLost(StreamInterrupted):
+    """A resumed stream cannot go on: the replica serving it stopped before its end, or the
+    events asked for are no longer kept."""
+
+    code = "stream_lost"
+    default_message = (
+        "the rest of this stream is lost: the replica serving it stopped, or the events asked "
+        "for are no longer kept"
+    )
 
 
 class EventTooLarge(StreamInterrupted):

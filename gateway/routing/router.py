@@ -91,6 +91,8 @@ class Route:
     continuations: int = 0
     #: A translated request leaves out what its target cannot honour instead of a 400.
     drop_params: bool = False
+    #: Its streams are resumable (`routes[].resumable`): the server keeps their events.
+    resumable: bool = False
 
     def timeouts_for(
         self, overrides: Mapping[str, float], target: Target | None = None

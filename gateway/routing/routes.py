@@ -77,4 +77,5 @@ def _route(
         ),
         continuations=config.continuations,
         drop_params=config.drop_params,
+        resumable=config.resumable,
     )

@@ -35,6 +35,7 @@ from gateway.server.auth import CLIENT, Client
 from gateway.server.handlers import RelayedEndpoint, relayed_endpoint
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
+from gateway.server.resumable import when_done
 from gateway.state import AdmissionLease, KeyLimits
 
 __all__ = ["OTHER_ENDPOINT", "admission_middleware"]
@@ -84,12 +85,18 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
         return await handler(request)
     finally:
         if lease is not None:
-            lease.release()
-            record = request.get(RECORD)
-            if isinstance(record, RequestRecord):
-                lease.charge(_charged(record.tokens))
+            # A resumable stream's lease is held (and charged) until its task ends.
+            when_done(request, lambda: _settle(request, lease))
         if token is not None:
             structlog.contextvars.reset_contextvars(client=token)
+
+
+def _settle(request: web.Request, lease: AdmissionLease) -> None:
+    """The request is over: its place given back, its tokens charged to its key."""
+    lease.release()
+    record = request.get(RECORD)
+    if isinstance(record, RequestRecord):
+        lease.charge(_charged(record.tokens))
 
 
 def _limits(client: Client | None) -> KeyLimits | None:

@@ -55,8 +55,10 @@ from gateway.server.listener import ListenerSite, listening_socket
 from gateway.server.middlewares import request_id_middleware
 from gateway.server.request_body import defer_continue
 from gateway.server.request_head import request_head_middleware
+from gateway.server.resumable import stream_runs
 from gateway.server.runner import GatewayRunner
 from gateway.server.shared_state import build_store, store_lifecycle
+from gateway.server.stream_resume import cancel_stream, resume_stream
 from gateway.settings import GatewaySettings
 from gateway.state import StateStore
 from gateway.streaming import Context
@@ -114,6 +116,7 @@ def create_app(
     app.cleanup_ctx.append(store_lifecycle(owned))
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)
+    app.cleanup_ctx.append(stream_runs)  # stopped first: before the providers and the store
     app.cleanup_ctx.append(_heap_trimming)
     # Every API path also without `/v1` (contract section 1): SDKs configured with a bare
     # base URL call `/chat/completions`.
@@ -128,6 +131,8 @@ def create_app(
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/models", list_models)
         app.router.add_get(prefix + "/models/{model_id:.+}", get_model)
+        app.router.add_get(prefix + "/streams/{stream_id}", resume_stream)
+        app.router.add_delete(prefix + "/streams/{stream_id}", cancel_stream)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if settings.metrics.enabled and settings.metrics.listen is None:

@@ -41,12 +41,20 @@ from gateway.server.edge_request import read_api_request, timeout_overrides
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import Relay, error_response
+from gateway.server.resumable import (
+    OUTLIVED_BY,
+    ResumableStream,
+    kept_in_background,
+    wants_resumable,
+    when_done,
+)
 from gateway.server.stored_answers import (
     answer_keeper,
     follow_up_relay,
     forget_deleted,
     owned_route,
 )
+from gateway.server.stream_resume import kept_follow_up
 
 __all__ = [
     "RelayedEndpoint",
@@ -108,6 +116,9 @@ def follow_up_handler(follow_up: FollowUp) -> Handler:
         return await follow_up_relay(request, record, follow_up)
 
     async def relay(request: web.Request) -> web.StreamResponse:
+        kept = await kept_follow_up(request, follow_up)  # a response the gateway keeps itself
+        if kept is not None:
+            return kept
         response = await _serve(request, OPENAI_RESPONSES, follow_up.name, read)
         if follow_up.forgets:
             await forget_deleted(request, response)
@@ -138,10 +149,11 @@ async def _serve(
         # own cause, and the first recorded wins.
         transport = request.transport
         gone = transport is None or transport.is_closing()
-        record.fail(ClientDisconnected(phase="reading_request") if gone else ServerShutdown())
+        if OUTLIVED_BY not in request:  # a resumable stream's record is its task's
+            record.fail(ClientDisconnected(phase="reading_request") if gone else ServerShutdown())
         raise
     finally:
-        record.finish()
+        when_done(request, record.finish)
 
 
 async def _read_request(request: web.Request, api: Api, record: RequestRecord) -> Relay:
@@ -160,6 +172,9 @@ async def _read_request(request: web.Request, api: Api, record: RequestRecord) -
     continued = fields.continues
     if continued is not None:
         route = await owned_route(request, route, continued)
+    background = fields.stream and kept_in_background(route, api, body)
+    if background:
+        del body["background"]  # the gateway keeps it: the translated call is a stream
     template = CallTemplate(
         path=api.upstream_path,
         body=body,
@@ -171,7 +186,10 @@ async def _read_request(request: web.Request, api: Api, record: RequestRecord) -
         overrides=timeout_overrides(request.headers),
     )
     on_answer = answer_keeper(request, route) if api.stored_answers else None
-    return Relay.for_request(request, record, route, template, api, on_answer)
+    relay = Relay.for_request(request, record, route, template, api, on_answer)
+    if fields.stream and wants_resumable(request, route, background):
+        relay.resumable = ResumableStream(request, api, route, named=background)
+    return relay
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -50,6 +50,7 @@ from gateway.routing import CallTemplate, Chain, Route, Target
 from gateway.server.app_state import REDACTOR, SERVER_CONTEXT, SETTINGS
 from gateway.server.connection import stalled_writing
 from gateway.server.sse_response import SSEResponse
+from gateway.server.stream_sink import StreamSink
 from gateway.streaming import (
     Context,
     ContextAwareStream,
@@ -62,11 +63,19 @@ from gateway.streaming import (
 )
 from gateway.translation import StreamTranslation
 
-__all__ = ["AnswerKept", "Relay", "RelayLimits", "error_response"]
+__all__ = ["AnswerKept", "Relay", "RelayLimits", "Resumable", "error_response"]
 
 #: Told the id an upstream keeps the answer under (an API with stored answers) and that
 #: upstream's name, before the client sees the answer: a follow-up may come at once.
 AnswerKept = Callable[[str, str], Awaitable[None]]
+
+
+class Resumable(Protocol):
+    """How a resumable stream is served (`gateway.server.resumable`): the relay is run into
+    a `StreamSink` by a task of the app's, and the client follows the stream's buffer."""
+
+    async def serve(self, relay: Relay) -> web.StreamResponse: ...
+
 
 _log = structlog.get_logger("gateway.relay")
 _FINAL_WRITE_TIMEOUT = 5.0  # bounds the last frames to a client that stopped reading
@@ -101,8 +110,11 @@ class Relay:
         "_record",
         "_redactor",
         "_request",
+        "_sink",
         "_tracker",
         "_translated",
+        "on_gateway_answer",
+        "resumable",
     )
 
     def __init__(
@@ -138,6 +150,12 @@ class Relay:
         #: The current attempt is a translated call: its answer's ids are the gateway's own,
         #: which no upstream keeps (`on_answer` does not hear of them).
         self._translated = False
+        #: Set for a resumable stream (`gateway.server.resumable`): `stream()` serves it so.
+        self.resumable: Resumable | None = None
+        #: Told the id a translated answer's events give it (the gateway's own, kept by the
+        #: gateway in a resumable stream's buffer).
+        self.on_gateway_answer: Callable[[str], Awaitable[None]] | None = None
+        self._sink: StreamSink | None = None  # where a resumable stream is written
 
     @classmethod
     def for_request(
@@ -233,19 +251,49 @@ class Relay:
 
     # --- stream: true ---------------------------------------------------------------------------
 
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    @property
+    def record(self) -> RequestRecord:
+        return self._record
+
+    @property
+    def tracker(self) -> StreamTracker | None:
+        """The stream's tracker, once `stream()` started."""
+        return self._tracker
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
+
     async def stream(self) -> web.StreamResponse:
+        if self.resumable is not None:
+            return await self.resumable.serve(self)
+        record = self._record
+        client = SSEResponse(
+            self._request,
+            heartbeat=self._limits.heartbeat,
+            heartbeat_frame=self._dialect.heartbeat,
+            headers={"x-request-id": record.request_id, "request-id": record.request_id},
+        )
+        return await self._stream(client)
+
+    async def stream_into(self, sink: StreamSink) -> web.StreamResponse:
+        """Relay the stream into a resumable stream's buffer (run by a task of the app's:
+        the client follows the buffer); `sink.response`, or the error answered before the
+        first event."""
+        self._sink = sink
+        return await self._stream(sink)
+
+    async def _stream(self, client: SSEResponse | StreamSink) -> web.StreamResponse:
         record, dialect = self._record, self._dialect
         ctx = self._request_context()
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
         tracker = self._tracker = dialect.tracker()
         upstream = self._chain.stream(ctx, functools.partial(self._open_stream, ctx))
-        client = SSEResponse(
-            self._request,
-            heartbeat=self._limits.heartbeat,
-            heartbeat_frame=dialect.heartbeat,
-            headers={"x-request-id": record.request_id, "request-id": record.request_id},
-        )
         client.start_heartbeat()
         record.stream_started()
         error: GatewayError | None = None
@@ -301,7 +349,7 @@ class Relay:
         self,
         upstream: AsyncIterator[list[SSEEvent]],
         tracker: StreamTracker,
-        client: SSEResponse,
+        client: SSEResponse | StreamSink,
     ) -> None:
         """Relay events until the upstream's terminal marker or end; raise if it was cut.
 
@@ -313,6 +361,7 @@ class Relay:
         # fragment lies inside one event, whatever the batch, and redacting keeps framing.
         redact = self._redactor.redact_bytes if self._redactor else None
         on_answer = self._on_answer
+        sink = self._sink
         forward, skip, drop = Verdict.FORWARD, Verdict.SKIP, Verdict.DROP
         verdict = forward
         async for events in upstream:
@@ -331,7 +380,12 @@ class Relay:
                     continue  # by design (what the gateway asked for): not malformed
                 append(event.raw)  # END or END_WITH_ERROR: the terminal event
                 break
-            if frames:
+            if frames and sink is not None:
+                self._phase = "streaming"
+                events.clear()
+                await self._take_answer_id(tracker)
+                record.relayed(len(frames), sink.write_frames(self._redacted(frames)))
+            elif frames:
                 self._phase = "streaming"
                 data = frames[0] if len(frames) == 1 else b"".join(frames)
                 if redact is not None:
@@ -355,12 +409,38 @@ class Relay:
                 break
         if verdict is Verdict.END_WITH_ERROR:
             record.fail(UpstreamErrorEvent())
+
         elif verdict is not Verdict.END:
             if not tracker.complete:
                 raise UpstreamTruncated()
             await client.write(self._dialect.completion_trailer)
 
-    async def _finish(self, client: SSEResponse, frame: bytes) -> None:
+    async def _take_answer_id(self, tracker: StreamTracker) -> None:
+        """Tell who keeps it the id this answer's events gave it (a resumable stream)."""
+        answer_id = tracker.answer_id
+        if answer_id is None:
+            return
+        tracker.answer_id = None
+        if not self._translated:
+            if self._on_answer is not None:
+                await self._on_answer(answer_id, self._provider.name)
+        elif self.on_gateway_answer is not None:
+            await self.on_gateway_answer(answer_id)
+
+    def _redacted(self, frames: list[bytes]) -> list[bytes]:
+        """`frames` without the gateway's secrets, one by one (a resumable stream keeps
+        each event on its own)."""
+        if not self._redactor:
+            return frames
+        kept = []
+        for frame in frames:
+            frame, redactions = self._redactor.redact_bytes(frame)
+            if redactions:
+                self._record.redacted("stream", redactions)
+            kept.append(frame)
+        return kept
+
+    async def _finish(self, client: SSEResponse | StreamSink, frame: bytes) -> None:
         """Write the last frame and end the response, bounded for a client that stalls (a
         timer is armed only when the writes could wait on the client)."""
         with contextlib.suppress(ConnectionError, TimeoutError):
@@ -551,7 +631,10 @@ class Relay:
 
     def _cancel_cause(self) -> GatewayError:
         """Why the handler was cancelled: the client left (or stopped reading), or the server
-        is stopping."""
+        is stopping; a resumable stream's task: its client cancelled it, or the server is
+        stopping."""
+        if self._sink is not None:
+            return self._sink.cancel_cause
         if self._request.transport is None or self._request.transport.is_closing():
             return self._client_gone()
         return ServerShutdown()
@@ -569,7 +652,7 @@ class Relay:
         return response
 
 
-async def _end(client: SSEResponse, frame: bytes) -> None:
+async def _end(client: SSEResponse | StreamSink, frame: bytes) -> None:
     if frame:
         await client.write(frame)
     await client.write_eof()

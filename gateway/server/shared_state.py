@@ -13,7 +13,7 @@ store's calls are reported to `gateway_redis_call_seconds`, `gateway_redis_error
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import structlog
@@ -65,6 +65,7 @@ def build_store(settings: GatewaySettings) -> StateStore:
             max_streams=settings.limits.max_streams,
             max_responses=state.max_responses,
             response_ttl=state.response_ttl,
+            **_resume(settings),
         )
     from gateway.state.redis_store import RedisStore, redis_client  # redis only when asked
 
@@ -76,7 +77,17 @@ def build_store(settings: GatewaySettings) -> StateStore:
         timeout=state.redis_timeout,
         on_error=state.on_error,
         prefix=state.redis_prefix,
+        **_resume(settings),
     )
+
+
+def _resume(settings: GatewaySettings) -> dict[str, Any]:
+    """How long and how much of each resumable stream a store keeps."""
+    return {
+        "resume_ttl": settings.state.resume_ttl,
+        "max_resume_events": settings.limits.max_resume_events,
+        "max_resume_bytes": settings.limits.max_resume_bytes,
+    }
 
 
 def store_lifecycle(owned: bool) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -320,6 +320,11 @@ class StateSettings(_Model):
         "stored responses) with 503. Either way it is counted "
         "(`gateway_state_fallbacks`).",
     )
+    resume_ttl: PositiveFloat = Field(
+        600.0,
+        description="Seconds a resumable stream's events are kept after it ended, for "
+        "`GET /v1/streams/{id}` (and a translated background response's resume).",
+    )
     redis_prefix: str = Field(
         "sse-gateway:",
         pattern=r"^[A-Za-z0-9_.:\-]{0,64}$",
@@ -421,6 +426,12 @@ class RouteSettings(_Model):
         "the answer so far is sent as an assistant prefill to a target with `prefill: true` "
         "and the rest is spliced into the client's stream (0: never; no such target: never).",
     )
+    resumable: bool = Field(
+        False,
+        description="Every stream of this route is resumable: its events carry `id:` lines, "
+        "are kept (`state.resume_ttl`) and outlive the client's connection "
+        "(`GET /v1/streams/{id}`); per request: `x-gateway-resumable: true`.",
+    )
 
 
 class LimitSettings(_Model):
@@ -464,6 +475,15 @@ class LimitSettings(_Model):
     )
     max_headers: PositiveInt = Field(
         128, description="Most header fields in a request (400 beyond)."
+    )
+    max_resume_events: PositiveInt = Field(
+        100_000,
+        description="Most events kept of one resumable stream (the oldest go first; a resume "
+        "from before them ends with `stream_interrupted`).",
+    )
+    max_resume_bytes: PositiveInt = Field(
+        16 * 1024 * 1024,
+        description="Most bytes of events kept of one resumable stream (the oldest go first).",
     )
     max_streams: PositiveInt = Field(
         10_000,

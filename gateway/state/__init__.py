@@ -12,6 +12,7 @@ from gateway.state.capacity import Capacity
 from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
 from gateway.state.lease import Lease
 from gateway.state.memory import MAX_RESPONSES, RESPONSE_TTL, MemoryBackend, MemoryStore
+from gateway.state.memory_streams import MemoryStreamBuffers
 from gateway.state.owners import MemoryOwners, ResponseOwner, ResponseOwners
 from gateway.state.slots import Slots
 from gateway.state.store import (
@@ -25,9 +26,27 @@ from gateway.state.store import (
     KeyLimits,
     StateStore,
 )
+from gateway.state.stream_buffers import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    GAP,
+    LIVE,
+    ORPHANED,
+    StreamBuffers,
+    StreamInfo,
+    StreamReader,
+    StreamWriter,
+)
 
 __all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "FAILED",
+    "GAP",
+    "LIVE",
     "MAX_RESPONSES",
+    "ORPHANED",
     "RESPONSE_TTL",
     "Admission",
     "AdmissionLease",
@@ -45,8 +64,13 @@ __all__ = [
     "MemoryBackend",
     "MemoryOwners",
     "MemoryStore",
+    "MemoryStreamBuffers",
     "ResponseOwner",
     "ResponseOwners",
     "Slots",
     "StateStore",
+    "StreamBuffers",
+    "StreamInfo",
+    "StreamReader",
+    "StreamWriter",
 ]

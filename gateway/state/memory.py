@@ -19,6 +19,7 @@ from collections.abc import Callable
 from gateway.errors import GatewayOverloaded
 from gateway.state.capacity import Capacity
 from gateway.state.circuit import Circuit, CircuitPolicy, CircuitState
+from gateway.state.memory_streams import MemoryStreamBuffers
 from gateway.state.owners import MemoryOwners
 from gateway.state.slots import Slots
 from gateway.state.store import AdmissionLease, CallLease, CircuitChange, CircuitOpen, KeyLimits
@@ -86,11 +87,16 @@ class _Call:
 #: Defaults of the response owners a store remembers (`state.max_responses`, `response_ttl`).
 MAX_RESPONSES = 100_000
 RESPONSE_TTL = 30 * 24 * 3600.0  # as long as OpenAI keeps a stored response
+#: Defaults of the resumable streams' buffers (`state.resume_ttl`, `limits.max_resume_*`).
+RESUME_TTL = 600.0
+MAX_RESUME_EVENTS = 100_000
+MAX_RESUME_BYTES = 16 * 1024 * 1024
 
 
 class MemoryStore:
     """A `StateStore` in this process's memory: `max_streams` requests in flight overall;
-    the owners of at most `max_responses` response ids, each for `response_ttl` seconds."""
+    the owners of at most `max_responses` response ids, each for `response_ttl` seconds; the
+    resumable streams' buffers, each kept `resume_ttl` seconds after its end."""
 
     def __init__(
         self,
@@ -99,9 +105,15 @@ class MemoryStore:
         max_responses: int = MAX_RESPONSES,
         response_ttl: float = RESPONSE_TTL,
         clock: Callable[[], float] = time.monotonic,
+        resume_ttl: float = RESUME_TTL,
+        max_resume_events: int = MAX_RESUME_EVENTS,
+        max_resume_bytes: int = MAX_RESUME_BYTES,
     ) -> None:
         self.capacity = Capacity(max_streams, clock=clock)
         self.owners = MemoryOwners(max_entries=max_responses, ttl=response_ttl, clock=clock)
+        self.streams = MemoryStreamBuffers(
+            ttl=resume_ttl, max_events=max_resume_events, max_bytes=max_resume_bytes
+        )
         self._clock = clock
         self._backends: dict[str, MemoryBackend] = {}
         self._on_change: Callable[[CircuitChange], None] | None = None

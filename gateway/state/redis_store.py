@@ -9,7 +9,9 @@ What is shared, and what stays this process's own:
   open circuit is every replica's, one replica probes); its slots (`max_streams` of a target)
   are this process's own;
 - response owners (`gateway.state.redis_owners`): shared, each for `response_ttl`, at most
-  `max_responses`.
+  `max_responses`;
+- resumable streams' buffers (`gateway.state.redis_streams`): shared (any replica resumes
+  any stream), each kept `resume_ttl` after its end, with a lease per live stream.
 
 Every command goes through one `RedisLink` (ordered, pipelined, a time budget per call:
 `state.redis_timeout`). When Redis is slow or down no request waits past that budget:
@@ -36,11 +38,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.state.circuit import CircuitPolicy
-from gateway.state.memory import MAX_RESPONSES, RESPONSE_TTL
+from gateway.state.memory import (
+    MAX_RESPONSES,
+    MAX_RESUME_BYTES,
+    MAX_RESUME_EVENTS,
+    RESPONSE_TTL,
+    RESUME_TTL,
+)
 from gateway.state.redis_admission import LEASE_TTL, OnError, RedisAdmission
 from gateway.state.redis_circuit import CACHE_TTL, RedisBackend
 from gateway.state.redis_link import RedisLink, RedisObserver
 from gateway.state.redis_owners import RedisOwners
+from gateway.state.redis_streams import RedisStreamBuffers
 from gateway.state.slots import Slots
 from gateway.state.store import AdmissionLease, CircuitChange, KeyLimits
 
@@ -78,6 +87,10 @@ class RedisStore:
         clock: Callable[[], float] = time.time,
         lease_ttl: float = LEASE_TTL,
         circuit_cache: float = CACHE_TTL,
+        resume_ttl: float = RESUME_TTL,
+        max_resume_events: int = MAX_RESUME_EVENTS,
+        max_resume_bytes: int = MAX_RESUME_BYTES,
+        stream_lease_ttl: float = 3.0,
     ) -> None:
         self.link = RedisLink(client, timeout=timeout)
         #: This replica's id in Redis (its leases and probe tokens): unique per process.
@@ -102,6 +115,16 @@ class RedisStore:
             ttl=response_ttl,
             clock=clock,
             on_error=on_error,
+        )
+        self.streams = RedisStreamBuffers(
+            self.link,
+            prefix=prefix,
+            replica=self.replica,
+            ttl=resume_ttl,
+            max_events=max_resume_events,
+            max_bytes=max_resume_bytes,
+            on_error=on_error,
+            lease_ttl=stream_lease_ttl,
         )
         self._backends: dict[str, RedisBackend] = {}
         self._on_change: Callable[[CircuitChange], None] | None = None
@@ -143,6 +166,7 @@ class RedisStore:
         self.link.observer = observer
 
     async def aclose(self) -> None:
+        self.streams.close()
         await self.admission.aclose()
         await self.link.aclose()
 

@@ -9,6 +9,8 @@ Three parts, one protocol:
   503, `KeyConcurrencyLimited` / `KeyRateLimited` 429);
 - response owners (`ResponseOwners`, `gateway.state.owners`): which upstream holds each
   stored Responses id, for the follow-ups that must go there;
+- stream buffers (`StreamBuffers`, `gateway.state.stream_buffers`): the events of resumable
+  streams, for the clients that come back for them;
 - backends (`Backend`, one per `upstream/model`, shared by every route that names it): its
   slots (requests in flight) and its circuit. `acquire()` returns a `CallLease` - the slot and
   the circuit's permission of one call - or raises the refusal: `CircuitOpen` (skip the target
@@ -35,6 +37,7 @@ from gateway.errors import RateWindow
 from gateway.state.circuit import CircuitPolicy, CircuitState
 from gateway.state.lease import Lease
 from gateway.state.owners import ResponseOwners
+from gateway.state.stream_buffers import StreamBuffers
 
 __all__ = [
     "Admission",
@@ -186,4 +189,9 @@ class StateStore(Admission, Backends, Protocol):
     @property
     def owners(self) -> ResponseOwners:
         """The owners of the Responses ids made through this gateway."""
+        ...
+
+    @property
+    def streams(self) -> StreamBuffers:
+        """The buffers of the resumable streams (`gateway.state.stream_buffers`)."""
         ...
