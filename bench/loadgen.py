@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from bench.protocol import CHAT, StreamShape, WireApi
 
-__all__ = ["Address", "Connection", "EventLog", "StreamResult", "fetch_json"]
+__all__ = ["Address", "Connection", "EventLog", "StreamResult", "fetch", "fetch_json"]
 
 _FETCH_TIMEOUT = 10.0  # seconds for a control or health request
 _HEAD, _SIZE, _DATA, _DATA_END, _TRAILER, _LENGTH, _UNTIL_CLOSE = range(7)
@@ -296,15 +296,17 @@ class _ClientProtocol(asyncio.Protocol):
 class Connection:
     """A client connection to a target; one request at a time, kept alive between them."""
 
-    def __init__(self, address: Address, protocol: _ClientProtocol) -> None:
+    def __init__(self, address: Address, protocol: _ClientProtocol, key: str | None) -> None:
         self.address = address
         self._protocol = protocol
+        self._auth = f"Authorization: Bearer {key}\r\n" if key else ""
 
     @classmethod
-    async def open(cls, address: Address) -> Connection:
+    async def open(cls, address: Address, key: str | None = None) -> Connection:
+        """A connection whose requests present the gateway key `key` (None: no key)."""
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(_ClientProtocol, address.host, address.port)
-        return cls(address, protocol)
+        return cls(address, protocol, key)
 
     @property
     def reusable(self) -> bool:
@@ -322,10 +324,10 @@ class Connection:
         body = shape.api.request_body(shape)
         request = (
             f"POST {shape.api.path} HTTP/1.1\r\nHost: {self.address.host}:{self.address.port}\r\n"
-            f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+            f"Content-Type: application/json\r\nAccept: text/event-stream\r\n{self._auth}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        expect = 0 if abort_after else shape.chunks
+        expect = 0 if abort_after else shape.expected_events
         return self._protocol.begin(request, expect, log, abort_after, on_first_event, shape.api)
 
     async def stream(self, shape: StreamShape, **options: Any) -> StreamResult:
@@ -341,6 +343,11 @@ class Connection:
 
 async def fetch_json(address: Address, path: str) -> Any:
     """GET `path` on a fresh connection and parse the JSON body (control endpoints, health)."""
+    return json.loads(await fetch(address, path))
+
+
+async def fetch(address: Address, path: str) -> bytes:
+    """GET `path` on a fresh connection: the body of its 200 (RuntimeError for another)."""
     async with asyncio.timeout(_FETCH_TIMEOUT):
         reader, writer = await asyncio.open_connection(address.host, address.port)
         try:
@@ -361,4 +368,4 @@ async def fetch_json(address: Address, path: str) -> Any:
                 await writer.wait_closed()
     if status != 200:
         raise RuntimeError(f"GET {path}: HTTP {status}")
-    return json.loads(body)
+    return body

@@ -1,4 +1,4 @@
-"""The processes a bench run starts: the mock upstream, the gateway, nginx.
+"""The processes a bench run starts: the mock upstream, the gateway, nginx, redis-server.
 
 Each is a `Service`: a child started in its own session, pinned to its cores with
 `sched_setaffinity` before it execs (its children inherit the mask), logging to a file in the
@@ -23,11 +23,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from bench.loadgen import Address, fetch_json
 from bench.system import ProcessTree
+from gateway.settings.auth import hash_key
 
-__all__ = ["Service", "free_port", "nginx_path", "start_gateway", "start_nginx", "start_upstream"]
+__all__ = [
+    "GatewayOptions",
+    "Service",
+    "free_port",
+    "nginx_path",
+    "redis_path",
+    "redis_url",
+    "start_gateway",
+    "start_nginx",
+    "start_redis",
+    "start_upstream",
+]
 
 _READY_TIMEOUT = 60.0  # a traced gateway (bench.memory) starts slowly
 
@@ -139,6 +152,56 @@ def _clean_env() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """What a bench gateway's configuration changes from the plain relay's.
+
+    `kind`: the upstream's (`anthropic`: the bench upstream's `/v1/messages`, so a chat route
+    translates); `client_key`: a gateway key (`auth.clients`, by its digest) with a
+    `requests_per_minute` limit, which every request must present and which admission counts;
+    `redis_url`: the shared state in that Redis (`GATEWAY_STATE__REDIS_URL`): the key's limit
+    is then one Redis round trip per request."""
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    client_key: str | None = None
+    requests_per_minute: int = 1_000_000_000
+    redis_url: str | None = None
+
+    def config(self, upstream: Address) -> str:
+        base = f"http://{upstream.host}:{upstream.port}" + ("/v1" if self.kind == "openai" else "")
+        lines = [
+            "heartbeat: null",
+            "upstreams:",
+            f'  up: {{kind: {self.kind}, base_url: "{base}", max_connections: 100000,'
+            " api_key_env: BENCH_UPSTREAM_KEY}",
+            "routes:",
+            "  - {model: m, targets: [{upstream: up}]}",
+        ]
+        if self.client_key is not None:
+            lines += [
+                "auth:",
+                "  clients:",
+                f'    - {{name: bench, key_hash: "{hash_key(self.client_key)}",'
+                f" requests_per_minute: {self.requests_per_minute}}}",
+                "metrics: {require_key: false}",  # the bench reads /metrics without a key
+            ]
+        return "\n".join([*lines, ""])
+
+    def upstream_key(self) -> str:
+        """A key of a real key's shape and length for the upstream's kind, as in production:
+        every relayed write is scanned for its fragments (gateway.redaction), and the figures
+        include that cost."""
+        if self.kind == "anthropic":
+            return "sk-ant-api03-" + secrets.token_urlsafe(71)
+        return "sk-proj-" + secrets.token_urlsafe(117)
+
+    def env(self) -> dict[str, str]:
+        env = {"BENCH_UPSTREAM_KEY": self.upstream_key()}
+        if self.redis_url is not None:
+            env["GATEWAY_STATE__REDIS_URL"] = self.redis_url
+        return env
+
+
 async def start_gateway(
     name: str,
     upstream: Address,
@@ -148,33 +211,62 @@ async def start_gateway(
     *,
     module: str = "gateway",
     env: dict[str, str] | None = None,
+    options: GatewayOptions | None = None,
 ) -> Service:
     """`python -m gateway` with one route, model `m` -> the upstream; returns once healthy.
 
-    `module` runs another entry point with the gateway's flags (`bench.traced_gateway`)."""
+    `module` runs another entry point with the gateway's flags (`bench.traced_gateway`);
+    `options` change the configuration (`GatewayOptions`; default: the plain relay)."""
+    options = options or GatewayOptions()
     config = workdir / f"{name}.yaml"
-    config.write_text(
-        "heartbeat: null\n"
-        "upstreams:\n"
-        f'  up: {{kind: openai, base_url: "http://{upstream.host}:{upstream.port}/v1",'
-        " max_connections: 100000, api_key_env: BENCH_UPSTREAM_KEY}\n"
-        "routes:\n"
-        "  - {model: m, targets: [{upstream: up}]}\n"
-    )
+    config.write_text(options.config(upstream))
     port = free_port()
     argv = [sys.executable, "-m", module, "--config", str(config), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
-    # A key of a real key's shape and length, as in production: every relayed write is
-    # scanned for its fragments (gateway.redaction), and the figures include that cost.
-    key = {"BENCH_UPSTREAM_KEY": "sk-proj-" + secrets.token_urlsafe(117)}
     process, log_path = _spawn(
-        name, argv, workdir, cores, env={**_clean_env(), **key, **(env or {})}
+        name, argv, workdir, cores, env={**_clean_env(), **options.env(), **(env or {})}
     )
     service = Service(name, process, Address("127.0.0.1", port), log_path)
     await _wait_healthy(service)
     if workers > 1:  # all workers up: each answers once the kernel hands it a connection
         await asyncio.sleep(1.0)
     return service
+
+
+async def start_redis(workdir: Path, cores: frozenset[int] | None) -> Service:
+    """`redis-server` on a free port of 127.0.0.1, nothing saved to disk; returns once it
+    answers `PING`. Its address is the service's (`redis_url`)."""
+    binary = redis_path()
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    argv += ["no", "--dir", str(workdir), "--daemonize", "no", "--loglevel", "warning"]
+    process, log_path = _spawn("redis", argv, workdir, cores)
+    service = Service("redis", process, Address("127.0.0.1", port), log_path)
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"PING\r\n")
+            answer = await asyncio.wait_for(reader.readline(), 1.0)
+            writer.close()
+            if answer.startswith(b"+PONG"):
+                return service
+        await asyncio.sleep(0.05)
+    service.stop()
+    raise RuntimeError(f"redis-server did not start:\n{service.log_tail()}")
+
+
+def redis_path() -> str | None:
+    return shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if Path(p).exists()),
+        None,
+    )
+
+
+def redis_url(redis: Service) -> str:
+    return f"redis://{redis.address.host}:{redis.address.port}/0"
 
 
 def nginx_path() -> str | None:

@@ -1,13 +1,17 @@
 """Where the gateway's CPU goes under a scenario's load: py-spy on the single-worker gateway.
 
-    python -m bench.profile [--scenario c] [--api chat] [--seconds 20] [--rate 250]
-                            [--out bench/results]
+    python -m bench.profile [--scenario c] [--api chat] [--translate | --redis]
+                            [--seconds 20] [--rate 250] [--out bench/results]
 
 Starts the upstream and one gateway worker (pinned as in `bench.run`), keeps the scenario's
 load going (a: sequential requests of 20 chunks; b: 200 streams x 100 chunks at 20 ms; c: 32
 streams x 2000 chunks, no delay), on chat or, with `--api responses`, on `/v1/responses`, and
 attaches py-spy twice, `--seconds` each: once for a flame graph (`profile-<name>.svg`; `<name>`
-is the scenario's, `-responses` appended on that API), once for the raw stacks that
+is the scenario's, `-responses` appended on that API, `-translated` with `--translate`: chat
+clients on a route to an `anthropic` upstream, every Messages event translated into chat
+chunks, as `bench.run --translate` measures it; `-redis` with `--redis`: a gateway key with a
+requests-per-minute limit kept in a redis-server started here, as `bench.run --redis`'s
+`gateway-redis`), once for the raw stacks that
 `profile-<name>.md` summarises - the functions with the most samples,
 on their own (self) and with what they call (inclusive). Needs py-spy (`pip install py-spy`)
 and the right to ptrace the gateway (root, or `kernel.yama.ptrace_scope=0`).
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -30,9 +35,9 @@ from collections import Counter
 from pathlib import Path
 
 from bench.eventloop import run
-from bench.loadgen import Address, Connection
-from bench.processes import start_gateway, start_upstream
-from bench.protocol import APIS, CHAT, StreamShape, WireApi
+from bench.loadgen import Address
+from bench.processes import GatewayOptions, redis_url, start_gateway, start_redis, start_upstream
+from bench.protocol import APIS, CHAT, MESSAGES, StreamShape, WireApi
 from bench.run import RESULTS
 from bench.scenarios import FULL
 from bench.system import ProcessTree, plan_cpus, raise_fd_limit
@@ -84,15 +89,25 @@ def summarise(raw: str, top: int = 60) -> tuple[int, list[tuple[str, int]], list
     return total, own.most_common(top), inclusive.most_common(top)
 
 
-def _markdown(scenario: str, api: WireApi, seconds: float, raw: str) -> str:
+_VARIANTS = {
+    "": "",
+    "translated": ", translated from an `anthropic` upstream's Messages",
+    "redis": ", a limited gateway key admitted through Redis",
+}
+
+
+def _markdown(scenario: str, api: WireApi, variant: str, seconds: float, raw: str) -> str:
     total, own, inclusive = summarise(raw)
-    name = _name(scenario, api)
+    name = _name(scenario, api, variant)
+    route = _VARIANTS[variant]
+    flag = {"": "", "translated": " --translate", "redis": " --redis"}[variant]
     lines = [
-        f"# Gateway profile: scenario {scenario} ({_NAMES[scenario]}), {api.name} ({api.path})",
+        f"# Gateway profile: scenario {scenario} ({_NAMES[scenario]}), {api.name} ({api.path})"
+        f"{route}",
         "",
         f"py-spy, {total:,} samples over {seconds:g} s of one gateway worker under the "
-        f"scenario's load (`python -m bench.profile --scenario {scenario} --api {api.name}`); "
-        f"flame graph in `profile-{name}.svg`.",
+        f"scenario's load (`python -m bench.profile --scenario {scenario} --api {api.name}"
+        f"{flag}`); flame graph in `profile-{name}.svg`.",
         "",
         "## By self samples (the function itself, not its callees)",
         "",
@@ -110,8 +125,9 @@ def _markdown(scenario: str, api: WireApi, seconds: float, raw: str) -> str:
     return "\n".join([*lines, ""])
 
 
-def _name(scenario: str, api: WireApi) -> str:
-    return _NAMES[scenario] + ("" if api is CHAT else f"-{api.name}")
+def _name(scenario: str, api: WireApi, variant: str) -> str:
+    suffix = ("" if api is CHAT else f"-{api.name}") + (f"-{variant}" if variant else "")
+    return _NAMES[scenario] + suffix
 
 
 async def _load(
@@ -120,10 +136,11 @@ async def _load(
     """Run the scenario's trials on `api` back to back until `until` is set; events relayed."""
     p, rid, events = FULL, 10**9, 0
     if scenario == "a":
-        connection = await Connection.open(target.address)
+        connection = await target.open()
         while not until.is_set():
             rid += 1
-            result = await connection.stream(StreamShape(p.latency_chunks, 0.0, rid, api))
+            shape = target.stream(StreamShape(p.latency_chunks, 0.0, rid, api))
+            result = await connection.stream(shape)
             events += result.events
         connection.close()
         return events
@@ -146,14 +163,28 @@ async def _profile(args: argparse.Namespace) -> None:
         os.sched_setaffinity(0, plan.harness)
     workdir = Path(tempfile.mkdtemp(prefix="sse-bench-profile-"))
     api = APIS[args.api]
-    name = _name(args.scenario, api)
+    if args.translate and not MESSAGES.reaches(api):
+        raise SystemExit(f"--translate serves chat clients, not {api.name}")
+    variant = "translated" if args.translate else "redis" if args.redis else ""
+    name = _name(args.scenario, api, variant)
     args.out.mkdir(parents=True, exist_ok=True)
     upstream = start_upstream(["127.0.0.1", "127.0.0.3"], workdir, plan.harness, True)
-    gateway = None
+    gateway = redis = None
     try:
         upstream_at = Address("127.0.0.3", upstream.address.port)
-        gateway = await start_gateway("gateway", upstream_at, 1, workdir, plan.proxy)
-        target = Target("gateway", gateway.address, gateway)
+        key = "sk-gw-" + secrets.token_urlsafe(32) if args.redis else None
+        if args.redis:
+            redis = await start_redis(workdir, plan.harness)
+        options = GatewayOptions(
+            kind="anthropic" if args.translate else "openai",
+            client_key=key,
+            redis_url=redis_url(redis) if redis else None,
+        )
+        gateway = await start_gateway(
+            "gateway", upstream_at, 1, workdir, plan.proxy, options=options
+        )
+        upstream_api = MESSAGES if args.translate else None
+        target = Target("gateway", gateway.address, gateway, key=key, upstream_api=upstream_api)
         stop = asyncio.Event()
         load = asyncio.create_task(_load(target, args.scenario, api, upstream.tree(), stop))
         await asyncio.sleep(2.0)  # warm: connections pooled, code paths hot
@@ -172,11 +203,14 @@ async def _profile(args: argparse.Namespace) -> None:
         stop.set()
         events = await load
         report = args.out / f"profile-{name}.md"
-        report.write_text(_markdown(args.scenario, api, args.seconds, raw.read_text()))
+        markdown = _markdown(args.scenario, api, variant, args.seconds, raw.read_text())
+        report.write_text(markdown)
         print(f"wrote {svg} and {report} ({events:,} events relayed meanwhile)")
     finally:
         if gateway is not None:
             gateway.stop()
+        if redis is not None:
+            redis.stop()
         upstream.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -185,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--scenario", choices=sorted(_NAMES), default="c")
     parser.add_argument("--api", choices=list(APIS), default=CHAT.name, help="the streams' API")
+    variant = parser.add_mutually_exclusive_group()
+    variant.add_argument(
+        "--translate", action="store_true", help="chat through a route to an anthropic upstream"
+    )
+    variant.add_argument(
+        "--redis", action="store_true", help="a limited gateway key, admitted through Redis"
+    )
     parser.add_argument("--seconds", type=int, default=20, help="per py-spy recording")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=RESULTS)

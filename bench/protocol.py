@@ -4,20 +4,31 @@ A bench request is an ordinary OpenAI streaming request whose user text carries 
 shape, `bench n=<chunks> d=<seconds between chunks> rid=<request id>`: the gateway forwards the
 client's body, so the upstream reads the same words whichever proxy sits in between.
 
-Two APIs stream it (`WireApi`: `CHAT`, `RESPONSES`), with the same number of events of about
-the same size, so a relay's cost per event compares across them:
+Three APIs stream it (`WireApi`: `CHAT`, `RESPONSES`, `MESSAGES`), with the same number of
+events, each of its API's real size, so a relay's cost per event compares across them:
 
 - `chat`, `POST /v1/chat/completions`: `n` `chat.completion.chunk` data events (the first with
   the role, the last with `finish_reason: "stop"`), then `data: [DONE]`;
 - `responses`, `POST /v1/responses`: `n` typed events numbered by `sequence_number` from 0,
   `response.created`, `n - 2` `response.output_text.delta`, then `response.completed` with the
-  usage (the terminal event: there is no `[DONE]`).
+  usage (the terminal event: there is no `[DONE]`);
+- `messages`, `POST /v1/messages` (Anthropic's): `message_start` (the input usage),
+  `content_block_start` of a text block, `n - 5` `content_block_delta` text deltas (about 130
+  bytes, as Anthropic's are), `content_block_stop`, `message_delta` (`stop_reason: end_turn`, the
+  output usage), `message_stop`.
+
+A route whose target speaks another API than its client's translates the stream event by event
+(`StreamShape.upstream`): Messages served to a chat client arrive as chat chunks, and
+`WireApi.relayed_as` says how many a client counts.
 
 Every event carries the CLOCK_MONOTONIC time (ns, 20 digits) at which it was written: in the
 chunk's `id` on chat (at a fixed offset, `STAMP_SLICE`), in the `obfuscation` field on
 Responses (the padding field OpenAI puts on delta events; on the two framing events too, so
 every event has one). The proxies relay bytes, so the client finds the stamp in its copy, and
 receive time minus stamp is the event's latency through the whole path (one host, one clock).
+On Messages, which has no padding field, the stamp is the text of each delta (and the id of
+`message_start`); its other framing events carry none (`stamp` raises), so per-event latencies
+are not measured there.
 """
 
 from __future__ import annotations
@@ -32,9 +43,11 @@ __all__ = [
     "CHAT",
     "CLOSES_PATH",
     "FINISH_PATH",
+    "MESSAGES",
     "MODEL",
     "RESPONSES",
     "STAMP_SLICE",
+    "WIRES",
     "StreamShape",
     "WireApi",
 ]
@@ -81,6 +94,18 @@ class WireApi:
     def stamp(self, event: bytes) -> int:
         """The send stamp in a counted event; ValueError if it has none."""
         raise NotImplementedError
+
+    def reaches(self, client: WireApi) -> bool:
+        """Whether the bench counts this API's stream translated for a client of `client`
+        (its own API always: nothing is translated)."""
+        return client is self
+
+    def relayed_as(self, client: WireApi, chunks: int) -> int:
+        """The events a client of `client` counts when a stream of `chunks` events on this API
+        reaches it (`reaches`; ValueError otherwise)."""
+        if client is self:
+            return chunks
+        raise ValueError(f"the bench does not translate {self.name} for {client.name} clients")
 
 
 _PREFIX = b'data: {"id":"chatcmpl-'
@@ -184,10 +209,97 @@ class _Responses(WireApi):
         return int(event[start : start + 20])
 
 
+def _anthropic(kind: bytes, json_body: bytes) -> bytes:
+    return b"event: " + kind + b'\ndata: {"type":"' + kind + b'"' + json_body + b"}\n\n"
+
+
+_MESSAGE_START = _anthropic(
+    b"message_start",
+    b',"message":{"id":"msg_%020d","type":"message","role":"assistant","model":"m",'
+    b'"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":8,'
+    b'"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}',
+)
+_BLOCK_START = _anthropic(
+    b"content_block_start", b',"index":0,"content_block":{"type":"text","text":""}'
+)
+_TEXT_KEY = b'"text_delta","text":"'
+_TEXT_DELTA = _anthropic(
+    b"content_block_delta", b',"index":0,"delta":{"type":' + _TEXT_KEY + b'%020d "}'
+)
+_BLOCK_STOP = _anthropic(b"content_block_stop", b',"index":0')
+_MESSAGE_DELTA = _anthropic(
+    b"message_delta",
+    b',"delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":%d}',
+)
+_MESSAGE_STOP = _anthropic(b"message_stop", b"")
+_MESSAGE_ID = b'"id":"msg_'
+
+
+class _Messages(WireApi):
+    name = "messages"
+    path = "/v1/messages"
+    counted = tuple(
+        b"event: %s\n" % kind
+        for kind in (
+            b"message_start",
+            b"content_block_start",
+            b"content_block_delta",
+            b"content_block_stop",
+            b"message_delta",
+            b"message_stop",
+        )
+    )  # every event of the stream is one of the `chunks`; `ping` and `error` are not
+    done = b"event: message_stop\n"
+    done_is_counted = True
+    end_name = "message_stop"
+
+    def _input(self, text: str) -> dict[str, Any]:
+        return {"max_tokens": 100_000, "messages": [{"role": "user", "content": text}]}
+
+    def event(self, index: int, total: int, stamp_ns: int) -> bytes:
+        """`message_start`, `content_block_start`, text deltas whose text is the stamp and a
+        space (a delta of a few tokens), `content_block_stop`, `message_delta`, `message_stop`.
+        A stream of fewer than 6 events has no delta (and of 4, no `content_block_stop`)."""
+        if index == 0:
+            return _MESSAGE_START % stamp_ns
+        if index == total - 1:
+            return _MESSAGE_STOP
+        if index == total - 2:
+            return _MESSAGE_DELTA % max(0, total - 5)
+        if index == 1:
+            return _BLOCK_START
+        if index == total - 3:
+            return _BLOCK_STOP
+        return _TEXT_DELTA % stamp_ns
+
+    def stamp(self, event: bytes) -> int:
+        for key in (_TEXT_KEY, _MESSAGE_ID):
+            at = event.find(key)
+            if at >= 0:
+                start = at + len(key)
+                return int(event[start : start + 20])
+        raise ValueError("no stamp")
+
+    def relayed_as(self, client: WireApi, chunks: int) -> int:
+        """A chat client counts the role chunk (from `message_start`), one chunk per text delta
+        and the finish chunk (`message_delta`); the block's start and stop and `message_stop`
+        have no chunk (the usage chunk the gateway writes at the end is dropped for a client
+        that did not ask for it, and `[DONE]` is not counted)."""
+        if client is CHAT:
+            return max(0, chunks - 5) + 2
+        return super().relayed_as(client, chunks)
+
+    def reaches(self, client: WireApi) -> bool:
+        return client is self or client is CHAT
+
+
 CHAT: WireApi = _Chat()
 RESPONSES: WireApi = _Responses()
-#: The bench's APIs by name (`bench.run --apis`).
+MESSAGES: WireApi = _Messages()
+#: The APIs a bench client speaks through a relay, by name (`bench.run --apis`).
 APIS: dict[str, WireApi] = {api.name: api for api in (CHAT, RESPONSES)}
+#: Every API the bench upstream streams: those, and Messages for a translating route.
+WIRES: dict[str, WireApi] = {**APIS, MESSAGES.name: MESSAGES}
 
 _SHAPE = re.compile(rb"bench n=(\d+) d=([0-9.]+) rid=(\d+)")
 
@@ -197,13 +309,22 @@ class StreamShape:
     """What the upstream streams for one request on `api`: `chunks` events, `delay` apart.
 
     The first and the last are the API's framing events (so `chunks >= 2`); the first is sent
-    at once, the others `delay` seconds apart.
+    at once, the others `delay` seconds apart. `api` is the client's; `upstream` is the API
+    the upstream streams it in when the route translates (None: the client's own).
     """
 
     chunks: int
     delay: float
     rid: int
     api: WireApi = CHAT
+    upstream: WireApi | None = None
+
+    @property
+    def expected_events(self) -> int:
+        """The events the client counts: `chunks`, or what a translation makes of them."""
+        if self.upstream is None:
+            return self.chunks
+        return self.upstream.relayed_as(self.api, self.chunks)
 
     def marker(self) -> str:
         return f"bench n={self.chunks} d={self.delay:g} rid={self.rid}"

@@ -75,7 +75,36 @@ def _latency(result: Summary) -> list[str]:
         "added TTFB p50", "added TTFB p99", "added total p50", "added total p99",
         "proxy CPU ms / request", "errors",
     ]  # fmt: skip
-    return _table(header, rows) + _errors_note(stats)
+    return _table(header, rows) + _errors_note(stats) + _admission(result)
+
+
+def _admission(result: Summary) -> list[str]:
+    """`gateway-redis` over `gateway-keyed`: what the Redis round trip of admission adds."""
+    admission = result.get("admission")
+    if not admission:
+        return []
+    stats = result["targets"]
+    keyed, redis = stats["gateway-keyed"], stats["gateway-redis"]
+    rows = [[
+        keyed["ttfb_ms"]["p50"], redis["ttfb_ms"]["p50"], admission["added_ttfb_p50_ms"],
+        keyed["ttfb_ms"]["p99"], redis["ttfb_ms"]["p99"], admission["added_ttfb_p99_ms"],
+        keyed["cpu_ms_per_request"], redis["cpu_ms_per_request"],
+        admission["redis_server_cpu_ms_per_request"], admission["redis_admits"],
+        admission["redis_errors"], admission["fallbacks"],
+    ]]  # fmt: skip
+    header = [
+        "in-process TTFB p50 ms", "Redis p50", "added p50", "in-process p99", "Redis p99",
+        "added p99", "gateway CPU ms / request, in-process", "with Redis",
+        "redis-server CPU ms / request", "admits through Redis", "Redis errors", "fallbacks",
+    ]  # fmt: skip
+    note = (
+        "Admission with a limited key: `gateway-keyed` counts the key's requests per minute in "
+        "the process, `gateway-redis` in Redis (one `ADMIT` round trip per request, "
+        "`state.redis_url`); the same key and limit, requests alternating with the other "
+        "targets'. Admits, errors and fallbacks are `gateway-redis`'s own counters "
+        "(`/metrics`, warm-up included): a fallback was decided without Redis."
+    )
+    return ["### Redis-backed admission", "", *_table(header, rows), note, ""]
 
 
 def _realistic(result: Summary) -> list[str]:
@@ -109,7 +138,34 @@ def _throughput(result: Summary) -> list[str]:
         lines += [f"### {api}", "", *_throughput_api(figures)]
     if result["vs_chat"]:
         lines += ["### CPU per event, by API", "", *_by_api(result)]
+    if result.get("translated"):
+        lines += ["### Chat translated from Messages", "", *_translated(result["translated"])]
     return lines
+
+
+def _translated(figures: Summary) -> list[str]:
+    """`gateway-translated` beside `gateway` on chat: events/s, CPU per event, ratios."""
+    rows = [[
+        figures["passthrough_events_per_s"], figures["events_per_s"],
+        figures["events_per_s_ratio"],
+        ", ".join(f"{r:.3f}" for r in figures["events_per_s_ratio_rounds"]),
+        figures["passthrough_cpu_us_per_event"], figures["cpu_us_per_event"],
+        figures["cpu_per_event_ratio"],
+        ", ".join(f"{r:.3f}" for r in figures["cpu_per_event_ratio_rounds"]),
+    ]]  # fmt: skip
+    header = [
+        "passthrough events/s", "translated events/s", "translated / passthrough", "per round",
+        "passthrough CPU µs / event", "translated CPU µs / event", "CPU / event ratio",
+        "per round",
+    ]  # fmt: skip
+    note = (
+        "The same chat clients and streams: `gateway` relays the upstream's chat chunks as "
+        "bytes, `gateway-translated` routes them to an `anthropic` upstream and translates "
+        "every Messages event into chat chunks (a stream of N Messages events is N - 3 chat "
+        "chunks: the block's start and stop and `message_stop` have none). Events are the "
+        "client's; ratios are medians of the per-round ratios (issue 13: >= 0.5x)."
+    )
+    return [*_table(header, rows), note, ""]
 
 
 def _throughput_api(result: Summary) -> list[str]:

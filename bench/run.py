@@ -1,12 +1,18 @@
 """The benchmark, in one command: upstream, targets, scenarios, report.
 
     python -m bench.run [--quick] [--scenarios a,b,c,d,e] [--targets direct,gateway,nginx]
-                        [--apis chat,responses] [--workers N] [--out bench/results] [--no-uvloop]
+                        [--apis chat,responses] [--workers N] [--translate] [--redis]
+                        [--out bench/results] [--no-uvloop]
 
 Starts the mock upstream (`bench.upstream`), one gateway worker (`python -m gateway`), nginx
 (if installed; `python -m bench.install` installs it) and, for the throughput scenario, a gateway
 with N workers (`--workers`, default 2; 1 leaves it out), each target reaching the upstream on a
-loopback address of its own. The proxy under test is pinned to the first core, the upstream and
+loopback address of its own. `--translate` adds `gateway-translated` to scenario c: chat
+clients on a route to an `anthropic` upstream (the bench upstream's `/v1/messages`), every
+Messages event translated into chat chunks. `--redis` adds two keyed gateways to scenario a,
+the same gateway key with a requests-per-minute limit: `gateway-keyed` (the limit in the
+process) and `gateway-redis` (the limit in a redis-server started here, one Redis round trip
+per request). The proxy under test is pinned to the first core, the upstream, redis-server and
 this process (the load generator) to the others. Then runs the scenarios (`bench.scenarios`),
 interleaving the targets (and, in c, the APIs of `--apis`), and writes `report.md`,
 `summary.json` and the plots to `--out`.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -29,8 +36,17 @@ from typing import Any
 
 from bench.eventloop import run, uvloop_available
 from bench.loadgen import Address
-from bench.processes import Service, nginx_path, start_gateway, start_nginx, start_upstream
-from bench.protocol import APIS
+from bench.processes import (
+    GatewayOptions,
+    Service,
+    nginx_path,
+    redis_url,
+    start_gateway,
+    start_nginx,
+    start_redis,
+    start_upstream,
+)
+from bench.protocol import APIS, MESSAGES
 from bench.report import write_results
 from bench.scenarios import FULL, QUICK, SCENARIOS, Bench, NoiseMeter
 from bench.system import CpuPlan, machine_facts, plan_cpus, raise_fd_limit
@@ -40,6 +56,8 @@ __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _ORDER = "abced"  # idle (d) last: it restarts the proxies and leaves them big
+_TRANSLATED = "gateway-translated"  # chat clients, an Anthropic upstream (--translate, in c)
+_KEYED = ("gateway-keyed", "gateway-redis")  # a limited gateway key; in process, in Redis (a)
 
 
 @dataclass(slots=True)
@@ -51,6 +69,8 @@ class _Lab:
     upstream_port: int = 0
     services: list[Service] = field(default_factory=list)
     hosts: dict[str, str] = field(default_factory=dict)
+    redis: Service | None = None  # started with the first target that needs it
+    client_key: str = field(default_factory=lambda: "sk-gw-" + secrets.token_urlsafe(32))
 
     def upstream_for(self, name: str) -> Address:
         if name not in self.hosts:
@@ -68,9 +88,27 @@ class _Lab:
             return Target(name, service.address, service)
         workers = int(name.removeprefix("gateway-w")) if name.startswith("gateway-w") else 1
         cores = self.plan.proxy_for(workers)
-        service = await start_gateway(name, self.upstream_for(name), workers, self.workdir, cores)
+        options, key = await self._options(name)
+        service = await start_gateway(
+            name, self.upstream_for(name), workers, self.workdir, cores, options=options
+        )
         self.services.append(service)
-        return Target(name, service.address, service, workers)
+        upstream_api = MESSAGES if name == _TRANSLATED else None
+        return Target(name, service.address, service, workers, key, upstream_api)
+
+    async def _options(self, name: str) -> tuple[GatewayOptions, str | None]:
+        """The configuration of gateway target `name`, and the key its clients present."""
+        if name == _TRANSLATED:
+            return GatewayOptions(kind="anthropic"), None
+        if name not in _KEYED:
+            return GatewayOptions(), None
+        url = None
+        if name == "gateway-redis":
+            if self.redis is None:
+                self.redis = await start_redis(self.workdir, self.plan.harness)
+                self.services.append(self.redis)
+            url = redis_url(self.redis)
+        return GatewayOptions(client_key=self.client_key, redis_url=url), self.client_key
 
     async def restart(self, target: Target) -> Target:
         """The same target on a fresh process (`direct` is returned as it is)."""
@@ -100,6 +138,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="also measure N gateway workers in c (1: don't)"
+    )
+    parser.add_argument(
+        "--translate",
+        action="store_true",
+        help="c also measures chat through a route translating to an Anthropic upstream",
+    )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="a also measures a keyed gateway, its limit in the process and in Redis",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     parser.add_argument("--no-uvloop", action="store_true", help="harness on the stdlib loop")
@@ -150,7 +198,9 @@ def _nginx_version() -> str | None:
 
 async def _start_targets(
     lab: _Lab, args: argparse.Namespace, notes: list[str]
-) -> tuple[list[Target], list[Target]]:
+) -> tuple[list[Target], dict[str, list[Target]]]:
+    """The targets of `--targets`, and the extra ones by scenario (`gateway-wN` and
+    `gateway-translated` in c, the keyed gateways in a)."""
     targets: list[Target] = []
     for name in args.targets:
         target = await lab.start(name)
@@ -158,13 +208,21 @@ async def _start_targets(
             notes.append(f"{name}: not installed, left out (`python -m bench.install`)")
         else:
             targets.append(target)
-    extra: list[Target] = []
+    extra: dict[str, list[str]] = {"a": [], "c": []}
     multi = f"gateway-w{args.workers}"
     if args.workers > 1 and "c" in args.scenarios and multi not in args.targets:
-        extra_target = await lab.start(multi)
-        assert extra_target is not None
-        extra.append(extra_target)
-    return targets, extra
+        extra["c"].append(multi)
+    if args.translate and "c" in args.scenarios:
+        extra["c"].append(_TRANSLATED)
+    if args.redis and "a" in args.scenarios:
+        extra["a"] += _KEYED
+    started: dict[str, list[Target]] = {}
+    for scenario, names in extra.items():
+        for name in names:
+            extra_target = await lab.start(name)
+            assert extra_target is not None
+            started.setdefault(scenario, []).append(extra_target)
+    return targets, started
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,7 +243,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     use_uvloop = not args.no_uvloop and uvloop_available()
     targets: list[Target] = []
-    extra: list[Target] = []
+    extra: dict[str, list[Target]] = {}
     try:
         hosts = ["127.0.0.1", *(f"127.0.0.{i}" for i in range(2, 8))]
         upstream = start_upstream(hosts, workdir, plan.harness, use_uvloop)
@@ -198,10 +256,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             upstream.tree(),
             upstream.address,
             lab.restart,
-            {"c": extra},
+            extra,
             fd_limit,
             plan,
             args.apis,
+            lab.redis.tree() if lab.redis else None,
         )
         for key in args.scenarios:
             title, scenario = SCENARIOS[key]
@@ -230,7 +289,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "nginx": _nginx_version(),
         "fd_limit": fd_limit,
         "params": asdict(params),
-        "targets": [t.name for t in targets] + [t.name for t in extra],
+        "targets": [t.name for t in targets] + [t.name for ts in extra.values() for t in ts],
         "apis": [api.name for api in args.apis],
         "seconds": round(time.monotonic() - started, 1),
         "notes": notes,

@@ -1,8 +1,10 @@
 """The five scenarios of the benchmark (issue 6), each run against every target, interleaved.
 
-    a latency      1 stream of 20 chunks, no delay, a few hundred sequential requests
+    a latency      1 stream of 20 chunks, no delay, a few hundred sequential requests (with
+                   `--redis`: also through a keyed gateway, its limit in this process and in Redis)
     b realistic    200 concurrent streams x 100 chunks at 20 ms
-    c throughput   32 concurrent streams x 2000 chunks, no delay, on each API (chat, Responses)
+    c throughput   32 concurrent streams x 2000 chunks, no delay, on each API (chat, Responses;
+                   with `--translate`: chat through a route to an Anthropic upstream too)
     d idle         2,000 and 10,000 open streams, one chunk every 5 s
     e disconnect   the client aborts after 5 events of a slow stream
 
@@ -12,7 +14,9 @@ rotating too); d gives each target a fresh process (memory figures need a
 clean baseline). Figures are reported next to `direct` from the same run: added time
 (target - direct) for latencies, target / direct for rates, and checked against the issue's
 targets for the single-worker `gateway`; in c each API's figures also stand next to chat's
-(the Responses relay's CPU per event / the chat relay's, round by round).
+(the Responses relay's CPU per event / the chat relay's, round by round), and the translated
+relay's next to the passthrough's (`gateway-translated` / `gateway`, round by round); in a the
+Redis-backed admission's next to the in-process store's (`gateway-redis` - `gateway-keyed`).
 
 Each scenario returns a JSON-able dict: `targets` (per-target figures), `vs_direct` (added
 times or ratios), `checks` (issue targets: value, limit, met) and, for the plots, `cdf` or
@@ -29,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.loadgen import Address, Connection, fetch_json
+from bench.loadgen import Address, fetch, fetch_json
 from bench.protocol import CHAT, CLOSES_PATH, StreamShape, WireApi
 from bench.stats import median, percentiles, rounded
 from bench.system import CpuPlan, ProcessTree, busy_seconds
@@ -88,6 +92,7 @@ class Bench:
     fd_limit: int = 1 << 20  # open files a process may have (a proxy needs 2 per stream)
     cpus: CpuPlan = field(default_factory=lambda: CpuPlan(None, None))
     apis: tuple[WireApi, ...] = (CHAT,)  # scenario c runs on each; the others on chat
+    redis: ProcessTree | None = None  # the redis-server of `gateway-redis`
     _rids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def shape(self, chunks: int, delay: float, api: WireApi = CHAT) -> StreamShape:
@@ -153,31 +158,36 @@ def _cdf(values: list[float]) -> list[float]:
     return [round(v, 4) for v in [*points, ordered[-1]]]
 
 
-def _added(stats: dict[str, Result], key: str, name: str, field_: str) -> float | None:
-    mine, direct = stats.get(name, {}).get(key, {}), stats.get("direct", {}).get(key, {})
-    if mine.get(field_) is None or direct.get(field_) is None:
+def _added(
+    stats: dict[str, Result], key: str, name: str, field_: str, base: str = "direct"
+) -> float | None:
+    """`name`'s figure minus `base`'s (by default: what the target adds to `direct`)."""
+    mine, other = stats.get(name, {}).get(key, {}), stats.get(base, {}).get(key, {})
+    if mine.get(field_) is None or other.get(field_) is None:
         return None
-    return float(mine[field_] - direct[field_])
+    return float(mine[field_] - other[field_])
 
 
 async def latency(bench: Bench) -> Result:
     """a. Sequential requests on kept-alive connections, one target after the other."""
     p = bench.params
     targets = bench.targets_for("a")
-    connections = {t.name: await Connection.open(t.address) for t in targets}
+    connections = {t.name: await t.open() for t in targets}
     ttfb: dict[str, list[float]] = defaultdict(list)
     total: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
     warmup = min(20, p.latency_requests)
     cpu: dict[str, float] = {}
+    redis_cpu = 0.0
     for index in range(warmup + p.latency_requests):
         if index == warmup:
             cpu = {t.name: t.service.tree().cpu_seconds() for t in targets if t.service}
+            redis_cpu = bench.redis.cpu_seconds() if bench.redis else 0.0
         for target in bench.rotation("a", index):
             connection = connections[target.name]
             if not connection.reusable:
-                connection = connections[target.name] = await Connection.open(target.address)
-            result = await connection.stream(bench.shape(p.latency_chunks, 0))
+                connection = connections[target.name] = await target.open()
+            result = await connection.stream(target.stream(bench.shape(p.latency_chunks, 0)))
             if index < warmup:
                 continue
             if result.error is not None:
@@ -191,6 +201,8 @@ async def latency(bench: Bench) -> Result:
         if t.service is not None:
             used = t.service.tree().cpu_seconds() - cpu[t.name]
             cpu[t.name] = used / p.latency_requests * 1000
+    if bench.redis is not None:
+        redis_cpu = (bench.redis.cpu_seconds() - redis_cpu) / p.latency_requests * 1000
     stats = {
         t.name: {
             "cpu_ms_per_request": rounded(cpu.get(t.name), 3),
@@ -211,15 +223,62 @@ async def latency(bench: Bench) -> Result:
         if t.name != "direct"
     }
     gateway = vs.get("gateway", {})
+    checks = [
+        _check("added TTFB p50", gateway.get("added_ttfb_p50_ms"), 0.5, "ms"),
+        _check("added TTFB p99", gateway.get("added_ttfb_p99_ms"), 2.0, "ms"),
+    ]
+    admission = await _admission(bench, stats, redis_cpu)
+    if admission:
+        what = "Redis admission: added TTFB p50 over the in-process store (issue 14)"
+        checks.append(_check(what, admission["added_ttfb_p50_ms"], 0.3, "ms"))
     return {
         "targets": stats,
         "vs_direct": vs,
+        "admission": admission,
         "cdf": {t.name: _cdf(ttfb[t.name]) for t in targets},
-        "checks": [
-            _check("added TTFB p50", gateway.get("added_ttfb_p50_ms"), 0.5, "ms"),
-            _check("added TTFB p99", gateway.get("added_ttfb_p99_ms"), 2.0, "ms"),
-        ],
+        "checks": checks,
     }
+
+
+_KEYED, _REDIS = "gateway-keyed", "gateway-redis"
+
+
+async def _admission(bench: Bench, stats: dict[str, Result], redis_cpu_ms: float) -> Result:
+    """`gateway-redis` next to `gateway-keyed` (the same key and limit, the in-process store):
+    what Redis adds to TTFB and CPU per request, and - from its `/metrics` - whether every
+    admission really went to Redis (Redis round trips, errors, fallbacks)."""
+    targets = {t.name: t for t in bench.targets_for("a")}
+    if _KEYED not in stats or _REDIS not in stats:
+        return {}
+    keyed, redis = stats[_KEYED], stats[_REDIS]
+    metrics = (await fetch(targets[_REDIS].address, "/metrics")).decode()
+    return {
+        "added_ttfb_p50_ms": rounded(_added(stats, "ttfb_ms", _REDIS, "p50", _KEYED), 4),
+        "added_ttfb_p99_ms": rounded(_added(stats, "ttfb_ms", _REDIS, "p99", _KEYED), 4),
+        "added_cpu_ms_per_request": rounded(
+            _difference(redis["cpu_ms_per_request"], keyed["cpu_ms_per_request"]), 4
+        ),
+        "redis_server_cpu_ms_per_request": rounded(redis_cpu_ms, 4),
+        "redis_admits": _metric(metrics, "gateway_redis_call_seconds_count", "admit"),
+        "redis_errors": _metric(metrics, "gateway_redis_errors_total", None),
+        "fallbacks": _metric(metrics, "gateway_state_fallbacks_total", None),
+    }
+
+
+def _difference(mine: float | None, other: float | None) -> float | None:
+    return None if mine is None or other is None else mine - other
+
+
+def _metric(exposition: str, name: str, operation: str | None) -> int:
+    """The sum of a Prometheus counter's samples (of one `operation`, or all of them)."""
+    total = 0.0
+    label = f'operation="{operation}"'
+    for line in exposition.splitlines():
+        if line.startswith(name) and (operation is None or label in line):
+            head, _, value = line.rpartition(" ")
+            if head.split("{", 1)[0] == name:
+                total += float(value)
+    return int(total)
 
 
 Trials = dict[str, list[StreamsTrial]]  # target name -> its trials, one a round
@@ -234,12 +293,13 @@ async def _rounds(
 ) -> dict[str, Trials]:
     """`rounds` rounds of one trial per target and API: API name -> target name -> trials.
 
-    Targets rotate round by round; within a target, so do the APIs (no API always first)."""
+    Targets rotate round by round; within a target, so do the APIs (no API always first). A
+    translating target runs the APIs it serves only (`Target.serves`)."""
     trials: dict[str, Trials] = {api.name: defaultdict(list) for api in apis}
     for index in range(bench.params.rounds):
         for target in bench.rotation(scenario, index):
             shift = index % len(apis)
-            for api in apis[shift:] + apis[:shift]:
+            for api in [a for a in apis[shift:] + apis[:shift] if target.serves(a)]:
                 trial = await run_streams(target, make(api), bench.upstream, **options)
                 trials[api.name][target.name].append(trial)
                 await asyncio.sleep(0.3)  # let the last connections close before the next trial
@@ -401,13 +461,46 @@ async def throughput(bench: Bench) -> Result:
         vs_chat[name] = _vs_chat(runs, trials[CHAT.name])
         ratio = vs_chat[name].get("gateway", {}).get("cpu_per_event_ratio")
         checks.append(_check(f"CPU per event, {name} / chat", ratio, 1.0, "x"))
-    return {"apis": apis, "vs_chat": vs_chat, "checks": checks}
+    translated = _vs_passthrough(trials.get(CHAT.name, {}))
+    if translated:
+        what = "chat translated from Messages: events/s / passthrough's (issue 13)"
+        checks.append(_check(what, translated["events_per_s_ratio"], 0.5, "x", True))
+    return {"apis": apis, "vs_chat": vs_chat, "translated": translated, "checks": checks}
+
+
+_TRANSLATED, _PASSTHROUGH = "gateway-translated", "gateway"
+
+
+def _vs_passthrough(chat: Trials) -> Result:
+    """`gateway-translated` (chat clients, an Anthropic upstream: every Messages event
+    translated into chat chunks) next to `gateway` (the same chat streams relayed as bytes),
+    round by round: events/s and CPU per client event, and their ratios."""
+    if _TRANSLATED not in chat or _PASSTHROUGH not in chat:
+        return {}
+    mine, base = chat[_TRANSLATED], chat[_PASSTHROUGH]
+    rates = [_rate(m) / _rate(b) for m, b in zip(mine, base, strict=True)]
+    paired = zip(_cpu_per_event(mine), _cpu_per_event(base), strict=True)
+    cpu = [m / b for m, b in paired if m is not None and b]
+
+    def us(runs: list[StreamsTrial]) -> float | None:
+        return rounded(median([c * 1e6 for c in _cpu_per_event(runs) if c is not None]), 2)
+
+    return {
+        "events_per_s": rounded(median([_rate(t) for t in mine]), 0),
+        "passthrough_events_per_s": rounded(median([_rate(t) for t in base]), 0),
+        "events_per_s_ratio": rounded(median(rates), 3),
+        "events_per_s_ratio_rounds": [round(r, 3) for r in rates],
+        "cpu_us_per_event": us(mine),
+        "passthrough_cpu_us_per_event": us(base),
+        "cpu_per_event_ratio": rounded(median(cpu), 3),
+        "cpu_per_event_ratio_rounds": [round(r, 3) for r in cpu],
+    }
 
 
 async def _warm(target: Target, bench: Bench, requests: int = 20) -> None:
-    connection = await Connection.open(target.address)
+    connection = await target.open()
     for _ in range(requests):
-        await connection.stream(bench.shape(5, 0))
+        await connection.stream(target.stream(bench.shape(5, 0)))
     connection.close()
 
 
@@ -462,8 +555,8 @@ async def disconnect(bench: Bench) -> Result:
     errors: dict[str, list[str]] = defaultdict(list)
     for index in range(p.disconnect_tries):
         for target in bench.rotation("e", index):
-            connection = await Connection.open(target.address)
-            shape = bench.shape(100_000, p.disconnect_delay)
+            connection = await target.open()
+            shape = target.stream(bench.shape(100_000, p.disconnect_delay))
             result = await connection.stream(shape, abort_after=p.disconnect_after)
             if result.aborted_ns is not None:
                 aborted[shape.rid] = (target.name, result.aborted_ns)

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import resource
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.loadgen import Address, Connection, EventLog, StreamResult, fetch_json
 from bench.processes import Service
-from bench.protocol import CLOSES_PATH, StreamShape
+from bench.protocol import CLOSES_PATH, StreamShape, WireApi
 from bench.system import ProcessTree, RssSampler
 
 __all__ = ["IdleTrial", "StreamsTrial", "Target", "harness_cpu", "run_idle", "run_streams"]
@@ -28,15 +28,36 @@ _OPEN_TIMEOUT = 60.0  # seconds a stream may take to deliver its first event in 
 
 @dataclass(slots=True)
 class Target:
-    """What the load generator talks to: `direct` (the upstream itself) or a proxy."""
+    """What the load generator talks to: `direct` (the upstream itself) or a proxy.
+
+    `key` is the gateway key its requests present (None: none); `upstream_api` the API its
+    upstream streams when its route translates (None: the client's own: a byte relay)."""
 
     name: str
     address: Address
     service: Service | None = None
     workers: int = 1
+    key: str | None = None
+    upstream_api: WireApi | None = None
 
     def tree(self) -> ProcessTree | None:
         return self.service.tree() if self.service is not None else None
+
+    async def open(self) -> Connection:
+        """A fresh connection to it, its requests carrying its key."""
+        return await Connection.open(self.address, self.key)
+
+    def serves(self, api: WireApi) -> bool:
+        """Whether its clients may speak `api` (through a translated route: only the APIs
+        the bench can count the translation for, `WireApi.reaches`)."""
+        return self.upstream_api is None or self.upstream_api.reaches(api)
+
+    def stream(self, shape: StreamShape) -> StreamShape:
+        """`shape` as this target's upstream streams it (translated or not)."""
+        return replace(shape, upstream=self.upstream_api)
+
+    def streams(self, shapes: Sequence[StreamShape]) -> list[StreamShape]:
+        return [self.stream(shape) for shape in shapes]
 
 
 def harness_cpu(upstream: ProcessTree) -> float:
@@ -86,13 +107,13 @@ class StreamsTrial:
         return (max(done) - min(sent)) / 1e9 if done and sent else self.wall_s
 
 
-async def _open_all(address: Address, count: int) -> list[Connection | str]:
+async def _open_all(target: Target, count: int) -> list[Connection | str]:
     gate = asyncio.Semaphore(_CONNECTING)
 
     async def one() -> Connection | str:
         async with gate:
             try:
-                return await asyncio.wait_for(Connection.open(address), 30)
+                return await asyncio.wait_for(target.open(), 30)
             except (OSError, TimeoutError) as exc:
                 return f"connect failed: {type(exc).__name__}: {exc}"
 
@@ -107,9 +128,11 @@ async def run_streams(
     stagger: float = 0.0,
     with_latencies: bool = False,
 ) -> StreamsTrial:
-    """All `shapes` at once (start `i` delayed by `i/len * stagger`), each on its connection."""
+    """All `shapes` at once (start `i` delayed by `i/len * stagger`), each on its connection
+    (as the target's upstream streams them: `Target.streams`)."""
     loop = asyncio.get_running_loop()
-    connections = await _open_all(target.address, len(shapes))
+    shapes = target.streams(shapes)
+    connections = await _open_all(target, len(shapes))
     log = EventLog() if with_latencies else None
     tree = target.tree()
     split = tree.cpu_by_pid() if tree else {}
@@ -192,13 +215,13 @@ _Opened = tuple[Connection | None, asyncio.Future[StreamResult], bool]
 
 
 async def _open_idle(
-    address: Address, shape: StreamShape, ramp: _Ramp, gate: asyncio.Semaphore
+    target: Target, shape: StreamShape, ramp: _Ramp, gate: asyncio.Semaphore
 ) -> _Opened:
     """Connect and start one stream; whether its first event came in time."""
     loop = asyncio.get_running_loop()
     async with gate:
         try:
-            connection = await asyncio.wait_for(Connection.open(address), 30)
+            connection = await asyncio.wait_for(target.open(), 30)
         except (OSError, TimeoutError) as exc:
             return None, _failed(f"connect failed: {type(exc).__name__}: {exc}"), False
         first: asyncio.Future[None] = loop.create_future()
@@ -224,7 +247,8 @@ async def run_idle(
     trial.curve.append((0, trial.rss_base_kib or 0))
     ramp, gate = _Ramp(tree, len(shapes), trial), asyncio.Semaphore(_CONNECTING)
     started = loop.time()
-    opened = await asyncio.gather(*(_open_idle(target.address, s, ramp, gate) for s in shapes))
+    streams = target.streams(shapes)
+    opened = await asyncio.gather(*(_open_idle(target, s, ramp, gate) for s in streams))
     trial.ramp_s = loop.time() - started
     cpu = tree.cpu_seconds() if tree else 0.0
     await asyncio.sleep(hold)

@@ -1,4 +1,5 @@
-"""The bench's mock OpenAI-compatible upstream: raw asyncio protocols, uvloop when installed.
+"""The bench's mock OpenAI- and Anthropic-compatible upstream: raw asyncio protocols, uvloop
+when installed.
 
     python -m bench.upstream [--hosts 127.0.0.1,127.0.0.2] [--port 0] [--no-uvloop]
 
@@ -6,10 +7,11 @@ Listens on the same port on every host given (one loopback address per target sp
 connections of a 10,000-stream run over several address pairs) and prints one JSON line,
 `{"port": P, "uvloop": true}`, once it accepts. It stops on SIGTERM or SIGINT.
 
-`POST .../chat/completions` and `POST .../responses` stream what the request's `bench n=.. d=..
-rid=..` marker asks for, in that API's events (`bench.protocol`): HTTP/1.1 chunked, keep-alive,
-every event stamped with its CLOCK_MONOTONIC send time. With `d=0` the events go out as fast as
-the client takes them, 16 events a write, paused by the transport's flow control. A client that
+`POST .../chat/completions`, `POST .../responses` and `POST .../messages` stream what the
+request's `bench n=.. d=.. rid=..` marker asks for, in that API's events (`bench.protocol`):
+HTTP/1.1 chunked, keep-alive, every event stamped with its CLOCK_MONOTONIC send time. With
+`d=0` the events go out as fast as the client takes them, 16 events a write, paused by the
+transport's flow control. A client that
 closes (FIN or RST) while its stream is still running is recorded as `rid -> close time (ns)`;
 `GET /_bench/closes` returns those records as JSON, with the number of streams still running and
 the connections and requests seen on each listen address (one per target: does a proxy reuse its
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from bench.eventloop import run, uvloop_available
-from bench.protocol import APIS, CLOSES_PATH, FINISH_PATH, StreamShape, WireApi
+from bench.protocol import CLOSES_PATH, FINISH_PATH, WIRES, StreamShape, WireApi
 from bench.system import raise_fd_limit
 
 __all__ = ["UpstreamState", "main", "serve"]
@@ -45,8 +47,9 @@ _STREAM_HEAD = (
 )
 _LAST_CHUNK = b"0\r\n\r\n"
 _BURST = 16  # events per write when the stream has no delay
-#: The streaming APIs by how their upstream path ends (`/chat/completions`, `/responses`).
-_BY_SUFFIX: dict[str, WireApi] = {api.upstream_suffix: api for api in APIS.values()}
+#: The streaming APIs by how their upstream path ends (`/chat/completions`, `/responses`,
+#: `/messages`).
+_BY_SUFFIX: dict[str, WireApi] = {api.upstream_suffix: api for api in WIRES.values()}
 
 
 @dataclass(slots=True)

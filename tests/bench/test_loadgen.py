@@ -2,7 +2,9 @@
 
 Its figures are only as good as its parser: a response fed to the client protocol in two
 pieces, cut at every byte offset, must give the same events, latencies and outcome, on chat
-(`data: [DONE]` ends it) and on Responses (`response.completed` ends it, and is counted).
+(`data: [DONE]` ends it) and on Responses (`response.completed` ends it, and is counted), and
+the same events and outcome on Anthropic's Messages (`message_stop` ends it, and is counted),
+the stream a translating route reads from the upstream.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import pytest
 
 from bench.loadgen import EventLog, _ClientProtocol
-from bench.protocol import APIS, CHAT, RESPONSES, WireApi
+from bench.protocol import APIS, CHAT, MESSAGES, RESPONSES, WireApi
 
 STAMP = 10**15
 
@@ -46,17 +48,19 @@ def _chunked(parts: list[bytes]) -> bytes:
 
 
 async def _read(
-    response: bytes, cut: int, expect: int, api: WireApi = CHAT
+    response: bytes, cut: int, expect: int, api: WireApi = CHAT, *, log: bool = True
 ) -> tuple[object, EventLog, bool]:
     protocol = _ClientProtocol()
     transport = _Transport()
     protocol.connection_made(transport)
-    log = EventLog()
-    future = protocol.begin(b"GET / HTTP/1.1\r\n\r\n", expect, log, 0, None, api)
+    events = EventLog()
+    future = protocol.begin(
+        b"GET / HTTP/1.1\r\n\r\n", expect, events if log else None, 0, None, api
+    )
     protocol.data_received(response[:cut])
     protocol.data_received(response[cut:])
     result = future.result()
-    return result, log, protocol.reusable
+    return result, events, protocol.reusable
 
 
 @pytest.mark.parametrize("api", list(APIS))
@@ -109,3 +113,47 @@ async def test_error_status_is_an_error_with_its_body() -> None:
     assert result.error is not None
     assert result.error.startswith("HTTP 502")
     assert "network" in result.error
+
+
+async def test_messages_stream_gives_the_same_result_whatever_the_split() -> None:
+    events = _events(7, MESSAGES)
+    kinds = [event.split(b"\n", 1)[0] for event in events]
+    assert kinds == [
+        b"event: message_start",
+        b"event: content_block_start",
+        b"event: content_block_delta",
+        b"event: content_block_delta",
+        b"event: content_block_stop",
+        b"event: message_delta",
+        b"event: message_stop",
+    ]
+    assert [MESSAGES.stamp(event) for event in (events[0], events[2], events[3])] == [
+        STAMP,
+        STAMP + 2,
+        STAMP + 3,
+    ]
+    response = _chunked(events)
+    for cut in range(len(response) + 1):
+        result, _, reusable = await _read(response, cut, expect=7, api=MESSAGES, log=False)
+        assert result.error is None, (cut, result.error)
+        assert result.events == 7
+        assert result.done_ns is not None
+        assert reusable
+
+
+async def test_messages_stream_without_message_stop_is_an_error() -> None:
+    response = _chunked(_events(7, MESSAGES)[:-1])
+    result, _, reusable = await _read(response, 10, expect=7, api=MESSAGES, log=False)
+    assert result.error == "no message_stop after 6 events"
+    assert not reusable
+
+
+def test_a_chat_client_counts_a_role_chunk_a_chunk_per_text_delta_and_the_finish_chunk() -> None:
+    assert MESSAGES.reaches(CHAT)
+    assert not MESSAGES.reaches(RESPONSES)
+    for total in (4, 5, 6, 2000):
+        events = _events(total, MESSAGES)
+        text = sum(event.startswith(b"event: content_block_delta") for event in events)
+        assert MESSAGES.relayed_as(CHAT, total) == text + 2
+    with pytest.raises(ValueError, match="does not translate messages for responses"):
+        MESSAGES.relayed_as(RESPONSES, 10)
