@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"observability", "transport", "translation"},
     {"providers"},
     {"routing"},
+    {"tracing"},
     {"server"},
     {"cli"},
     {"__main__"},

@@ -13,6 +13,7 @@ aiohttp or asyncio through stdlib `logging`, which is routed through the same pr
 - values are length-capped (`MAX_VALUE_CHARS`), so a client cannot make a line huge;
 - the same stream and format for both sources (and for Python warnings);
 - a line is one `write`, so worker processes sharing stderr never interleave mid-line;
+- the active span's `trace_id` and `span_id` when a request is traced (`trace_context`);
 - no fragment of the gateway's secrets: the rendered line passes the app's `Redactor` (by
   value, whatever field or nesting carried it: an upstream's message, an exception's text).
 """
@@ -27,6 +28,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+from gateway.observability.trace_context import add_trace_id
 from gateway.redaction import Redactor
 
 __all__ = ["MAX_VALUE_CHARS", "configure_logging", "redact_rendered", "sanitize_values"]
@@ -112,6 +114,7 @@ def configure_logging(
         last.append(redact_rendered(redactor))
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

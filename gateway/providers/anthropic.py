@@ -23,6 +23,7 @@ class AnthropicProvider(HTTPProvider):
     """An Anthropic Messages upstream reached over HTTP(S)."""
 
     default_auth_scheme = "x-api-key"
+    vendor = "anthropic"
     spoken_apis = (ANTHROPIC_MESSAGES, ANTHROPIC_COUNT_TOKENS)
 
     def api_headers(self, request: UpstreamRequest) -> dict[str, str]:

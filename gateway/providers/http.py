@@ -34,6 +34,7 @@ from gateway.errors import (
     UpstreamBadRequest,
     UpstreamProtocolError,
 )
+from gateway.observability import UPSTREAM_TRACE
 from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
@@ -153,6 +154,9 @@ class HTTPProvider(Provider):
             **request.headers,
             **self._auth,
         }
+        trace = UPSTREAM_TRACE.get()  # W3C trace context: the call's span's, or the client's
+        if trace is not None:
+            headers.update(trace)
         if request.body:
             headers["Content-Type"] = "application/json"
         if request.request_id:

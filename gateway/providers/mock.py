@@ -74,6 +74,8 @@ _QUIET = ("mock-silent", "mock-stall")
 class MockProvider(Provider):
     """Answers from memory; misbehaves on request (see the module docstring)."""
 
+    vendor = "sse-gateway.mock"
+
     def __init__(
         self,
         name: str,

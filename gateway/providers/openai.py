@@ -20,4 +20,5 @@ class OpenAIProvider(HTTPProvider):
     """An OpenAI-compatible upstream reached over HTTP(S)."""
 
     default_auth_scheme = "bearer"
+    vendor = "openai"
     spoken_apis = (OPENAI_CHAT, OPENAI_RESPONSES, OPENAI_EMBEDDINGS, OPENAI_COMPLETIONS)

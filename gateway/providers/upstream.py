@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from gateway.apis import Api
 from gateway.streaming import Context, Timeouts
@@ -79,6 +80,9 @@ class UpstreamResponse(abc.ABC):
 
 class Provider(abc.ABC):
     """An upstream API endpoint the gateway can call."""
+
+    #: The GenAI provider its family is, as traces name it (`gen_ai.provider.name`).
+    vendor: ClassVar[str] = "unknown"
 
     def __init__(self, name: str, api: Api, *more: Api) -> None:
         self.name = name

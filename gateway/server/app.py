@@ -59,6 +59,7 @@ from gateway.server.resumable import stream_runs
 from gateway.server.runner import GatewayRunner
 from gateway.server.shared_state import build_store, store_lifecycle
 from gateway.server.stream_resume import cancel_stream, resume_stream
+from gateway.server.tracing import tracing_lifecycle, tracing_middleware
 from gateway.settings import GatewaySettings
 from gateway.state import StateStore
 from gateway.streaming import Context
@@ -90,6 +91,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             request_id_middleware,
+            tracing_middleware(settings.tracing),  # a relayed request's span, or its traceparent
             request_head_middleware,
             *cors_middlewares(cors),  # preflights, answered before drain and admission
             drain_middleware(refuse_while_draining),
@@ -113,6 +115,7 @@ def create_app(
     app[LIFECYCLE] = Lifecycle()
     app.on_response_prepare.append(rate_limit_headers)
     send_cors_headers(app, cors)
+    app.cleanup_ctx.append(tracing_lifecycle(settings.tracing))  # before the store's calls
     app.cleanup_ctx.append(store_lifecycle(owned))
     app.cleanup_ctx.append(_server_context)
     app.cleanup_ctx.append(_provider_lifecycle)

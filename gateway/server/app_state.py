@@ -14,6 +14,7 @@ from gateway.server.auth import GatewayKeys
 from gateway.settings import GatewaySettings
 from gateway.state import StateStore
 from gateway.streaming import Context
+from gateway.tracing import RequestTrace, Tracing
 
 __all__ = [
     "GATEWAY_KEYS",
@@ -21,10 +22,12 @@ __all__ = [
     "PROVIDERS",
     "RECORD",
     "REDACTOR",
+    "REQUEST_TRACE",
     "ROUTER",
     "SERVER_CONTEXT",
     "SETTINGS",
     "STORE",
+    "TRACING",
 ]
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -46,3 +49,8 @@ REDACTOR = web.AppKey("redactor", Redactor)
 #: The record of a relayed request, set by its handler: admission charges the tokens its calls
 #: reported to the key's lease when the handler returns.
 RECORD = web.RequestKey("record", RequestRecord)
+#: The app's tracer (`tracing.enabled`; absent when off), built at start-up
+#: (`gateway.server.tracing`).
+TRACING = web.AppKey("tracing", Tracing)
+#: The span of a relayed request, while tracing: its relay's chain is observed through it.
+REQUEST_TRACE = web.RequestKey("request_trace", RequestTrace)

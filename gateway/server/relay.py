@@ -47,7 +47,7 @@ from gateway.observability import RequestRecord
 from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.routing import CallTemplate, Chain, Route, Target
-from gateway.server.app_state import REDACTOR, SERVER_CONTEXT, SETTINGS
+from gateway.server.app_state import REDACTOR, REQUEST_TRACE, SERVER_CONTEXT, SETTINGS
 from gateway.server.connection import stalled_writing
 from gateway.server.sse_response import SSEResponse
 from gateway.server.stream_sink import StreamSink
@@ -137,7 +137,9 @@ class Relay:
         self._redactor = redactor
         self._parent = parent
         self._record = record
-        self._chain = Chain(route, template, self)
+        trace = request.get(REQUEST_TRACE)  # traced: each upstream call is a span too
+        observer = self if trace is None else trace.observe(self, record, template)
+        self._chain = Chain(route, template, observer)
         self._dialect = dialect
         self._provider: Provider = route.targets[0].provider
         self._call: UpstreamRequest | None = None

@@ -7,13 +7,14 @@ limits, the circuits and the response owners are shared by every replica on that
 saying which (`announce_store`; Redis by host, port and database: never the URL, which may
 hold a password). A shared
 store's calls are reported to `gateway_redis_call_seconds`, `gateway_redis_errors` and
-`gateway_state_fallbacks` (`StoreMetrics`); the app closes a store it built when it stops.
+`gateway_state_fallbacks` (`StoreMetrics`), and with tracing are spans of the requests that made
+them (`gateway.server.tracing`); the app closes a store it built when it stops.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import structlog
@@ -21,8 +22,12 @@ from aiohttp import web
 
 from gateway.observability import Metrics
 from gateway.server.app_state import METRICS, SETTINGS, STORE
+from gateway.server.tracing import observed_store
 from gateway.settings import GatewaySettings
 from gateway.state import MemoryStore, StateStore
+
+if TYPE_CHECKING:
+    from gateway.state.redis_link import RedisObserver
 
 __all__ = ["StoreMetrics", "announce_store", "build_store", "store_lifecycle"]
 
@@ -33,7 +38,7 @@ _log = structlog.get_logger("gateway.state")
 class _Observed(Protocol):
     """A store that reports its Redis calls (`RedisStore.observe`)."""
 
-    def observe(self, observer: StoreMetrics) -> None: ...
+    def observe(self, observer: RedisObserver) -> None: ...
 
 
 @runtime_checkable
@@ -97,7 +102,7 @@ def store_lifecycle(owned: bool) -> Callable[[web.Application], AsyncIterator[No
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
         if isinstance(store, _Observed):
-            store.observe(StoreMetrics(app[METRICS]))
+            store.observe(observed_store(app, StoreMetrics(app[METRICS])))
         yield
         if owned and isinstance(store, _Closing):
             await store.aclose()

@@ -58,6 +58,7 @@ from gateway.settings.sections import (
     StateSettings,
     TargetSettings,
     TimeoutSettings,
+    TracingSettings,
     UpstreamSettings,
 )
 from gateway.settings.sources import (
@@ -103,6 +104,7 @@ __all__ = [
     "StateSettings",
     "TargetSettings",
     "TimeoutSettings",
+    "TracingSettings",
     "UpstreamSettings",
     "load_settings",
     "load_settings_with_sources",
@@ -153,6 +155,7 @@ SECRET_FIELDS: Mapping[Loc, str] = {
     ),
     ("auth", "keys"): "name a file in auth.keys_file, or set GATEWAY_AUTH__KEYS (a JSON list)",
     ("state", "redis_url"): "set GATEWAY_STATE__REDIS_URL (it may hold Redis's password)",
+    ("tracing", "headers"): "set GATEWAY_TRACING__HEADERS (a JSON object)",
 }
 
 
@@ -231,6 +234,9 @@ class GatewaySettings(BaseSettings):
     )
     log: LogSettings = Field(LogSettings(), description="Logging (structlog).")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus metrics.")
+    tracing: TracingSettings = Field(
+        TracingSettings(), description="OpenTelemetry traces (OTLP/HTTP); off by default."
+    )
     auth: AuthSettings = Field(AuthSettings(), description="Gateway keys clients present.")
     cors: CorsSettings = Field(
         CorsSettings(), description="Browsers on other origins (CORS); none by default."
@@ -297,6 +303,7 @@ class GatewaySettings(BaseSettings):
         if self.state.redis_url is not None:
             url = self.state.redis_url.get_secret_value()
             values += [url, urlsplit(url).password or ""]
+        values += [value.get_secret_value() for value in self.tracing.headers.values()]
         return [value for value in values if value]
 
     def timeout_ceilings(self) -> Timeouts:

@@ -131,7 +131,8 @@ def _describe_type(annotation: Any) -> str:
     if origin is list:
         return f"list of {_describe_type(_unwrap(args[0])[0])}s"
     if origin is dict:
-        return "mapping of name to section"
+        value = args[1] if len(args) == 2 else None
+        return "mapping of name to " + ("section" if _is_model(value) else _describe_type(value))
     if _is_model(annotation):
         return "section"
     return _SCALAR_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))

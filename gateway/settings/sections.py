@@ -54,6 +54,7 @@ __all__ = [
     "StateSettings",
     "TargetSettings",
     "TimeoutSettings",
+    "TracingSettings",
     "UpstreamSettings",
 ]
 
@@ -498,6 +499,45 @@ class LogSettings(_Model):
     )
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="`auto`: pretty on a terminal, JSON otherwise."
+    )
+
+
+class TracingSettings(_Model):
+    """OpenTelemetry traces (OTLP over HTTP): a span per relayed request, one per upstream call
+    and per Redis call. Off by default."""
+
+    enabled: bool = Field(
+        False,
+        description="Export traces. Off: no span is made; a client's valid `traceparent` "
+        "and `tracestate` are still passed upstream unchanged.",
+    )
+    endpoint: HttpUrl = Field(
+        HttpUrl("http://127.0.0.1:4318/v1/traces"),
+        description="The OTLP/HTTP (protobuf) traces endpoint of a collector (default "
+        "`http://127.0.0.1:4318/v1/traces`).",
+    )
+    service_name: str = Field(
+        "sse-gateway",
+        min_length=1,
+        max_length=128,
+        description="`service.name` of the spans.",
+    )
+    sample_ratio: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces recorded; a client's `traceparent` decides for its "
+        "own trace (parent-based).",
+    )
+    record_content: bool = Field(
+        False,
+        description="Record the prompt (`gen_ai.input.messages`) on the request's span. "
+        "Off: no prompt or completion text is ever recorded.",
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Headers of every export (a collector's credentials): secret, never "
+        "in the config file, from `GATEWAY_TRACING__HEADERS` (a JSON object).",
     )
 
 

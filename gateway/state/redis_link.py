@@ -20,12 +20,14 @@ a restart are loaded again when it answers `NOSCRIPT`. A command whose caller al
 is not sent.
 
 Scripts (`Script`) are run by `EVALSHA` with the digest computed here. Every batch's time is
-reported to the observer, by operation name (a closed set of the store's own).
+reported to the observer, by operation name (a closed set of the store's own), in the context
+(`contextvars`) of the caller that gave the command: a trace's span is the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import time
 from collections import deque
@@ -88,6 +90,7 @@ class _Command:
     script: Script | None
     future: asyncio.Future[Any] | None  # None: sent and forgotten
     on_result: Callable[[Any], None] | None = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class RedisLink:
@@ -206,16 +209,16 @@ class RedisLink:
             self._down_until = time.monotonic() + self._retry_after_failure
             failure = RedisUnavailable(f"Redis is unavailable: {type(exc).__name__}")
             for command in batch:
-                self.observer.redis_error(command.operation)
+                command.context.run(self.observer.redis_error, command.operation)
                 _settle(command, failure)
             return
         seconds = time.monotonic() - started
         for command, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                self.observer.redis_error(command.operation)
+                command.context.run(self.observer.redis_error, command.operation)
                 _settle(command, RedisUnavailable(f"Redis refused {command.operation}"))
                 continue
-            self.observer.redis_call(command.operation, seconds)
+            command.context.run(self.observer.redis_call, command.operation, seconds)
             _settle(command, result)
 
     async def _execute(self, batch: Sequence[_Command]) -> list[Any]:
