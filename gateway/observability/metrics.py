@@ -187,7 +187,7 @@ class Metrics:
             "gateway_redis_call_seconds",
             "Round trip of the shared state's Redis commands, by operation (admit, release, "
             "charge, refresh, circuit_read, circuit_claim, circuit_verdict, owner_remember, "
-            "owner_get, owner_forget).",
+            "owner_get, owner_forget; flush: the readiness check).",
             ["operation"],
             buckets=REDIS_BUCKETS,
             registry=r,

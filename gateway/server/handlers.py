@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -36,7 +37,15 @@ from gateway.errors import (
 )
 from gateway.observability import RequestRecord
 from gateway.routing import CallTemplate
-from gateway.server.app_state import GATEWAY_KEYS, METRICS, RECORD, REDACTOR, ROUTER, SETTINGS
+from gateway.server.app_state import (
+    GATEWAY_KEYS,
+    METRICS,
+    RECORD,
+    REDACTOR,
+    ROUTER,
+    SETTINGS,
+    STORE,
+)
 from gateway.server.edge_request import read_api_request, timeout_overrides
 from gateway.server.lifecycle import LIFECYCLE
 from gateway.server.middlewares import REQUEST_ID
@@ -260,10 +269,25 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@runtime_checkable
+class _SharedStore(Protocol):
+    """A store shared through Redis (`RedisStore`): its policy, and whether Redis answers."""
+
+    on_error: str
+
+    async def reachable(self) -> bool: ...
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """Ready unless draining: a load balancer stops sending traffic when this turns 503."""
+    """Ready unless draining, or unless Redis is required (`state.on_error: closed`) and does
+    not answer (`RedisStore.reachable`: a cached check, at most one `PING` a second): a load
+    balancer stops sending traffic when this turns 503."""
     if request.app[LIFECYCLE].draining:
         return web.json_response({"status": "draining"}, status=503)
+    store = request.app[STORE]
+    shared = store if isinstance(store, _SharedStore) else None
+    if shared is not None and shared.on_error == "closed" and not await shared.reachable():
+        return web.json_response({"status": "redis_unavailable"}, status=503)
     return web.json_response({"status": "ready"})
 
 

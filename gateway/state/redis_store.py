@@ -23,11 +23,13 @@ the next request on.
 Time is the wall clock (`time.time`) by default, which every replica must share (NTP): the
 buckets' refills, leases' and owners' expiries and circuits' cooldowns are compared across
 replicas. Keys start with `prefix` (`state.redis_prefix`), so gateways of several fleets may
-share one Redis. `aclose()` sends what is queued and closes the connections.
+share one Redis. `reachable()` says whether Redis answers (for readiness: at most one `PING` a
+second, whoever asks). `aclose()` sends what is queued and closes the connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -47,7 +49,7 @@ from gateway.state.memory import (
 )
 from gateway.state.redis_admission import LEASE_TTL, OnError, RedisAdmission
 from gateway.state.redis_circuit import CACHE_TTL, RedisBackend
-from gateway.state.redis_link import RedisLink, RedisObserver
+from gateway.state.redis_link import RedisLink, RedisObserver, RedisUnavailable
 from gateway.state.redis_owners import RedisOwners
 from gateway.state.redis_streams import RedisStreamBuffers
 from gateway.state.slots import Slots
@@ -56,6 +58,7 @@ from gateway.state.store import AdmissionLease, CircuitChange, KeyLimits
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore", "redis_client"]
 
 DEFAULT_TIMEOUT = 0.05  # seconds: a Redis call's budget (`state.redis_timeout`)
+REACHABLE_TTL = 1.0  # seconds `reachable()` keeps its answer
 DEFAULT_PREFIX = "sse-gateway:"
 
 
@@ -128,6 +131,9 @@ class RedisStore:
         )
         self._backends: dict[str, RedisBackend] = {}
         self._on_change: Callable[[CircuitChange], None] | None = None
+        self._reachable = True
+        self._reachable_checked = -REACHABLE_TTL
+        self._reachable_check: asyncio.Task[bool] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -154,6 +160,27 @@ class RedisStore:
             )
         return backend
 
+    async def reachable(self) -> bool:
+        """Whether Redis answered a `PING` (after what is queued) within the budget, as of at
+        most `REACHABLE_TTL` seconds ago: one check at a time, shared by every caller, and none
+        while the last answer is fresh. Never raises, never waits past one budget."""
+        if time.monotonic() - self._reachable_checked < REACHABLE_TTL:
+            return self._reachable
+        if self._reachable_check is None:
+            self._reachable_check = asyncio.get_running_loop().create_task(self._check())
+        return await asyncio.shield(self._reachable_check)
+
+    async def _check(self) -> bool:
+        try:
+            await self.link.flush()
+            self._reachable = True
+        except RedisUnavailable:
+            self._reachable = False
+        finally:
+            self._reachable_checked = time.monotonic()
+            self._reachable_check = None
+        return self._reachable
+
     def backends(self) -> list[RedisBackend]:
         """Every backend made so far, in the order they were first asked for."""
         return list(self._backends.values())
@@ -167,6 +194,8 @@ class RedisStore:
 
     async def aclose(self) -> None:
         self.streams.close()
+        if self._reachable_check is not None:
+            await asyncio.gather(self._reachable_check, return_exceptions=True)
         await self.admission.aclose()
         await self.link.aclose()
 

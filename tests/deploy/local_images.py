@@ -9,6 +9,12 @@
 - `ensure_prometheus_image`: the host's Debian `prometheus` binary on that base, laid out like
   `prom/prometheus` (entrypoint /bin/prometheus, config /etc/prometheus, data /prometheus, user
   nobody), so docker-compose.yml runs it unchanged through `PROMETHEUS_IMAGE`.
+- `ensure_service_images`: stand-ins for `redis:7` and `haproxy:2.8`, made the same way from
+  Debian's `redis-server` and `haproxy` packages (one root filesystem, cached as a tarball,
+  imported twice): `redis-server` and `redis-cli` on the PATH, run as user redis; HAProxy's
+  entrypoint and default command as in the official image (`haproxy -W -db -f
+  /usr/local/etc/haproxy/haproxy.cfg`, user haproxy), so deploy/replicas/docker-compose.yml
+  runs them unchanged through `REDIS_IMAGE` and `LB_IMAGE`.
 """
 
 from __future__ import annotations
@@ -22,10 +28,16 @@ from pathlib import Path
 
 from tests.deploy.docker_engine import DockerEngine
 
-__all__ = ["ensure_base_image", "ensure_prometheus_image", "host_ca_certificates"]
+__all__ = [
+    "ensure_base_image",
+    "ensure_prometheus_image",
+    "ensure_service_images",
+    "host_ca_certificates",
+]
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+SERVICE_PACKAGES = ("redis-server", "haproxy", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 IMPORT_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -81,23 +93,65 @@ def ensure_base_image(engine: DockerEngine, cache_dir: Path) -> str:
     tag = f"localhost/sse-gateway-base:{suite}-{digest}"
     if _image_exists(engine, tag):
         return tag
-    tarball = cache_dir / f"base-{suite}-{digest}.tar"
+    tarball = _rootfs_tarball(cache_dir, "base", suite, PACKAGES)
+    _import(engine, tarball, tag, IMPORT_CHANGES)
+    return tag
+
+
+def _rootfs_tarball(cache_dir: Path, name: str, suite: str, packages: tuple[str, ...]) -> Path:
+    """`<cache>/<name>-<suite>-<digest>.tar`, a minbase root filesystem with `packages`;
+    made by debootstrap the first time (older tarballs of `name` removed)."""
+    digest = hashlib.sha256(f"{suite}:{','.join(packages)}".encode()).hexdigest()[:12]
+    tarball = cache_dir / f"{name}-{suite}-{digest}.tar"
     if not tarball.exists():
-        _debootstrap_tarball(suite, tarball)
-        for stale in cache_dir.glob("base-*.tar"):
+        _debootstrap_tarball(suite, tarball, packages)
+        for stale in cache_dir.glob(f"{name}-*.tar"):
             if stale != tarball:
                 stale.unlink()
+    return tarball
+
+
+def _import(engine: DockerEngine, tarball: Path, tag: str, changes: tuple[str, ...]) -> None:
     engine.docker(
         "import",
-        *(arg for change in IMPORT_CHANGES for arg in ("-c", change)),
+        *(arg for change in changes for arg in ("-c", change)),
         str(tarball),
         tag,
         timeout=300,
     )
-    return tag
 
 
-def _debootstrap_tarball(suite: str, tarball: Path) -> None:
+REDIS_CHANGES = (
+    *IMPORT_CHANGES[:2],
+    "USER redis",
+    "WORKDIR /var/lib/redis",
+    'CMD ["redis-server"]',
+)
+HAPROXY_CHANGES = (
+    *IMPORT_CHANGES[:2],
+    "USER haproxy",
+    'ENTRYPOINT ["haproxy", "-W", "-db"]',
+    'CMD ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
+)
+
+
+def ensure_service_images(engine: DockerEngine, cache_dir: Path) -> tuple[str, str]:
+    """Tags of the Redis and HAProxy stand-ins (Debian's packages); made the first time."""
+    suite = _os_release().get("VERSION_CODENAME") or "bookworm"
+    digest = hashlib.sha256(f"{suite}:{','.join(SERVICE_PACKAGES)}".encode()).hexdigest()[:12]
+    tags = (
+        f"localhost/sse-gateway-redis:{suite}-{digest}",
+        f"localhost/sse-gateway-haproxy:{suite}-{digest}",
+    )
+    if all(_image_exists(engine, tag) for tag in tags):
+        return tags
+    tarball = _rootfs_tarball(cache_dir, "services", suite, SERVICE_PACKAGES)
+    for tag, changes in zip(tags, (REDIS_CHANGES, HAPROXY_CHANGES), strict=True):
+        _import(engine, tarball, tag, changes)
+    return tags
+
+
+def _debootstrap_tarball(suite: str, tarball: Path, packages: tuple[str, ...]) -> None:
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tarball.parent))
@@ -107,7 +161,7 @@ def _debootstrap_tarball(suite: str, tarball: Path) -> None:
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
+                f"--include={','.join(packages)}",
                 suite,
                 str(rootfs),
                 host_debian_mirror(),

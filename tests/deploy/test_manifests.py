@@ -15,6 +15,7 @@ import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -155,18 +156,20 @@ def test_prometheus_config_scrapes_the_gateway_every_few_seconds() -> None:
     assert _duration_seconds(interval) <= 15
 
 
+def _run_tool(*argv: str, env_var: str) -> subprocess.CompletedProcess[str]:
+    """`argv` run to its end (skipped, or failed under `env_var`=1, without the tool)."""
+    missing = missing_tools(argv[0])
+    require(f"not installed: {argv[0]}" if missing else None, env_var=env_var)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_promtool_accepts_the_prometheus_config() -> None:
-    missing = missing_tools("promtool")
-    require(
-        "not installed: promtool" if missing else None,
+    result = _run_tool(
+        "promtool",
+        "check",
+        "config",
+        str(ROOT / "config/prometheus.yml"),
         env_var="SSE_GATEWAY_REQUIRE_PROMETHEUS_TEST",
-    )
-    result = subprocess.run(
-        ["promtool", "check", "config", str(ROOT / "config/prometheus.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -191,8 +194,7 @@ def test_dashboard_has_a_query_in_every_panel_and_the_promised_panels() -> None:
         assert all(exprs), f"panel {panel['title']!r} has a target without a query"
         datasource = panel.get("datasource", {})
         assert datasource.get("type") == "prometheus", panel["title"]
-    everything = "\n".join(query.expr for query in dashboard_queries())
-    for needed in (
+    _assert_dashboard_queries_match(
         r"gateway_active_streams",
         *(
             rf"histogram_quantile\({q}, sum by \(le\) \(rate\({TTFB}_bucket"
@@ -204,7 +206,12 @@ def test_dashboard_has_a_query_in_every_panel_and_the_promised_panels() -> None:
         r"sum by \(kind\) \(rate\(gateway_tokens_total",
         r"sum by \(outcome\) \(rate\(gateway_requests_total",
         r"sum by \(phase\) \(rate\(gateway_client_disconnects_total",
-    ):
+    )
+
+
+def _assert_dashboard_queries_match(*patterns: str) -> None:
+    everything = "\n".join(query.expr for query in dashboard_queries())
+    for needed in patterns:
         assert re.search(needed, everything), f"no dashboard query matches {needed}"
 
 
@@ -397,3 +404,263 @@ def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
                 assert (ROOT / source).exists(), f"COPY {source}: missing from the repository"
                 assert any(source == a or source.startswith(a + "/") for a in allowed), source
     assert (ROOT / "docker/ca-certificates/README.md").is_file()
+
+
+# ---- deploy/replicas: two gateways sharing Redis behind HAProxy ----
+
+REPLICAS_DIR = ROOT / "deploy" / "replicas"
+REPLICAS_COMPOSE = REPLICAS_DIR / "docker-compose.yml"
+GATEWAY_REPLICAS = ("gateway-1", "gateway-2")
+
+
+def _replicas_compose() -> dict[str, Any]:
+    compose: dict[str, Any] = _yaml(REPLICAS_COMPOSE)
+    return compose
+
+
+def _haproxy_sections() -> dict[str, list[list[str]]]:
+    """haproxy.cfg as {"defaults": [[keyword, args...], ...], "backend gateways": ...}."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for raw in (REPLICAS_DIR / "haproxy.cfg").read_text().splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            current = sections.setdefault(" ".join(line.split()[:2]), [])
+        else:
+            current.append(line.split())
+    return sections
+
+
+def _directive(section: list[list[str]], *keywords: str) -> list[str] | None:
+    for line in section:
+        if line[: len(keywords)] == list(keywords):
+            return line[len(keywords) :]
+    return None
+
+
+def test_replicas_compose_has_redis_two_gateways_a_balancer_and_monitoring() -> None:
+    compose = _replicas_compose()
+    assert str(compose["version"]).startswith("3.")
+    assert set(compose["services"]) == {
+        "redis",
+        *GATEWAY_REPLICAS,
+        "lb",
+        "prometheus",
+        "grafana",
+    }
+    services = compose["services"]
+    assert services["redis"]["image"] == "${REDIS_IMAGE:-redis:7}"
+    assert services["lb"]["image"].startswith("${LB_IMAGE:-haproxy:")
+    assert "--save" in services["redis"]["command"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert isinstance(port, str), f"{name}: use the short 'IP:HOST:CONTAINER' form"
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert "ports" not in services["redis"], "Redis is for the gateways only"
+    for source in (v.split(":")[0] for s in services.values() for v in s.get("volumes", [])):
+        if source.startswith("."):
+            assert (REPLICAS_DIR / source).resolve().exists(), f"compose mounts {source}"
+
+
+def test_replicas_share_one_redis_and_are_reached_only_through_the_balancer() -> None:
+    services = _replicas_compose()["services"]
+    first, second = (services[name] for name in GATEWAY_REPLICAS)
+    assert first["environment"] == second["environment"]
+    environment = first["environment"]
+    assert environment["GATEWAY_STATE__REDIS_URL"] == "${GATEWAY_REDIS_URL:-redis://redis:6379/0}"
+    assert environment["GATEWAY_STATE__ON_ERROR"] == "${GATEWAY_STATE_ON_ERROR:-open}"
+    assert first["build"]["context"] == "../.."
+    assert first["image"] == second["image"]
+    assert first["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    for replica in (first, second):
+        # Only the metrics port is published: the API is served through HAProxy.
+        assert [port.rsplit(":", 1)[1] for port in replica["ports"]] == ["9464"]
+        assert _duration_seconds(replica["stop_grace_period"]) > DRAIN_SECONDS
+        assert replica["read_only"] is True
+    assert [port.rsplit(":", 1)[1] for port in services["lb"]["ports"]] == ["8080", "8404"]
+    mounts = dict(v.split(":")[:2] for v in services["lb"]["volumes"])
+    assert mounts["./haproxy.cfg"] == "/usr/local/etc/haproxy/haproxy.cfg"
+
+
+def test_haproxy_balances_the_replicas_for_sse() -> None:
+    sections = _haproxy_sections()
+    defaults, backend = sections["defaults"], sections["backend gateways"]
+    assert _directive(defaults, "mode") == ["http"]
+    assert _directive(defaults, "option", "http-no-delay") == []
+    for side in ("client", "server"):
+        timeout = _directive(defaults, "timeout", side)
+        assert timeout, f"timeout {side}"
+        # Longer than any stream the gateway keeps (max_timeouts.total: at most 3600 s).
+        assert _duration_seconds(timeout[0]) >= 3600, timeout
+    everything = " ".join(" ".join(line) for lines in sections.values() for line in lines)
+    assert "compression" not in everything, "compressing buffers an SSE stream"
+    assert "http-server-close" not in everything, "keep-alive to the replicas"
+    assert "httpclose" not in everything
+    assert _directive(backend, "balance") == ["leastconn"]
+    assert _directive(backend, "http-check", "send")[:4] == ["meth", "GET", "uri", "/readyz"]  # type: ignore[index]
+    assert _directive(backend, "http-check", "expect") == ["status", "200"]
+    assert "check" in (_directive(backend, "default-server") or [])
+    servers = [line[1:3] for line in backend if line[0] == "server"]
+    assert servers == [[name, f"{name}:8080"] for name in GATEWAY_REPLICAS]
+    assert _directive(sections["frontend api"], "bind") == [":8080"]
+
+
+def test_haproxy_accepts_its_config() -> None:
+    result = _run_tool(
+        "haproxy",
+        "-c",
+        "-f",
+        str(REPLICAS_DIR / "haproxy.cfg"),
+        env_var="SSE_GATEWAY_REQUIRE_CONTAINER_TEST",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The replicas' names resolve only inside the compose network; nothing else may warn.
+    warnings = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "WARNING" in line and "could not resolve address" not in line
+    ]
+    assert not warnings, warnings
+
+
+def test_replicas_prometheus_scrapes_each_replica_not_the_balancer() -> None:
+    config = _yaml(REPLICAS_DIR / "prometheus.yml")
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "sse-gateway"  # the dashboard's and the tests' job
+    (static,) = job["static_configs"]
+    assert static["targets"] == [f"{name}:9464" for name in GATEWAY_REPLICAS]
+    interval = job.get("scrape_interval", config["global"]["scrape_interval"])
+    assert _duration_seconds(interval) <= 15
+    mounts = dict(
+        v.split(":")[:2] for v in _replicas_compose()["services"]["prometheus"]["volumes"]
+    )
+    assert mounts["./prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+
+
+def test_promtool_and_docker_compose_accept_the_replicas_files() -> None:
+    missing = missing_tools("promtool", "docker-compose")
+    require(
+        f"not installed: {', '.join(missing)}" if missing else None,
+        env_var="SSE_GATEWAY_REQUIRE_CONTAINER_TEST",
+    )
+    check = _run_tool(
+        "promtool",
+        "check",
+        "config",
+        str(REPLICAS_DIR / "prometheus.yml"),
+        env_var="SSE_GATEWAY_REQUIRE_PROMETHEUS_TEST",
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "DOCKER_"))}
+    env |= {"REDIS_IMAGE": "localhost/redis:test", "GATEWAY_STATE_ON_ERROR": "closed"}
+    rendered = subprocess.run(
+        ["docker-compose", "-f", str(REPLICAS_COMPOSE), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    services = yaml.safe_load(rendered.stdout)["services"]
+    assert services["redis"]["image"] == "localhost/redis:test"
+    for name in GATEWAY_REPLICAS:
+        assert services[name]["environment"]["GATEWAY_STATE__ON_ERROR"] == "closed"
+        assert Path(services[name]["build"]["context"]) == ROOT
+
+
+def test_dashboard_shows_each_replica_and_the_shared_state() -> None:
+    _assert_dashboard_queries_match(
+        r"sum by \(instance\) \(rate\(gateway_requests_total",
+        r"sum by \(instance\) \(gateway_active_streams",
+        r"histogram_quantile\(0\.99, sum by \(le\) \(rate\(gateway_redis_call_seconds_bucket",
+        r"sum by \(instance, operation\) \(rate\(gateway_redis_errors_total",
+        r"sum by \(instance, operation\) \(rate\(gateway_state_fallbacks_total",
+        r"count\(?.*gateway_build_info",
+    )
+
+
+# ---- Kubernetes at scale: Redis, the HPA ----
+
+
+def test_k8s_gateway_reads_the_redis_url_from_a_secret_naming_the_redis_service() -> None:
+    objects = _k8s_objects()
+    (container,) = _deployment()["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    ref = env["GATEWAY_STATE__REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    secret = objects[f"Secret/{ref['name']}"]
+    url = urlsplit(secret["stringData"][ref["key"]])
+    service = objects[f"Service/{url.hostname}"]
+    assert url.scheme == "redis"
+    assert url.port in {port["port"] for port in service["spec"]["ports"]}
+    redis = objects["Deployment/sse-gateway-redis"]
+    pod = redis["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (redis_container,) = pod["spec"]["containers"]
+    assert redis_container["image"].startswith("redis:")
+    assert {"cpu", "memory"} <= set(redis_container["resources"]["requests"])
+    assert redis_container["securityContext"]["readOnlyRootFilesystem"] is True
+    kustomization = _yaml(K8S / "kustomization.yaml")
+    assert {"redis.yaml", "redis-secret.yaml", "horizontalpodautoscaler.yaml"} <= set(
+        kustomization["resources"]
+    )
+
+
+def test_k8s_redis_pods_are_not_gateway_pods_and_only_gateways_reach_them() -> None:
+    objects = _k8s_objects()
+    redis_labels = objects["Deployment/sse-gateway-redis"]["spec"]["template"]["metadata"]["labels"]
+    gateway_labels = _deployment()["spec"]["template"]["metadata"]["labels"]
+    for selector in (
+        objects["Service/sse-gateway"]["spec"]["selector"],
+        objects["PodDisruptionBudget/sse-gateway"]["spec"]["selector"]["matchLabels"],
+        _deployment()["spec"]["selector"]["matchLabels"],
+    ):
+        assert not selector.items() <= redis_labels.items(), selector
+    policy = objects["NetworkPolicy/sse-gateway-redis"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchLabels"].items() <= gateway_labels.items()
+
+
+def test_k8s_hpa_keeps_at_least_two_gateways_and_scales_on_cpu() -> None:
+    objects = _k8s_objects()
+    hpa = objects["HorizontalPodAutoscaler/sse-gateway"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "sse-gateway")
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    (cpu,) = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource"]
+    assert cpu["resource"]["name"] == "cpu"
+    assert 0 < cpu["resource"]["target"]["averageUtilization"] <= 100
+    deployment = _deployment()
+    assert "replicas" not in deployment["spec"], "the HPA owns the count; apply must not reset it"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "cpu" in container["resources"]["requests"], "utilization is relative to the request"
+    pdb = objects["PodDisruptionBudget/sse-gateway"]["spec"]
+    assert pdb["minAvailable"] < hpa["spec"]["minReplicas"], "a drain must be able to evict one"
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
+
+
+def test_k8s_config_map_shares_state_with_a_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    objects = _k8s_objects()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-secret")
+    monkeypatch.setenv(
+        "GATEWAY_STATE__REDIS_URL",
+        objects["Secret/sse-gateway-redis"]["stringData"]["GATEWAY_STATE__REDIS_URL"],
+    )
+    config = tmp_path / "gateway.yaml"
+    config.write_text(objects["ConfigMap/sse-gateway-config"]["data"]["gateway.yaml"])
+    settings = load_settings(config)
+    assert settings.state.redis_url is not None
+    assert settings.state.redis_url.get_secret_value() == "redis://sse-gateway-redis:6379/0"
+    assert settings.state.on_error in {"open", "closed"}

@@ -255,6 +255,11 @@ async def _evaluation_problems(
     return []
 
 
+#: Labels Prometheus itself gives every scraped series (the target's): per-replica panels group
+#: by `instance`, which no exposition carries.
+TARGET_LABELS = frozenset({"instance", "job"})
+
+
 def _exposition_problems(query: PanelQuery, exposition: Exposition) -> list[str]:
     """What the expression needs from the gateway's exposition and does not find there."""
     problems: list[str] = []
@@ -268,7 +273,7 @@ def _exposition_problems(query: PanelQuery, exposition: Exposition) -> list[str]
             problems.append(f"{query}: {name} has no label {sorted(labels - known)}")
     if names and all(exposition.has_samples(name) for name in names):
         available = frozenset().union(*(exposition.sample_labels[name] for name in names))
-        missing = grouping_labels(query.expr) - {"le"} - available
+        missing = grouping_labels(query.expr) - {"le", *TARGET_LABELS} - available
         if missing:
             problems.append(f"{query}: groups by labels its metrics lack: {sorted(missing)}")
     return problems
