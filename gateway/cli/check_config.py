@@ -102,6 +102,17 @@ def _upstream(
             "set": upstream.api_key is not None,
             "source": _key_source(name, upstream, sources),
         },
+        # A pool: each deployment's name, URL, weight and whether its key is set (never the key).
+        "deployments": [
+            {
+                "name": deployment.name,
+                "base_url": str(deployment.base_url) if deployment.base_url else None,
+                "weight": deployment.weight,
+                "key_set": deployment.api_key is not None,
+            }
+            for deployment in upstream.deployments or ()
+        ],
+        "strategy": upstream.strategy if upstream.deployments else None,
     }
 
 
@@ -189,8 +200,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         (
             name,
             upstream["kind"],
-            upstream["base_url"] or "(built-in)",
-            _key_text(upstream["key"]),
+            _where_text(upstream),
+            _key_text(upstream["key"], upstream["deployments"]),
         )
         for name, upstream in summary["upstreams"].items()
     ]
@@ -232,7 +243,17 @@ def _retry_text(route: dict[str, Any]) -> str:
     return text
 
 
-def _key_text(key: dict[str, Any]) -> str:
+def _where_text(upstream: dict[str, Any]) -> str:
+    pool = upstream["deployments"]
+    if pool:
+        return f"{len(pool)} deployments ({upstream['strategy']})"
+    return str(upstream["base_url"] or "(built-in)")
+
+
+def _key_text(key: dict[str, Any], pool: list[dict[str, Any]]) -> str:
+    if pool:
+        keyed = sum(deployment["key_set"] for deployment in pool)
+        return f"keys set for {keyed} of {len(pool)} deployments"
     return f"key set ({key['source']})" if key["set"] else "key not set"
 
 

@@ -207,6 +207,36 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        deployment = ["upstream", "deployment", "model"]
+        self.deployment_calls = Counter(
+            "gateway_deployment_calls",
+            "Calls to each deployment of a pooled upstream, by verdict (succeeded, failed - "
+            "the deployment's fault -, abandoned); labels from the configuration only.",
+            [*deployment, "outcome"],
+            registry=r,
+        )
+        self.deployment_in_flight = Gauge(
+            "gateway_deployment_in_flight",
+            "Calls in flight to each deployment of a pooled upstream.",
+            deployment,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.deployment_ttft = Histogram(
+            "gateway_deployment_time_to_first_token_seconds",
+            "From a call's start to its answer (a stream's first event, a whole body), per "
+            "deployment: what `lowest_latency` averages.",
+            deployment,
+            buckets=TTFB_BUCKETS,
+            registry=r,
+        )
+        self.deployment_circuit_state = Gauge(
+            "gateway_deployment_circuit_state",
+            "Each deployment's circuit: 0 closed, 1 half-open, 2 open; the worst of the workers.",
+            deployment,
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.build_info = Gauge(
             "gateway_build_info",
             "Always 1; the labels say which build is running.",

@@ -14,7 +14,9 @@ a sanitised message for the statuses whose message is the client's business (400
 `{"error": {"message", "code", "param"}}` and Anthropic's `{"type": "error", "error": {"type",
 "message"}}` are both understood) and the gateway's own message otherwise (no upstream HTML,
 URLs or keys reach a client). Anthropic's 529 (overloaded) is a server error like any 5xx,
-named as such.
+named as such. A 400 whose code is `content_filter` (Azure OpenAI's shape, with an
+`innererror.content_filter_result`) keeps that code and gets the gateway's own message naming
+the categories that fired.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from gateway.streaming import Context, error_for_status
 from gateway.transport import AiohttpClient, HTTPClient, HTTPResponse
 
 __all__ = [
+    "CONTENT_FILTER",
     "HTTPProvider",
     "HTTPUpstreamResponse",
     "raise_for_upstream_status",
@@ -56,6 +59,10 @@ _RETRY_AFTER = re.compile(
     r"^\s*(\d{1,7}(\.\d+)?|[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} [\d:]{8} GMT)\s*$"
 )
 _MAX_MESSAGE = 500
+#: The code of a prompt refused by a content filter (Azure OpenAI's 400).
+CONTENT_FILTER = "content_filter"
+_CATEGORY = re.compile(r"^[a-z][a-z_\-]{0,31}$")
+_SEVERITIES = frozenset({"safe", "low", "medium", "high"})
 _MAX_RETRY_AFTER = 10_000_000  # seconds; the same 7 digits `_RETRY_AFTER` accepts
 #: The gateway's own message for statuses that say more than "server error".
 _STATUS_MESSAGES = {529: "the upstream is overloaded"}
@@ -63,7 +70,7 @@ _STATUS_MESSAGES = {529: "the upstream is overloaded"}
 #: an error page with a 200). Anything else is given the benefit of the doubt and framed as SSE.
 _NOT_A_STREAM = frozenset({"application/json", "text/html"})
 
-AuthScheme = Literal["bearer", "x-api-key"]
+AuthScheme = Literal["bearer", "x-api-key", "api-key"]
 
 
 class HTTPProvider(Provider):
@@ -109,6 +116,16 @@ class HTTPProvider(Provider):
         """Headers this API wants on every call, before the client's forwarded ones."""
         return {}
 
+    def url_for(self, request: UpstreamRequest) -> str:
+        """Where `request` goes: `base_url + request.path` unless the API lays out its URLs
+        otherwise (Azure's deployment URLs)."""
+        return self.base_url + request.path
+
+    @property
+    def base_url(self) -> str:
+        """The upstream's base URL as configured, without a trailing `/`."""
+        return self._base_url
+
     async def start(self) -> None:
         await self._client.start()
 
@@ -118,7 +135,7 @@ class HTTPProvider(Provider):
     async def open(self, ctx: Context, request: UpstreamRequest) -> UpstreamResponse:
         response = await self._client.send(
             request.method,
-            self._base_url + request.path,
+            self.url_for(request),
             body=request.body,
             headers=self._headers(request),
             stream=request.stream,
@@ -173,8 +190,8 @@ def _served(spoken: tuple[Api, ...], wanted: Sequence[str] | None) -> tuple[Api,
 def _auth_headers(key: str | None, scheme: AuthScheme) -> dict[str, str]:
     if not key:
         return {}
-    if scheme == "x-api-key":
-        return {"x-api-key": key}
+    if scheme in ("x-api-key", "api-key"):
+        return {scheme: key}
     return {"Authorization": f"Bearer {key}"}
 
 
@@ -221,6 +238,8 @@ async def raise_for_upstream_status(
         raise ResourceNotFound(sanitize_message(message, redactor) if message else None)
     if status in (400, 422):
         message, code, param = _error_details(body, redactor)
+        if code == CONTENT_FILTER:
+            message = _content_filter_message(body)
         raise UpstreamBadRequest(
             sanitize_message(message, redactor) if message else None,
             upstream_code=code,
@@ -295,6 +314,24 @@ def _error_details(
         _identifier(error.get("code"), redactor),
         _identifier(error.get("param"), redactor),
     )
+
+
+def _content_filter_message(body: bytes) -> str:
+    """The gateway's own message for a prompt a content filter refused, naming the categories
+    that fired: Azure's `error.innererror.content_filter_result` (`{"hate": {"filtered": true,
+    "severity": "high"}, "jailbreak": {"filtered": true, "detected": true}, ...}`). Only
+    category names of Azure's shape and its four severities are shown."""
+    error = json.loads(body)["error"]  # `_error_details` found the code there
+    inner = error.get("innererror")
+    results = inner.get("content_filter_result") if isinstance(inner, dict) else None
+    fired = []
+    for name, result in results.items() if isinstance(results, dict) else ():
+        if not (_CATEGORY.match(name) and isinstance(result, dict) and result.get("filtered")):
+            continue
+        severity = result.get("severity")
+        fired.append(f"{name} ({severity})" if severity in _SEVERITIES else name)
+    message = "the prompt was rejected by the upstream's content filter"
+    return f"{message}: {', '.join(fired)}" if fired else message
 
 
 def _identifier(value: object, redactor: Redactor | None) -> str | None:

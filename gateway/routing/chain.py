@@ -134,23 +134,27 @@ class Chain:
 
         Each target is tried as the route's `FailurePolicy` says: again after a wait, or the
         next one at once, or not at all (the error is raised). A target whose circuit is open
-        is skipped; if that leaves no call to make, those targets are called anyway, in order:
-        a breaker decides where a request goes, it never turns one away by itself. When every
-        target failed, the last error of a call is raised (or, if no call could be made, why
-        not). With `keep`, the answering call's slot stays taken: the caller gives it back
-        (`chain.kept.release()`) when its use of the answer is over.
+        is skipped; a pool's deployments are tried in its strategy's order, each once but the
+        last, before the next target. If that leaves no call to make, those targets are called
+        anyway, in order: a breaker decides where a request goes, it never turns one away by
+        itself. When every target failed, the last error of a call is raised (or, if no call
+        could be made, why not). With `keep`, the answering call's slot stays taken: the
+        caller gives it back (`chain.kept.release()`) when its use of the answer is over.
         """
         walk = _Walk()
         targets = self.route.targets
-        for index, target in enumerate(targets):
-            try:
-                return target, await self._on_target(ctx, target, attempt, keep, walk)
-            except _Skipped as skipped:
-                reason = skipped.reason
-            except _Exhausted as exhausted:
-                reason = type(exhausted.error).code
-            if index + 1 < len(targets):
-                self._observer.failing_over(target, reason)
+        for index, entry in enumerate(targets):
+            members = entry.members()  # a pool's deployments, in its strategy's order
+            for number, target in enumerate(members):
+                last = number + 1 == len(members)
+                try:
+                    return target, await self._on_target(ctx, target, attempt, keep, walk, last)
+                except _Skipped as skipped:
+                    reason = skipped.reason
+                except _Exhausted as exhausted:
+                    reason = type(exhausted.error).code
+                if index + 1 < len(targets) or not last:
+                    self._observer.failing_over(target, reason)
         if walk.failure is None:
             walk.last_resort = True
             for target in walk.open_circuits:
@@ -161,9 +165,16 @@ class Chain:
         raise error
 
     async def _on_target(
-        self, ctx: Context, target: Target, attempt: Attempt[T], keep: bool, walk: _Walk
+        self,
+        ctx: Context,
+        target: Target,
+        attempt: Attempt[T],
+        keep: bool,
+        walk: _Walk,
+        retries: bool = True,
     ) -> T:
-        """`target`'s answer, after as many attempts as the policy allows.
+        """`target`'s answer, after as many attempts as the policy allows (one without
+        `retries`: a pool's deployment before its last moves on to the next at once).
 
         Raises `_Skipped` (no call made), `_Exhausted` (the request should fail over), or the
         error itself when the policy says to stop; `walk` keeps what the caller needs to know.
@@ -178,7 +189,7 @@ class Chain:
                 if decision is Decision.STOP:
                     raise
                 walk.failure = error
-                retrying = decision is Decision.RETRY
+                retrying = retries and decision is Decision.RETRY
                 delay = self._retry_delay(ctx, error, number) if retrying else None
                 if delay is None:
                     raise _Exhausted(error) from None

@@ -108,13 +108,15 @@ class Continuation:
     def candidates(self, after: Target) -> list[Target]:
         """The targets that may continue a stream `after` was serving, in the order to ask
         them: the next ones in the chain, then the ones before it, then `after` itself -
-        those declaring `prefill` only."""
+        those declaring `prefill` only. A pool stands for its deployments (`after`'s own
+        pool: its others, then `after`)."""
         targets = self._targets
-        if after not in targets:
-            return [target for target in targets if target.prefill]
-        index = targets.index(after)
-        ordered = targets[index + 1 :] + targets[:index] + (after,)
-        return [target for target in ordered if target.prefill]
+        index = next((i for i, t in enumerate(targets) if after in t.deployments()), None)
+        if index is None:
+            return [member for target in targets if target.prefill for member in target.members()]
+        own = [member for member in targets[index].members() if member != after]
+        ordered = [m for target in targets[index + 1 :] + targets[:index] for m in target.members()]
+        return [target for target in [*ordered, *own, after] if target.prefill]
 
     async def take(self, target: Target) -> CallLease | None:
         """Claim one continuation call on `target`: a call left, and its backend's lease (its

@@ -17,6 +17,9 @@ it speaks it (relayed byte-exact), else in the first API it speaks that a transl
 
 Targets that name the same upstream and model share their state (a `gateway.state.Backend`:
 requests in flight, health) across routes: it is one backend however many names route to it.
+A target on an upstream with deployments is a pool (`Target.pool`, `gateway.routing.pools`):
+one member target per deployment, each its own provider and backend; `Target.members()` is
+what a request tries, in its strategy's order.
 `Router` takes the resolved routes; `gateway.routing.routes.build_routes` makes them from the
 settings, the providers and the state store.
 """
@@ -31,6 +34,7 @@ from gateway.apis import Api
 from gateway.errors import InvalidRequest, UnknownModel
 from gateway.providers import Provider
 from gateway.routing.policy import FailurePolicy
+from gateway.routing.pools import DeploymentBackend, Pool
 from gateway.state import Backend
 from gateway.streaming import Timeouts
 from gateway.translation import translation_for
@@ -61,6 +65,18 @@ class Target:
     #: The output limit sent when a translated request gave none and the target's API needs
     #: one (Anthropic's `max_tokens`).
     default_max_tokens: int = 4096
+    #: The deployments of a pooled upstream, one member target each (whose own `pool` is
+    #: None); this target's `provider` and `backend` are then its first member's.
+    pool: Pool[Target] | None = field(default=None, compare=False)
+
+    def members(self) -> list[Target]:
+        """The targets a request tries for this one: itself, or its pool's members in the
+        order its strategy gives this request."""
+        return [self] if self.pool is None else self.pool.order()
+
+    def deployments(self) -> tuple[Target, ...]:
+        """Every target this one stands for: itself, or its pool's members (in config order)."""
+        return (self,) if self.pool is None else self.pool.members
 
     @property
     def name(self) -> str:
@@ -149,9 +165,19 @@ class Router:
         return [route.name for route in self._patterns]
 
     def backends(self) -> list[Backend]:
-        """Every target's backend, once each (targets naming one backend share it)."""
-        unique = {id(t.backend): t.backend for route in self.routes for t in route.targets}
+        """Every target's backend (each deployment's, for a pool), once each (targets naming
+        one backend share it)."""
+        unique = {
+            id(member.backend): member.backend
+            for route in self.routes
+            for target in route.targets
+            for member in target.deployments()
+        }
         return list(unique.values())
+
+    def deployment_backends(self) -> list[DeploymentBackend]:
+        """The backends of the pools' deployments, once each."""
+        return [b for b in self.backends() if isinstance(b, DeploymentBackend)]
 
 
 def _check_api(model: str, route: Route, api: Api) -> None:

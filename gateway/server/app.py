@@ -39,6 +39,7 @@ from gateway.server.app_state import (
 from gateway.server.auth import GatewayKeys
 from gateway.server.circuits import watch_circuits
 from gateway.server.cors import CorsPolicy, cors_middlewares, send_cors_headers
+from gateway.server.deployments import DeploymentMetrics
 from gateway.server.handlers import (
     api_handler,
     follow_up_handler,
@@ -108,7 +109,7 @@ def create_app(
     if store is None:
         store = build_store(settings)
     app[STORE] = store
-    app[ROUTER] = Router(build_routes(settings, providers, store))
+    app[ROUTER] = Router(build_routes(settings, providers, store, DeploymentMetrics(metrics)))
     app[METRICS] = metrics
     watch_circuits(app[ROUTER], store, app[METRICS])
     app[GATEWAY_KEYS] = GatewayKeys.from_settings(settings.auth)

@@ -1,4 +1,5 @@
-"""Circuit transitions made observable: the `gateway_circuit_state` gauge and one log line each.
+"""Circuit transitions made observable: the `gateway_circuit_state` gauge (and, for a pool's
+deployment, `gateway_deployment_circuit_state`) and one log line each.
 
 `watch_circuits(router, store, metrics)` is called once per app: every target's circuit starts
 at its state in the gauge (0, closed, for a new store), so a dashboard sees every target, and
@@ -27,12 +28,21 @@ _EVENTS = {
 def watch_circuits(router: Router, store: Backends, metrics: Metrics) -> None:
     """Report every circuit of `router`'s backends to `metrics` and the log from now on."""
 
+    deployments = {backend.name: backend.deployment for backend in router.deployment_backends()}
+
+    def show(backend: str, state: CircuitState) -> None:
+        metrics.circuit_state.labels(backend).set(int(state))
+        deployment = deployments.get(backend)
+        if deployment is not None:
+            labels = (deployment.upstream, deployment.name, deployment.model)
+            metrics.deployment_circuit_state.labels(*labels).set(int(state))
+
     def changed(change: CircuitChange) -> None:
         state = change.state
-        metrics.circuit_state.labels(change.backend).set(int(state))
+        show(change.backend, state)
         level = _log.warning if state is CircuitState.OPEN else _log.info
         level(_EVENTS[state], target=change.backend, failures=change.failures)
 
     for backend in router.backends():
-        metrics.circuit_state.labels(backend.name).set(int(backend.circuit_state))
+        show(backend.name, backend.circuit_state)
     store.watch(changed)

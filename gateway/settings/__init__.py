@@ -46,6 +46,7 @@ from gateway.settings.sections import (
     AuthSettings,
     CircuitSettings,
     CorsSettings,
+    DeploymentSettings,
     LimitSettings,
     ListenSettings,
     LogSettings,
@@ -88,6 +89,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "CorsSettings",
+    "DeploymentSettings",
     "Flag",
     "GatewaySettings",
     "LimitSettings",
@@ -146,12 +148,20 @@ FLAGS: Mapping[str, str] = {
     "--log-format": "log.format",
 }
 
-#: Secret fields (`*`: any upstream name), and where such a secret may come from instead of
-#: the config file.
+#: Secret fields (`*`: any upstream name, `[]`: any list index), and where such a secret may
+#: come from instead of the config file.
 SECRET_FIELDS: Mapping[Loc, str] = {
     ("upstreams", "*", "api_key"): (
         "name the variable holding it in api_key_env, or a file in api_key_file, or set "
         "GATEWAY_UPSTREAMS__<NAME>__API_KEY"
+    ),
+    ("upstreams", "*", "api_keys"): (
+        "name the variables holding them in api_keys_env, or a file in api_keys_file, or set "
+        "GATEWAY_UPSTREAMS__<NAME>__API_KEYS (a JSON list)"
+    ),
+    ("upstreams", "*", "deployments", "[]", "api_key"): (
+        "name the variable holding it in the deployment's api_key_env, or a file in its "
+        "api_key_file"
     ),
     ("auth", "keys"): "name a file in auth.keys_file, or set GATEWAY_AUTH__KEYS (a JSON list)",
     ("state", "redis_url"): "set GATEWAY_STATE__REDIS_URL (it may hold Redis's password)",
@@ -291,9 +301,10 @@ class GatewaySettings(BaseSettings):
         given in clear (from the environment or `keys_file`; a `sha256:` digest is not one).
         What `gateway.redaction.Redactor` keeps out of every answer, log line and metric."""
         values = [
-            upstream.api_key.get_secret_value()
+            keyed.api_key.get_secret_value()
             for upstream in self.upstreams.values()
-            if upstream.api_key is not None
+            for keyed in (upstream, *(upstream.deployments or ()))
+            if keyed.api_key is not None
         ]
         values += [
             key.get_secret_value()

@@ -14,7 +14,7 @@ file, never its content.
 
 from __future__ import annotations
 
-import os
+import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -29,12 +29,21 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
 from gateway.settings.auth import AuthSettings
 from gateway.settings.cors import CorsSettings
-from gateway.settings.sources import invalid, read_secret_file
+from gateway.settings.deployments import (
+    ONE_KEY,
+    DeploymentSettings,
+    Strategy,
+    check_pool,
+    key_sources,
+    resolve_key,
+)
+from gateway.settings.sources import invalid
 from gateway.streaming import DEFAULT_MAX_EVENT_BYTES, Timeouts
 
 __all__ = [
@@ -42,6 +51,7 @@ __all__ = [
     "AuthSettings",
     "CircuitSettings",
     "CorsSettings",
+    "DeploymentSettings",
     "LimitSettings",
     "ListenSettings",
     "LogSettings",
@@ -129,17 +139,23 @@ UpstreamApi = Literal[
 #: The APIs of each HTTP kind (the mock speaks every API).
 KIND_APIS: dict[str, frozenset[str]] = {
     "openai": frozenset({"chat_completions", "responses", "embeddings", "completions"}),
+    "azure": frozenset({"chat_completions", "responses", "embeddings", "completions"}),
     "anthropic": frozenset({"messages", "count_tokens"}),
 }
+
+
+#: The name of an environment variable.
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class UpstreamSettings(_Model):
     """One upstream API endpoint. `kind` picks the provider module that speaks to it."""
 
-    kind: Literal["openai", "anthropic", "mock"] = Field(
+    kind: Literal["openai", "azure", "anthropic", "mock"] = Field(
         "openai",
         description="Provider: `openai` (any OpenAI-compatible API: OpenAI, vLLM, Ollama, "
-        "llama.cpp, LM Studio...; serves `/v1/chat/completions`), `anthropic` (Anthropic's "
+        "llama.cpp, LM Studio...; serves `/v1/chat/completions`), `azure` (Azure OpenAI: "
+        "deployment URLs or the v1 API, see `api_version`), `anthropic` (Anthropic's "
         "Messages API or a compatible one; serves `/v1/messages`) or `mock` (built-in; "
         "serves both).",
     )
@@ -147,7 +163,9 @@ class UpstreamSettings(_Model):
         None,
         description="API base URL, as the provider's SDK takes it: e.g. "
         "`https://api.openai.com/v1` (`openai`), `https://api.anthropic.com` (`anthropic`; "
-        "`/v1/messages` is appended). Not for `mock`.",
+        "`/v1/messages` is appended), the resource endpoint `https://NAME.openai.azure.com` "
+        "(`azure`; no path). Not for `mock`. With `deployments`: the URL of those that "
+        "name none.",
     )
     api_key: SecretStr | None = Field(
         None,
@@ -164,10 +182,46 @@ class UpstreamSettings(_Model):
         description="File holding the key, e.g. a Docker/k8s secret "
         "`/run/secrets/openai_api_key` (surrounding whitespace stripped).",
     )
-    auth_scheme: Literal["bearer", "x-api-key"] | None = Field(
+    api_keys: list[SecretStr] | None = Field(
         None,
-        description="How the key is sent: `bearer` (`Authorization: Bearer <key>`) or "
-        "`x-api-key`; unset: the kind's own (`openai`: bearer, `anthropic`: x-api-key).",
+        description="Several keys of this upstream, each a deployment of its URL (`key-1`, "
+        "`key-2`...: a rate-limited key fails over to the next). From the environment only "
+        '(`GATEWAY_UPSTREAMS__<NAME>__API_KEYS=\'["k1", "k2"]\'`), or resolved from '
+        "`api_keys_env` / `api_keys_file`.",
+    )
+    api_keys_env: list[EnvName] | None = Field(
+        None, description="Environment variables holding several keys, one each."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File holding several keys, one a line (blank lines ignored)."
+    )
+    deployments: list[DeploymentSettings] | None = Field(
+        None,
+        min_length=1,
+        description="Several deployments of this upstream's model, spread by `strategy`; "
+        "failover tries the other healthy ones before the route's next target. Each has its "
+        "own circuit, slots and metrics.",
+    )
+    strategy: Strategy = Field(
+        "weighted",
+        description="How a request picks among `deployments` (or keys): `weighted` (at "
+        "random, by weight), `least_in_flight` (fewest calls in flight in this process, ties "
+        "by weight) or `lowest_latency` (lowest moving average of time to first token; "
+        "untried deployments first, ties by weight).",
+    )
+    auth_scheme: Literal["bearer", "x-api-key", "api-key"] | None = Field(
+        None,
+        description="How the key is sent: `bearer` (`Authorization: Bearer <key>`, also an "
+        "Entra ID token), `x-api-key` or `api-key` (Azure's header); unset: the kind's own "
+        "(`openai`: bearer, `anthropic`: x-api-key, `azure`: api-key).",
+    )
+    api_version: str | None = Field(
+        None,
+        pattern=r"^(v1|\d{4}-\d{2}-\d{2}(-preview)?)$",
+        description="Kind `azure`: `v1` (unset: the v1 API, `{base_url}/openai/v1/...`, the "
+        "model in the body) or a dated version such as `2024-10-21` (the deployment URLs "
+        "`{base_url}/openai/deployments/{model}/chat/completions?api-version=...`; the "
+        "target's model is the Azure deployment name).",
     )
     anthropic_version: str = Field(
         "2023-06-01",
@@ -198,12 +252,23 @@ class UpstreamSettings(_Model):
     )
     mock: MockSettings = Field(MockSettings(), description="Pacing of kind `mock`.")
 
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        """An unquoted `2024-10-21` is a date to YAML: taken as the version it spells."""
+        return value.isoformat() if isinstance(value, datetime.date) else value
+
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.kind != "mock" and self.base_url is None:
+        pooled_urls = self.deployments is not None and all(
+            deployment.base_url is not None for deployment in self.deployments
+        )
+        if self.kind != "mock" and self.base_url is None and not pooled_urls:
             raise invalid(
                 ("base_url",), f"base_url is required for an upstream of kind {self.kind!r}"
             )
+        if self.api_version is not None and self.kind != "azure":
+            raise invalid(("api_version",), "api_version is for an upstream of kind 'azure'")
         if self.apis is not None:
             spoken = KIND_APIS.get(self.kind)
             strangers = sorted(set(self.apis) - spoken) if spoken is not None else []
@@ -214,30 +279,20 @@ class UpstreamSettings(_Model):
                     f"apis must name some of the APIs of kind {self.kind!r} ({names})"
                     + (f", not {', '.join(strangers)}" if strangers else ""),
                 )
-        given = [name for name in ("api_key", "api_key_env", "api_key_file") if _is_set(self, name)]
+        given = key_sources(self, ONE_KEY)
         if len(given) > 1:
             raise invalid((), f"the key is given {len(given)} ways ({', '.join(given)}): give one")
-        if self.api_key_env is not None:
-            value = os.environ.get(self.api_key_env, "").strip()
-            if not value:
+        resolve_key(self)
+        check_pool(self, needs_url=self.kind != "mock")
+        if self.kind == "azure":
+            urls = [self.base_url, *(d.base_url for d in self.deployments or ())]
+            if any(url is not None and url.path not in (None, "", "/") for url in urls):
                 raise invalid(
-                    ("api_key_env",),
-                    f"api_key_env names the environment variable {self.api_key_env}, "
-                    "which is not set",
+                    ("base_url",),
+                    "an azure base_url is the resource endpoint, with no path: "
+                    "https://NAME.openai.azure.com (the gateway adds /openai/...)",
                 )
-            object.__setattr__(self, "api_key", SecretStr(value))  # frozen: no re-validation
-        elif self.api_key_file is not None:
-            value = read_secret_file(self.api_key_file, ("api_key_file",))
-            if "\n" in value:
-                raise invalid(
-                    ("api_key_file",), f"api_key_file {self.api_key_file} holds several lines"
-                )
-            object.__setattr__(self, "api_key", SecretStr(value))
         return self
-
-
-def _is_set(model: BaseModel, name: str) -> bool:
-    return getattr(model, name) is not None and name in model.model_fields_set
 
 
 class RetrySettings(_Model):

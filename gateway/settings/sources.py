@@ -318,7 +318,8 @@ def _environment_problem(exc: SettingsError, prefix: str, delimiter: str) -> Con
 def literal_secrets(layer: Layer, secret_fields: Mapping[Loc, str]) -> Iterator[ConfigProblem]:
     """Secrets written into a config file: each one rejected, saying where it belongs instead.
 
-    `secret_fields` maps a location (`*` matches any mapping key) to that advice.
+    `secret_fields` maps a location (`*` matches any mapping key, `[]` any list index) to that
+    advice.
     """
     if layer.kind != "file":
         return
@@ -335,9 +336,13 @@ def _matches(data: Any, pattern: Loc, prefix: Loc = ()) -> Iterator[Loc]:
     if not pattern:
         yield prefix
         return
-    if not isinstance(data, Mapping):
-        return
     head, rest = pattern[0], pattern[1:]
-    keys = list(data) if head == "*" else [head] if head in data else []
+    keys: list[Any]
+    if isinstance(data, list):  # `[]` matches every index of a list
+        keys = list(range(len(data))) if head == "[]" else []
+    elif isinstance(data, Mapping):
+        keys = list(data) if head == "*" else [head] if head in data else []
+    else:
+        return
     for key in keys:
         yield from _matches(data[key], rest, (*prefix, key))

@@ -338,6 +338,16 @@ class OpenAIHarness(_FakeHarness):
         }
 
 
+class AzureHarness(OpenAIHarness):
+    """The `azure` provider (the v1 API: `{endpoint}/openai/v1/...`) in front of the fake
+    upstream, which answers in OpenAI's wire as Azure does."""
+
+    kind = "azure"
+
+    def base_url(self, upstream: FakeUpstream) -> str:
+        return upstream.endpoint  # the resource endpoint: the provider adds /openai/v1
+
+
 class AnthropicHarness(_FakeHarness):
     """The `anthropic` provider in front of the fake upstream, which speaks Anthropic's wire."""
 
@@ -404,6 +414,7 @@ class MockHarness:
 #: Per provider kind: its harness, and the APIs the kind speaks (`Api.name`; each is tested).
 HARNESSES: dict[str, tuple[Callable[[FakeUpstream, str], Harness], tuple[str, ...]]] = {
     "openai": (OpenAIHarness, ("chat_completions", "responses", "completions")),
+    "azure": (AzureHarness, ("chat_completions", "responses", "completions")),
     "anthropic": (AnthropicHarness, ("messages",)),
     "mock": (MockHarness, ("chat_completions", "messages", "responses", "completions")),
 }

@@ -36,6 +36,7 @@ class UpstreamCall:
     method: str = "POST"
     path: str = "/v1/chat/completions"
     raw_body: bytes = b""
+    query: str = ""  # the query string as received (Azure's `api-version=...`)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     closed_by_peer: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)

@@ -1,8 +1,9 @@
 """A scriptable fake OpenAI-compatible upstream: a real aiohttp server for end-to-end tests.
 
 Role: stand in for an LLM provider behind the gateway. It listens on 127.0.0.1 (random port),
-answers every method on every path under ``/v1/`` and picks a *behaviour* by the request body's
-``"model"``: stream scripted SSE bytes, stall, cut the connection (FIN or RST), or misbehave.
+answers every method on every path under ``/v1/`` (and Azure OpenAI's ``/openai/``) and picks
+a *behaviour* by the request body's ``"model"``: stream scripted SSE bytes, stall, cut the
+connection (FIN or RST), or misbehave.
 
 Invariants:
 
@@ -114,6 +115,12 @@ class FakeUpstream:
         """The OpenAI-style base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def endpoint(self) -> str:
+        """The Azure-style resource endpoint, e.g. ``http://127.0.0.1:PORT`` (Azure OpenAI's
+        paths, ``/openai/v1/...`` and ``/openai/deployments/...``, are answered too)."""
+        return f"http://127.0.0.1:{self.port}"
+
     def script(self, model: str, behaviour: Behaviour) -> None:
         """Answer requests whose ``body["model"] == model`` with ``behaviour`` (replaces)."""
         self._scripts[model] = behaviour
@@ -143,6 +150,7 @@ class FakeUpstream:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/v1/{tail:.*}", self._handle)
+        app.router.add_route("*", "/openai/{tail:.*}", self._handle)  # Azure OpenAI's paths
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
@@ -192,6 +200,7 @@ class FakeUpstream:
             method=request.method,
             path=request.path,
             raw_body=raw,
+            query=request.query_string,
         )
         self.requests.append(call)
         self._arrivals.put_nowait(call)
