@@ -11,6 +11,7 @@ boundary (`gateway.transport` for upstream I/O); classification never looks at m
     ├── GatewayTimeout (also TimeoutError)          category timeout, 504
     │   ├── ConnectTimeout                          connect_timeout
     │   ├── FirstByteTimeout                        first_byte_timeout
+    │   ├── FirstTokenTimeout                       first_token_timeout
     │   ├── IdleTimeout                             idle_timeout
     │   ├── DeadlineExceeded                        deadline_exceeded
 │   └── WriteStalled                            write_stall (the client stopped reading)
@@ -71,6 +72,7 @@ __all__ = [
     "ErrorCategory",
     "EventTooLarge",
     "FirstByteTimeout",
+    "FirstTokenTimeout",
     "GatewayError",
     "GatewayOverloaded",
     "GatewayTimeout",
@@ -183,6 +185,15 @@ class ConnectTimeout(GatewayTimeout):
 class FirstByteTimeout(GatewayTimeout):
     code = "first_byte_timeout"
     limit_name = "first_byte"
+
+
+class FirstTokenTimeout(GatewayTimeout):
+    """The upstream sent no answer content (text, a tool call, reasoning) within the limit:
+    its preamble (a role chunk, `message_start`), pings and empty deltas don't count."""
+
+    code = "first_token_timeout"
+    limit_name = "first_token"
+    what_fired = "upstream sent no answer content within the {} deadline"
 
 
 class IdleTimeout(GatewayTimeout):

@@ -197,10 +197,28 @@ def test_check_config_shows_effective_routes_and_key_sources_as_json(
     fast, llama = summary["routes"]
     assert fast["targets"] == [{"upstream": "openai", "model": "gpt-4o-mini"}]
     # route override (first_byte), global (idle), default (connect), clamped to ceiling (total)
-    assert fast["timeouts"] == {"connect": 5.0, "first_byte": 10, "idle": 30, "total": 3600}
-    assert fast["max_timeouts"] == {"connect": 30, "first_byte": 600, "idle": 30, "total": 3600}
+    assert fast["timeouts"] == {
+        "connect": 5.0,
+        "first_byte": 10,
+        "first_token": None,
+        "idle": 30,
+        "total": 3600,
+    }
+    assert fast["max_timeouts"] == {
+        "connect": 30,
+        "first_byte": 600,
+        "first_token": None,
+        "idle": 30,
+        "total": 3600,
+    }
     assert llama["targets"] == [{"upstream": "local", "model": "llama"}]
-    assert llama["timeouts"] == {"connect": 5.0, "first_byte": 60.0, "idle": 45, "total": 600.0}
+    assert llama["timeouts"] == {
+        "connect": 5.0,
+        "first_byte": 60.0,
+        "first_token": None,
+        "idle": 45,
+        "total": 600.0,
+    }
 
 
 def test_check_config_prints_key_file_sources_and_unset_keys(

@@ -271,7 +271,9 @@ def _limits(timeouts: dict[str, float | None], ceilings: dict[str, float | None]
     def seconds(value: float | None) -> str:
         return "none" if value is None else f"{value:g}"
 
+    # A limit neither set nor capped (`first_token` by default) is left out: there is none.
     return ", ".join(
         f"{name} {seconds(timeouts[name])} [{seconds(ceilings[name])}]"
         for name in asdict(Timeouts())
+        if timeouts[name] is not None or ceilings[name] is not None
     )

@@ -5,10 +5,14 @@ name, the request's timeout overrides) and an *attempt*: a coroutine that makes 
 call to one target and returns what the server needs from it. `run()` calls the attempt for
 the targets in order and returns the first answer with the target that gave it.
 
-`stream()` is `run()` for an event stream: an attempt succeeds once the upstream's first event
-has arrived - until then the client has seen nothing of it (heartbeats are the gateway's own,
-contract section 2), so any target may still be tried. After that the events of that one
-upstream are yielded as they come - and, on a route that can continue streams, an answer that
+`stream()` is `run()` for an event stream: an attempt succeeds once the upstream's answer has
+begun - its first event that carries content, as the client's dialect judges (`Opening`: a role
+chunk, `message_start`, a ping or an empty delta do not). Until then its events are held, not
+relayed: the client has seen nothing of that upstream (heartbeats are the gateway's own,
+contract section 2), so a failure, a cut, a stall, the first-token deadline or the upstream's
+own error event still restarts the request on any target, and the client reads one preamble,
+the answering upstream's. Then the held events are yielded with the content, and the events of
+that one upstream as they come - and, on a route that can continue streams, an answer that
 dies mid-way is continued by a target that takes assistant prefill (`continuation`, `splice`):
 its events are spliced in, or, when no continuation can be made, the stream ends as it would
 have, with the failure that cut it.
@@ -19,9 +23,9 @@ Invariants:
   skipped, never waited for; every slot taken is given back when its call is over (a failed
   attempt at once; the answering one when the caller is done);
 - every call's verdict is reported on its lease: a success when it answered (its first
-  event, for a stream), a failure when it failed by the target's fault (before its first event,
-  or later: a cut, a stall), else abandoned; a breaker only reorders the chain, it never turns
-  a request away by itself;
+  content, for a stream), a failure when it failed by the target's fault (before its first
+  content, or later: a cut, a stall), else abandoned; a breaker only reorders the chain, it
+  never turns a request away by itself;
 - the `ChainObserver` hears of every attempt (its target when it starts, its error if it
   fails), so the request's record knows which upstream answered;
 - cancellation (the client left) is never caught: it propagates through `run()` and `stream()`
@@ -40,7 +44,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from gateway.apis import Splice
-from gateway.errors import GatewayError, GatewayOverloaded, UpstreamTruncated
+from gateway.errors import (
+    GatewayError,
+    GatewayOverloaded,
+    UpstreamErrorEvent,
+    UpstreamProtocolError,
+    UpstreamTruncated,
+)
 from gateway.providers import UpstreamRequest
 from gateway.routing.continuation import (
     EXHAUSTED,
@@ -55,7 +65,7 @@ from gateway.routing.policy import Decision, hurts_target
 from gateway.routing.router import Route, Target
 from gateway.routing.template import CallTemplate
 from gateway.state import CallLease, CircuitOpen
-from gateway.streaming import Context, ContextAwareStream, SSEEvent
+from gateway.streaming import Context, ContextAwareStream, Opening, SSEEvent
 
 __all__ = ["Chain", "ChainObserver", "OpenStream"]
 
@@ -65,6 +75,10 @@ T = TypeVar("T")
 Attempt = Callable[[Target, UpstreamRequest], Awaitable[T]]
 #: Opens one target's event stream (not yet read): the caller's framing and phase limits.
 OpenStream = Callable[[Target, UpstreamRequest], ContextAwareStream[list[SSEEvent]]]
+#: What an event is to an answer that has not begun (the client's dialect's `opening`).
+OpeningOf = Callable[[SSEEvent], Opening]
+#: A stream whose answer has begun, and its events so far (the held preamble included).
+_Opened = tuple[ContextAwareStream[list[SSEEvent]], list[SSEEvent]]
 
 
 class ChainObserver(Protocol):
@@ -250,22 +264,39 @@ class Chain:
             return None
         return delay
 
-    def stream(self, ctx: Context, open_stream: OpenStream) -> AsyncGenerator[list[SSEEvent], None]:
-        """The events of the first target whose stream yields an event, read by read; when
-        that stream dies after its first byte and the route can continue it, the events of
-        its continuation follow, spliced in (`Continuation`)."""
+    def stream(
+        self, ctx: Context, open_stream: OpenStream, opening: OpeningOf | None = None
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """The events of the first target whose answer begins (`opening` judges the events
+        before; None: the first event begins it), read by read; when that stream dies later
+        and the route can continue it, the events of its continuation follow, spliced in
+        (`Continuation`)."""
+        attempt = functools.partial(_opened, open_stream, opening)
         splice = splice_for(self.route, self.template)
         if splice is None:
-            return self._stream(ctx, open_stream)
-        return self._spliced_stream(ctx, open_stream, splice)
+            return self._stream(ctx, attempt)
+        return self._spliced_stream(ctx, attempt, splice)
+
+    async def _answer(
+        self, ctx: Context, attempt: Attempt[_Opened]
+    ) -> tuple[Target, _Opened] | list[SSEEvent]:
+        """The answering target and its opened stream; or, when the chain's last word is an
+        upstream's own error before any content, that upstream's events: nowhere is left to
+        try, so its error reaches the client as it said it."""
+        try:
+            return await self.run(ctx, attempt, keep=True)
+        except _ErrorBeforeContent as failure:
+            return failure.events
 
     async def _stream(
-        self, ctx: Context, open_stream: OpenStream
+        self, ctx: Context, attempt: Attempt[_Opened]
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that cannot continue: the answering upstream's reads."""
-        _, (upstream, first) = await self.run(
-            ctx, functools.partial(_first_events, open_stream), keep=True
-        )
+        answer = await self._answer(ctx, attempt)
+        if isinstance(answer, list):
+            yield answer
+            return
+        _, (upstream, first) = answer
         lease = self.kept
         assert lease is not None  # kept by `run`
         # No call will follow this answer: the client's body (often the largest thing a
@@ -280,13 +311,15 @@ class Chain:
             lease.release()
 
     async def _spliced_stream(
-        self, ctx: Context, open_stream: OpenStream, splice: Splice
+        self, ctx: Context, attempt: Attempt[_Opened], splice: Splice
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that can continue: every read passes `splice`, and an
         answer that dies mid-way is continued (`_resume`) or ends as it would have."""
-        target, (upstream, first) = await self.run(
-            ctx, functools.partial(_first_events, open_stream), keep=True
-        )
+        answer = await self._answer(ctx, attempt)
+        if isinstance(answer, list):
+            yield answer
+            return
+        target, (upstream, first) = answer
         held = self.kept  # the lease of the answer being read, until it is given back
         plan = Continuation(self.route)
         cause: GatewayError | None = None  # what cut the stream, once it has been continued
@@ -317,7 +350,7 @@ class Chain:
                 held = None
                 cause = error or UpstreamTruncated()
                 self.finish(cause)
-                resumed = await self._resume(ctx, open_stream, splice, plan, target, cause)
+                resumed = await self._resume(ctx, attempt, splice, plan, target, cause)
                 if resumed is None:
                     if error is None:
                         return  # the relay sees the stream short of its end: cut
@@ -333,7 +366,7 @@ class Chain:
     async def _resume(
         self,
         ctx: Context,
-        open_stream: OpenStream,
+        attempt: Attempt[_Opened],
         splice: Splice,
         plan: Continuation,
         after: Target,
@@ -359,9 +392,7 @@ class Chain:
                 continue
             called = True
             try:
-                upstream, first = await self._call(
-                    target, lease, functools.partial(_first_events, open_stream), True, body
-                )
+                upstream, first = await self._call(target, lease, attempt, True, body)
             except GatewayError as failure:
                 observer.continuing(target, result_of(failure), error)
                 continue
@@ -430,13 +461,68 @@ def _check_spliced(splice: Splice, cause: GatewayError | None) -> None:
         raise cause
 
 
-async def _first_events(
-    open_stream: OpenStream, target: Target, call: UpstreamRequest
-) -> tuple[ContextAwareStream[list[SSEEvent]], list[SSEEvent]]:
-    """Open `target`'s stream and wait for its first events (a failed stream closes itself)."""
+class _ErrorBeforeContent(UpstreamErrorEvent):
+    """The upstream's own error event came before any content of its answer: the call failed
+    (the next target may answer); `events` are that upstream's, up to its error."""
+
+    default_message = "the upstream reported an error before any answer content"
+
+    def __init__(self, events: list[SSEEvent]) -> None:
+        super().__init__()
+        self.events = events
+
+
+#: Most bytes of preamble an upstream may send before its answer's content: more is not an
+#: answer beginning (and what is held must stay small), it is a broken upstream.
+_MAX_PREAMBLE_BYTES = 64 * 1024
+
+
+async def _opened(
+    open_stream: OpenStream, opening: OpeningOf | None, target: Target, call: UpstreamRequest
+) -> _Opened:
+    """Open `target`'s stream and read it until its answer begins: the stream and its events
+    so far, the preamble held until then first (a failed stream closes itself).
+
+    Raises what ended the stream before: its failure, `UpstreamTruncated` for an end,
+    `_ErrorBeforeContent` for the upstream's own error, `UpstreamProtocolError` for a
+    preamble beyond `_MAX_PREAMBLE_BYTES`. The stream hears when the content began (its
+    first-token limit is met); `opening` is asked of no event after that one.
+    """
     upstream = open_stream(target, call)
-    try:
-        first = await upstream.__anext__()
-    except StopAsyncIteration:
-        raise UpstreamTruncated() from None
-    return upstream, first
+    held: list[SSEEvent] = []
+    size = 0
+    while True:
+        try:
+            events = await upstream.__anext__()
+        except StopAsyncIteration:
+            raise UpstreamTruncated() from None
+        said = Opening.CONTENT if opening is None else _first_word(opening, events)
+        if said is Opening.CONTENT:
+            break
+        held += events
+        failure: GatewayError | None = None
+        if said is Opening.ERROR:
+            failure = _ErrorBeforeContent(held)
+        else:
+            size += sum(len(event.raw) for event in events)
+            if size > _MAX_PREAMBLE_BYTES:
+                failure = UpstreamProtocolError(
+                    f"the upstream sent over {_MAX_PREAMBLE_BYTES} bytes before any answer content"
+                )
+        if failure is not None:
+            await upstream.aclose()
+            raise failure
+    upstream.content_arrived()
+    if held:
+        held += events
+        return upstream, held
+    return upstream, events
+
+
+def _first_word(opening: OpeningOf, events: list[SSEEvent]) -> Opening:
+    """What the first of `events` that is not preamble says (`PREAMBLE` if none)."""
+    for event in events:
+        said = opening(event)
+        if said is not Opening.PREAMBLE:
+            return said
+    return Opening.PREAMBLE

@@ -6,10 +6,10 @@ Three answers (`Decision`), by the error's type and, for the route's own lists, 
   before the response headers, an upstream that ended before its first event, 5xx (and 529),
   408/409, 429 - whatever the error tree marks `retryable`. When the target's attempts run out
   (or its hint is too long to wait for), the request fails over.
-- `FAILOVER` to the next target at once: the first-byte deadline (a silent target is not asked
-  again), a target that is full (its connection pool), an upstream that rejected the gateway's
-  key or the model (401/403/404...), one that broke the protocol - faults of the target, not of
-  the request.
+- `FAILOVER` to the next target at once: the first-byte and first-token deadlines (a silent
+  or a slow target is not asked again), a target that is full (its connection pool), an
+  upstream that rejected the gateway's key or the model (401/403/404...), one that broke the
+  protocol - faults of the target, not of the request.
 - A parameter a target cannot honour in its API (`UntranslatableParameter`, a translated call)
   moves the request to the next target, which may speak the client's API; when none can take
   it, the client gets that 400.
@@ -36,6 +36,7 @@ from gateway.errors import (
     Canceled,
     DeadlineExceeded,
     FirstByteTimeout,
+    FirstTokenTimeout,
     GatewayError,
     GatewayOverloaded,
     RequestError,
@@ -91,7 +92,7 @@ class FailurePolicy:
             return Decision.FAILOVER
         if isinstance(error, _REQUEST_FAULTS):
             return Decision.STOP
-        if isinstance(error, (FirstByteTimeout, GatewayOverloaded)):
+        if isinstance(error, (FirstByteTimeout, FirstTokenTimeout, GatewayOverloaded)):
             return Decision.FAILOVER
         if error.retryable:
             return Decision.RETRY

@@ -57,7 +57,8 @@ class Target:
     model: str | None  # None: the client's model name, unchanged
     #: The backend's shared state: its slots and circuit (one per upstream + model).
     backend: Backend = field(compare=False)
-    #: This target's own `connect` / `first_byte` / `idle` limits, over the route's.
+    #: This target's own `connect` / `first_byte` / `first_token` / `idle` limits, over the
+    #: route's.
     timeouts: Mapping[str, float] = field(default_factory=dict)
     prefill: bool = False  # continues a final assistant message
     #: Asked for a stream's usage its client did not ask for, where the API has that switch.

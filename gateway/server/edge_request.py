@@ -23,6 +23,7 @@ __all__ = ["TIMEOUT_HEADERS", "read_api_request", "timeout_overrides"]
 TIMEOUT_HEADERS = {
     "x-gateway-connect-timeout": "connect",
     "x-gateway-first-byte-timeout": "first_byte",
+    "x-gateway-first-token-timeout": "first_token",
     "x-gateway-idle-timeout": "idle",
     "x-gateway-total-timeout": "total",
 }

@@ -295,7 +295,9 @@ class Relay:
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
         tracker = self._tracker = dialect.tracker()
-        upstream = self._chain.stream(ctx, functools.partial(self._open_stream, ctx))
+        upstream = self._chain.stream(
+            ctx, functools.partial(self._open_stream, ctx), dialect.opening
+        )
         client.start_heartbeat()
         record.stream_started()
         error: GatewayError | None = None
@@ -504,7 +506,11 @@ class Relay:
         translator = None if translated is None else translated.stream(max_event_bytes=limit)
         self._translated = translated is not None
         upstream = ContextAwareStream(
-            ctx, self._events(ctx, decoder, translator), call.timeouts, connecting=True
+            ctx,
+            self._events(ctx, decoder, translator),
+            call.timeouts,
+            connecting=True,
+            marks_content=True,  # the chain says when the answer began (`Chain.stream`)
         )
         self._call, self._attempt = call, upstream
         return upstream

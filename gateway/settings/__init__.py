@@ -171,7 +171,11 @@ SECRET_FIELDS: Mapping[Loc, str] = {
 
 def _seconds(limits: Timeouts) -> str:
     values = ((field.name, getattr(limits, field.name)) for field in fields(limits))
-    return ", ".join(f"{name} {value:g}" for name, value in values)
+    return ", ".join(f"{name} {_shown_limit(value)}" for name, value in values)
+
+
+def _shown_limit(value: float | None) -> str:
+    return "unset" if value is None else f"{value:g}"
 
 
 def _default_upstreams() -> dict[str, UpstreamSettings]:

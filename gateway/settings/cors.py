@@ -54,6 +54,7 @@ DEFAULT_ALLOW_HEADERS: tuple[str, ...] = (
     "x-request-id",
     "x-gateway-connect-timeout",
     "x-gateway-first-byte-timeout",
+    "x-gateway-first-token-timeout",
     "x-gateway-idle-timeout",
     "x-gateway-total-timeout",
     "last-event-id",

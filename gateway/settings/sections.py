@@ -83,6 +83,12 @@ class PhaseTimeoutSettings(_Model):
     first_byte: PositiveFloat | None = Field(
         None, description="Request sent -> first upstream event (silent upstreams, slow tokens)."
     )
+    first_token: PositiveFloat | None = Field(
+        None,
+        description="Request sent -> first event that carries answer content (text, a tool "
+        "call, reasoning; not a role-only chunk, a ping or an empty delta). When it fires, the "
+        "request restarts on the next target. Unset: no such limit.",
+    )
     idle: PositiveFloat | None = Field(
         None, description="Gap between two upstream events (the gateway's heartbeats don't count)."
     )
@@ -413,8 +419,9 @@ class TargetSettings(_Model):
     )
     timeouts: PhaseTimeoutSettings = Field(
         PhaseTimeoutSettings(),
-        description="This target's `connect`, `first_byte` and `idle` limits (unset: the "
-        "route's); a request's `x-gateway-*-timeout` headers still win, up to the ceilings.",
+        description="This target's `connect`, `first_byte`, `first_token` and `idle` limits "
+        "(unset: the route's); a request's `x-gateway-*-timeout` headers still win, up to the "
+        "ceilings.",
     )
     prefill: bool = Field(
         False,

@@ -9,6 +9,10 @@ name. A dialect says:
   gateway itself asked the upstream for: the client never asked for it), or end the stream
   after it (the terminal marker, or the upstream's own error payload); and whether the answer
   is complete (a final chunk with `finish_reason` / a `message_delta` with `stop_reason`);
+- per event of an answer that has not begun (`opening`): whether it is only the answer's
+  preamble (a role chunk, `message_start`, a ping, an empty delta), its content (text, a tool
+  call, reasoning, its end), or the upstream's own error; until the content begins, the
+  gateway may still restart the request elsewhere (contract section 2);
 - what to append when an upstream ended cleanly after a complete answer but forgot its marker;
 - how an error is written after the response is committed (`error_event`, contract section 5)
   and before (`error_body`, contract section 4);
@@ -39,6 +43,7 @@ __all__ = [
     "HEARTBEAT",
     "TOKEN_KINDS",
     "Dialect",
+    "Opening",
     "StreamTracker",
     "TokenCounts",
     "Verdict",
@@ -60,6 +65,14 @@ class Verdict(enum.IntEnum):
     #: Never reaches the client, by design: it answers only what the gateway itself asked the
     #: upstream for (e.g. stream usage); not malformed, neither counted nor logged as skipped.
     DROP = 4
+
+
+class Opening(enum.IntEnum):
+    """What one event is to an answer whose content has not begun (`Dialect.opening`)."""
+
+    CONTENT = 0  # carries the answer (or ends it): the answer has begun
+    PREAMBLE = 1  # carries none of it (a role, an id, a ping, an empty delta)
+    ERROR = 2  # the upstream's own error, before any content: the call failed
 
 
 #: Tokens an upstream reported, by kind (`TOKEN_KINDS`); a kind it did not report is absent.
@@ -109,6 +122,12 @@ class Dialect:
 
     def tracker(self) -> StreamTracker:
         raise NotImplementedError
+
+    def opening(self, event: SSEEvent) -> Opening:
+        """What `event` is to an answer that has not begun. Asked of each event only until
+        the first that is not `PREAMBLE`; the default takes every event for content (the
+        answer begins at the first event)."""
+        return Opening.CONTENT
 
     def answer_id(self, answer: Any) -> str | None:
         """The id a whole (JSON) answer is kept under by its upstream, for an API with stored

@@ -19,6 +19,11 @@ Invariants:
   relay blocked on a client that reads slowly) is never taken for a silent upstream. Each
   start and stop costs one clock read: the phase timer is re-armed lazily, only when it fires
   early.
+- the first-token limit runs from the request sent until the caller says the answer's content
+  began (`content_arrived()`, for a stream opened with `marks_content`), or, for any other
+  stream, until its first item (it is then a first-byte limit). It lives on a context of its
+  own between the caller's and the phase's, made only when the limit is set: one timer for the
+  stream's opening, never a timer or a scope per read, so an unset limit costs nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
-from gateway.errors import Canceled, FirstByteTimeout, GatewayError, IdleTimeout
+from gateway.errors import (
+    Canceled,
+    FirstByteTimeout,
+    FirstTokenTimeout,
+    GatewayError,
+    IdleTimeout,
+)
 from gateway.streaming.context import Context, DeadlineError
 from gateway.streaming.stream_error import StreamError, as_gateway_error, make_stream_error
 from gateway.streaming.timeouts import Timeouts
@@ -44,19 +55,23 @@ _HELD = 86400.0 * 365
 
 
 class ContextAwareStream(Generic[T]):
-    """Async-iterates `base` under `ctx` and the first-byte / idle limits of `timeouts`."""
+    """Async-iterates `base` under `ctx` and the first-byte / first-token / idle limits of
+    `timeouts`."""
 
     __slots__ = (
         "_base",
         "_closed",
         "_error",
         "_first_byte",
+        "_first_byte_error",
+        "_first_token",
         "_idle",
         "_idle_error",
         "_items",
         "_loop",
         "_phase",
         "_reading",
+        "_token",
     )
 
     def __init__(
@@ -66,14 +81,38 @@ class ContextAwareStream(Generic[T]):
         timeouts: Timeouts,
         *,
         connecting: bool = False,
+        marks_content: bool = False,
     ) -> None:
         """`connecting=True`: the base still has to connect and send its request, so the
-        first-byte limit starts `timeouts.connect` later, or when `restart_first_byte_clock()`
-        reports the request sent - whichever comes first."""
+        first-byte and first-token limits start `timeouts.connect` later, or when
+        `restart_first_byte_clock()` reports the request sent - whichever comes first.
+
+        `marks_content=True`: the caller tells when the first item that carries answer
+        content arrived (`content_arrived()`); until then the first-token limit runs. Without
+        it, the first item is the content, and the first-token limit bounds it as the
+        first-byte limit does (the earlier of the two fires)."""
         self._loop = asyncio.get_running_loop()
         self._base = base
-        self._phase = ctx.child()
-        self._first_byte = timeouts.first_byte
+        first_byte, first_token = timeouts.first_byte, timeouts.first_token
+        self._first_byte_error: DeadlineError = functools.partial(
+            FirstByteTimeout, limit=first_byte
+        )
+        self._token: Context | None = None
+        if first_token is None:
+            self._phase = ctx.child()
+        elif marks_content:
+            self._token = ctx.child(
+                deadline_error=functools.partial(FirstTokenTimeout, limit=first_token)
+            )
+            self._phase = self._token.child()
+        else:
+            self._phase = ctx.child()
+            if first_byte is None or first_token < first_byte:
+                first_byte = first_token
+                self._first_byte_error = functools.partial(FirstTokenTimeout, limit=first_token)
+            first_token = None
+        self._first_byte = first_byte
+        self._first_token = first_token  # None once met (or when the phase context has it)
         self._idle = timeouts.idle
         self._idle_error: DeadlineError = functools.partial(IdleTimeout, limit=timeouts.idle)
         self._error: GatewayError | None = None
@@ -88,13 +127,26 @@ class ContextAwareStream(Generic[T]):
         return self._items
 
     def restart_first_byte_clock(self) -> None:
-        """Start the first-byte limit now (call it when the upstream request has been sent)."""
+        """Start the first-byte (and first-token) limit now (call it when the upstream request
+        has been sent)."""
         self._arm_first_byte(0.0)
 
+    def content_arrived(self) -> None:
+        """The answer's content began (with the item just yielded): the first-token limit is
+        met. For a stream opened with `marks_content`; idempotent, and free when no
+        first-token limit is set."""
+        if self._first_token is not None:
+            self._first_token = None
+            assert self._token is not None  # made with the limit
+            self._token.reschedule(None)
+
     def _arm_first_byte(self, grace: float) -> None:
+        start = self._loop.time() + grace
         if self._items == 0 and self._first_byte is not None:
-            error = functools.partial(FirstByteTimeout, limit=self._first_byte)
-            self._phase.reschedule(self._loop.time() + grace + self._first_byte, error)
+            self._phase.reschedule(start + self._first_byte, self._first_byte_error)
+        if self._first_token is not None:
+            assert self._token is not None  # made with the limit
+            self._token.reschedule(start + self._first_token)
 
     def __aiter__(self) -> ContextAwareStream[T]:
         return self
@@ -158,6 +210,8 @@ class ContextAwareStream(Generic[T]):
             return
         self._closed = True
         self._phase.close()
+        if self._token is not None:
+            self._token.close()
         aclose = getattr(self._base, "aclose", None)
         if aclose is not None:
             await aclose()

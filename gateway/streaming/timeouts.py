@@ -1,4 +1,4 @@
-"""`Timeouts`: the four per-phase limits of contract section 6, as one frozen value.
+"""`Timeouts`: the per-phase limits of contract section 6, as one frozen value.
 
 Like httpx's `Timeout`: functions take a `Context` plus this value, never a bare float. A limit
 of None means "no limit" for that phase (the total deadline still bounds everything).
@@ -17,12 +17,15 @@ class Timeouts:
 
     - `connect`: TCP (+TLS) connect to the upstream;
     - `first_byte`: request sent -> first upstream event (first body bytes when not streaming);
+    - `first_token`: request sent -> first event that carries answer content (text, a tool
+      call, reasoning: not a preamble, a ping or an empty delta); unset by default;
     - `idle`: gap between two upstream events (the gateway's own heartbeats don't reset it);
     - `total`: the whole request, retries and backoff included.
     """
 
     connect: float | None = 5.0
     first_byte: float | None = 60.0
+    first_token: float | None = None
     idle: float | None = 120.0
     total: float | None = 600.0
 

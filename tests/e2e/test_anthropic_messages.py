@@ -319,7 +319,7 @@ async def test_json_answer_is_relayed_byte_exact(
 async def test_client_leaving_mid_stream_closes_the_upstream_connection(
     start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
 ) -> None:
-    upstream.script(CLAUDE, fake.stall_after(3, EVENTS))
+    upstream.script(CLAUDE, fake.stall_after(4, EVENTS))  # mid-stream: after the first text
     gw = await start(start_gateway, upstream, heartbeat=None)
 
     async with client.post(f"{gw.url}/v1/messages", json=messages_body()) as response:

@@ -4,13 +4,21 @@ Anthropic's `{"type": "error", "error": {"type", "message"}}` shape with its err
 Anthropic's `input_tokens` leaves out the prompt tokens read from or written to its cache
 (`cache_read_input_tokens`, `cache_creation_input_tokens`): the gateway's `input` adds them,
 so that it counts every prompt token as OpenAI's `prompt_tokens` does; `cached` is the reads.
+
+An answer begins (`opening`) at its first event that carries something: a content block that
+starts with content (a tool call), a non-empty delta, `message_delta`, `message_stop`.
+`message_start`, `ping` and the start, empty deltas and end of a block still empty (the usual
+empty text block) are its preamble; `error` is the upstream's own failure.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.errors import ErrorCategory
 from gateway.streaming import (
     Dialect,
+    Opening,
     SSEEvent,
     StreamError,
     StreamTracker,
@@ -50,6 +58,15 @@ _ANTHROPIC_CODE_TYPES: dict[str, str] = {
 }
 
 
+def _kind_of(event: SSEEvent, data: str) -> tuple[object, dict[str, Any] | None]:
+    """An event's name - its `event:` field, or its JSON's `type` - and its JSON object."""
+    payload = loads_object(data)
+    kind: object = event.event
+    if kind is None and payload is not None:
+        kind = payload.get("type")
+    return kind, payload
+
+
 class _AnthropicTracker(StreamTracker):
     """Anthropic Messages: `event: message_stop` ends the stream, `event: error` is the
     upstream's own terminal error, `ping` passes through as it is. The event's name is its
@@ -71,10 +88,7 @@ class _AnthropicTracker(StreamTracker):
         data = event.data
         if data is None:
             return Verdict.SKIP
-        kind = event.event
-        payload = loads_object(data)
-        if kind is None and payload is not None:
-            kind = payload.get("type")
+        kind, payload = _kind_of(event, data)
         if kind == "message_stop":
             return Verdict.END
         if kind == "error":
@@ -106,6 +120,17 @@ class _AnthropicTracker(StreamTracker):
             self.usage = {**(self.usage or {}), **known}
 
 
+#: Events that never carry any of the answer.
+_PREAMBLE = frozenset({"message_start", "ping", "content_block_stop"})
+#: Events that carry some of the answer unless every field but their `type` is empty.
+_MAYBE_EMPTY = {"content_block_start": "content_block", "content_block_delta": "delta"}
+
+
+def _is_empty(part: object) -> bool:
+    """Whether a content block or delta carries nothing but its type (`""`, `null`, `{}`)."""
+    return isinstance(part, dict) and not any(v for k, v in part.items() if k != "type")
+
+
 class AnthropicDialect(Dialect):
     name = "anthropic"
     usage_paths = {
@@ -117,6 +142,23 @@ class AnthropicDialect(Dialect):
 
     def tracker(self) -> StreamTracker:
         return _AnthropicTracker()
+
+    def opening(self, event: SSEEvent) -> Opening:
+        data = event.data
+        if data is None:
+            return Opening.PREAMBLE
+        kind, payload = _kind_of(event, data)
+        if kind == "error":
+            return Opening.ERROR
+        if kind in _PREAMBLE:
+            return Opening.PREAMBLE
+        if payload is None:
+            # Skipped by the tracker (the client never sees it), unless it is the end.
+            return Opening.CONTENT if kind == "message_stop" else Opening.PREAMBLE
+        field = _MAYBE_EMPTY.get(kind) if isinstance(kind, str) else None
+        if field is not None and _is_empty(payload.get(field)):
+            return Opening.PREAMBLE
+        return Opening.CONTENT
 
     def tokens(self, usage: object) -> TokenCounts:
         counts = super().tokens(usage)

@@ -7,6 +7,12 @@ the stream; a choice's `finish_reason` says the answer is complete; the latest `
 When the gateway asked the upstream for the usage its client did not ask for (`unasked_usage`,
 see `gateway.apis.openai_chat.stream_usage`), the chunk that carries only the usage (no
 choices) is kept and dropped: the client never asked for it.
+
+An answer begins (`opening`) at the first chunk with a choice that carries something: a delta
+with more than its `role` (text, a tool call, reasoning, a refusal), a legacy completion's
+`text`, or a `finish_reason`. Role-only chunks, empty deltas and chunks with no choice (Azure's
+prompt filter results) are its preamble; `[DONE]` ends it; a chunk with an `error` is the
+upstream's own failure.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from gateway.errors import ErrorCategory
 from gateway.streaming import (
     Dialect,
+    Opening,
     SSEEvent,
     StreamError,
     StreamTracker,
@@ -90,12 +97,38 @@ class _OpenAITracker(StreamTracker):
         return Verdict.FORWARD
 
 
+def _carries_answer(choice: object) -> bool:
+    """Whether a chunk's choice carries any of the answer (or its end)."""
+    if not isinstance(choice, dict):
+        return False
+    if choice.get("finish_reason") or choice.get("text"):
+        return True
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and any(value for key, value in delta.items() if key != "role")
+
+
 class OpenAIDialect(Dialect):
     name = "openai"
     completion_trailer = b"data: [DONE]\n\n"
 
     def tracker(self) -> StreamTracker:
         return _OpenAITracker()
+
+    def opening(self, event: SSEEvent) -> Opening:
+        data = event.data
+        if data is None:
+            return Opening.PREAMBLE
+        if data.startswith("[DONE]"):
+            return Opening.CONTENT
+        chunk = loads_object(data)
+        if chunk is None:
+            return Opening.PREAMBLE  # skipped by the tracker: carries nothing the client sees
+        if chunk.get("error"):
+            return Opening.ERROR
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and any(_carries_answer(choice) for choice in choices):
+            return Opening.CONTENT
+        return Opening.PREAMBLE
 
     def _error_object(self, error: StreamError) -> dict[str, Any]:
         return {

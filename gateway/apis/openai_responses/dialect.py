@@ -9,6 +9,12 @@ upstream leaves the field out):
 - `response.failed` and `error` are the upstream's own failure: relayed, then the stream ends;
 - every other event is forwarded when its data is a JSON object, skipped when it is not.
 
+An answer begins (`opening`) at its first event that carries something: text, a tool call,
+reasoning, a terminal event. `response.created`, `response.queued`, `response.in_progress`, the
+`output_item.added` of a message or reasoning item still empty, a `*part.added` of an empty
+part and empty deltas are its preamble; `error` and `response.failed` are the upstream's own
+failure.
+
 There is no "complete without its marker" in this API: only a terminal event says a response
 is over, so a stream that ends without one has been cut (contract section 2), whatever it sent.
 Usage comes in the terminal event's `response.usage` (`input_tokens`, `output_tokens`, their
@@ -24,6 +30,7 @@ from typing import Any
 
 from gateway.apis.openai_chat.dialect import OpenAIDialect
 from gateway.streaming import (
+    Opening,
     SSEEvent,
     StreamError,
     StreamTracker,
@@ -41,6 +48,38 @@ _TERMINAL = {
     "response.failed": Verdict.END_WITH_ERROR,
     "error": Verdict.END_WITH_ERROR,
 }
+
+
+#: Events that never carry any of the answer.
+_PREAMBLE = frozenset({"response.created", "response.queued", "response.in_progress"})
+#: The items whose `output_item.added` carries nothing yet (a function call names its tool).
+_EMPTY_ITEMS = frozenset({"message", "reasoning"})
+
+
+def _opening_of(kind: object, payload: dict[str, Any]) -> Opening:
+    """What a Responses event of type `kind` is to an answer that has not begun."""
+    if kind in _TERMINAL:
+        return Opening.CONTENT if _TERMINAL[kind] is Verdict.END else Opening.ERROR
+    if kind in _PREAMBLE:
+        return Opening.PREAMBLE
+    if not isinstance(kind, str):
+        return Opening.CONTENT
+    if kind == "response.output_item.added":
+        item = payload.get("item")
+        empty = (
+            isinstance(item, dict)
+            and item.get("type") in _EMPTY_ITEMS
+            and not item.get("content")
+            and not item.get("summary")
+        )
+    elif kind.endswith("part.added"):  # content_part, reasoning_summary_part
+        part = payload.get("part")
+        empty = isinstance(part, dict) and not part.get("text")
+    elif kind.endswith(".delta"):
+        empty = not payload.get("delta")
+    else:
+        empty = False
+    return Opening.PREAMBLE if empty else Opening.CONTENT
 
 
 class ResponsesTracker(StreamTracker):
@@ -88,6 +127,13 @@ class ResponsesDialect(OpenAIDialect):
 
     def tracker(self) -> StreamTracker:
         return ResponsesTracker()
+
+    def opening(self, event: SSEEvent) -> Opening:
+        data = event.data
+        payload = None if data is None else loads_object(data)
+        if payload is None:
+            return Opening.PREAMBLE  # skipped by the tracker: the client never sees it
+        return _opening_of(event.event or payload.get("type"), payload)
 
     def answer_id(self, answer: Any) -> str | None:
         return _response_id(answer)
