@@ -15,7 +15,8 @@ the answering upstream's. Then the held events are yielded with the content, and
 that one upstream as they come - and, on a route that can continue streams, an answer that
 dies mid-way is continued by a target that takes assistant prefill (`continuation`, `splice`):
 its events are spliced in, or, when no continuation can be made, the stream ends as it would
-have, with the failure that cut it.
+have, with the failure that cut it. `continue_stream()` is that continuation alone, for an
+answer another process began (a resumable stream whose replica died).
 
 Invariants:
 - each call holds a `CallLease` of its target's backend (`gateway.state`: the circuit's
@@ -310,23 +311,51 @@ class Chain:
             await upstream.aclose()
             lease.release()
 
+    def continue_stream(
+        self,
+        ctx: Context,
+        open_stream: OpenStream,
+        splice: Splice,
+        cut: GatewayError,
+        opening: OpeningOf | None = None,
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """The continuation of an answer begun elsewhere (by a replica that died) and cut by
+        `cut`: `splice` has observed every event its client has. Its events, rewritten, read
+        by read, from the first capable target that takes it (any of the route's: which one
+        was answering is not known here), continued again if it dies too; `cut` is raised
+        when no continuation can be made."""
+        attempt = functools.partial(_opened, open_stream, opening)
+        return self._spliced_stream(ctx, attempt, splice, cut)
+
     async def _spliced_stream(
-        self, ctx: Context, attempt: Attempt[_Opened], splice: Splice
+        self,
+        ctx: Context,
+        attempt: Attempt[_Opened],
+        splice: Splice,
+        cut: GatewayError | None = None,
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that can continue: every read passes `splice`, and an
-        answer that dies mid-way is continued (`_resume`) or ends as it would have."""
-        answer = await self._answer(ctx, attempt)
-        if isinstance(answer, list):
-            yield answer
-            return
-        target, (upstream, first) = answer
-        held = self.kept  # the lease of the answer being read, until it is given back
+        answer that dies mid-way is continued (`_resume`) or ends as it would have. `cut`:
+        the answer began elsewhere and was cut by it: it starts with a continuation."""
         plan = Continuation(self.route)
-        cause: GatewayError | None = None  # what cut the stream, once it has been continued
+        if cut is None:
+            answer = await self._answer(ctx, attempt)
+            if isinstance(answer, list):
+                yield answer
+                return
+            target, (upstream, first) = answer
+        else:
+            resumed = await self._resume(ctx, attempt, splice, plan, None, cut)
+            if resumed is None:
+                raise cut
+            target, upstream, first = resumed
+        held = self.kept  # the lease of the answer being read, until it is given back
+        cause = cut  # what cut the stream, once it has been continued
         try:
             # Inside the `try`: if the first events cannot be observed, the upstream is still
             # closed and its slot given back.
-            events = splice.observe(first)
+            events = splice.rewrite(first) if cause else splice.observe(first)
+            _check_spliced(splice, cause)
             while True:
                 if events:
                     yield events
@@ -369,18 +398,21 @@ class Chain:
         attempt: Attempt[_Opened],
         splice: Splice,
         plan: Continuation,
-        after: Target,
+        after: Target | None,
         error: GatewayError,
     ) -> tuple[Target, ContextAwareStream[list[SSEEvent]], list[SSEEvent]] | None:
         """A continuation's stream and its first events, from the first target that takes it
-        (`after` first if it can, then the next capable ones); None if none can or did.
+        (the ones after `after` first, `after` last; None: the route's capable ones in
+        order); None if none can or did. A result no call made is counted on `after` (or
+        the route's first target).
 
         A failed continuation never masks `error`, the failure it continues: the caller raises
         that one (unless the request's own deadline passed meanwhile: that is raised here).
         """
         observer = self._observer
+        cut_on = after or self.route.targets[0]
         if not splice.sound:
-            observer.continuing(after, UNSOUND, error)
+            observer.continuing(cut_on, UNSOUND, error)
             return None
         body = splice.body(self.template.body)
         called = False
@@ -399,7 +431,7 @@ class Chain:
             observer.continuing(target, OK, error)
             return target, upstream, first
         if not called:
-            observer.continuing(after, EXHAUSTED, error)
+            observer.continuing(cut_on, EXHAUSTED, error)
         if ctx.cause is not None:
             raise ctx.cause  # the total deadline ended the request, not the cut
         return None

@@ -105,15 +105,19 @@ class Continuation:
         self._targets = route.targets
         self._left = route.continuations
 
-    def candidates(self, after: Target) -> list[Target]:
+    def candidates(self, after: Target | None) -> list[Target]:
         """The targets that may continue a stream `after` was serving, in the order to ask
         them: the next ones in the chain, then the ones before it, then `after` itself -
         those declaring `prefill` only. A pool stands for its deployments (`after`'s own
-        pool: its others, then `after`)."""
+        pool: its others, then `after`). `after` None (not known: the stream was served by
+        a replica that died): the route's, in order."""
         targets = self._targets
-        index = next((i for i, t in enumerate(targets) if after in t.deployments()), None)
+        index = None
+        if after is not None:
+            index = next((i for i, t in enumerate(targets) if after in t.deployments()), None)
         if index is None:
             return [member for target in targets if target.prefill for member in target.members()]
+        assert after is not None  # found in the route
         own = [member for member in targets[index].members() if member != after]
         ordered = [m for target in targets[index + 1 :] + targets[:index] for m in target.members()]
         return [target for target in [*ordered, *own, after] if target.prefill]

@@ -6,6 +6,9 @@ inside a `ContextAwareStream` (total deadline on the request's `Context`; the ta
 first-byte and idle limits on the stream, `_open_stream`) until one yields its first event;
 the relay frames the body with `SSEDecoder`, lets the dialect's tracker judge each event, and
 writes the events of one upstream read to the client in one write, byte-exact.
+A relay may also continue an answer that a replica that died began (`unfinished`: a
+resumable stream taken over, `gateway.server.stream_takeover`): the chain's continuation of it
+(`Chain.continue_stream`) instead of the chain, its tracker already past the kept events.
 `Relay.complete()` serves `stream: false` under the same deadlines, one attempt reading one
 whole answer (`_read_answer`).
 
@@ -31,7 +34,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway.apis import Api
+from gateway.apis import Api, Splice
 from gateway.errors import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -63,7 +66,7 @@ from gateway.streaming import (
 )
 from gateway.translation import StreamTranslation
 
-__all__ = ["AnswerKept", "Relay", "RelayLimits", "Resumable", "error_response"]
+__all__ = ["AnswerKept", "Relay", "RelayLimits", "Resumable", "Unfinished", "error_response"]
 
 #: Told the id an upstream keeps the answer under (an API with stored answers) and that
 #: upstream's name, before the client sees the answer: a follow-up may come at once.
@@ -79,6 +82,16 @@ class Resumable(Protocol):
 
 _log = structlog.get_logger("gateway.relay")
 _FINAL_WRITE_TIMEOUT = 5.0  # bounds the last frames to a client that stopped reading
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """An answer a replica that died began, to continue: `splice` and `tracker` have seen
+    every event kept of it; `cut` is what ends the stream if it cannot be continued."""
+
+    splice: Splice
+    tracker: StreamTracker
+    cut: GatewayError
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +128,7 @@ class Relay:
         "_translated",
         "on_gateway_answer",
         "resumable",
+        "unfinished",
     )
 
     def __init__(
@@ -158,6 +172,8 @@ class Relay:
         #: gateway in a resumable stream's buffer).
         self.on_gateway_answer: Callable[[str], Awaitable[None]] | None = None
         self._sink: StreamSink | None = None  # where a resumable stream is written
+        #: Set to continue an answer begun elsewhere (`stream_into` then continues it).
+        self.unfinished: Unfinished | None = None
 
     @classmethod
     def for_request(
@@ -262,6 +278,11 @@ class Relay:
         return self._record
 
     @property
+    def template(self) -> CallTemplate:
+        """The client's request as its targets get it."""
+        return self._chain.template
+
+    @property
     def tracker(self) -> StreamTracker | None:
         """The stream's tracker, once `stream()` started."""
         return self._tracker
@@ -294,10 +315,18 @@ class Relay:
         ctx = self._request_context()
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
-        tracker = self._tracker = dialect.tracker()
-        upstream = self._chain.stream(
-            ctx, functools.partial(self._open_stream, ctx), dialect.opening
-        )
+        open_stream = functools.partial(self._open_stream, ctx)
+        unfinished = self.unfinished
+        if unfinished is None:
+            tracker = self._tracker = dialect.tracker()
+            upstream = self._chain.stream(ctx, open_stream, dialect.opening)
+        else:
+            tracker = self._tracker = unfinished.tracker
+            # What the kept events said was counted and told by the replica that relayed them.
+            tracker.usage, tracker.answer_id, tracker.skipped = None, None, 0
+            upstream = self._chain.continue_stream(
+                ctx, open_stream, unfinished.splice, unfinished.cut, dialect.opening
+            )
         client.start_heartbeat()
         record.stream_started()
         error: GatewayError | None = None

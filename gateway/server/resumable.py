@@ -12,6 +12,9 @@ owns (`STREAM_RUNS`), bounded by the request's total deadline and cancelled when
 line (`gateway.server.stream_sink`). The client's handler follows the buffer's live tail
 (`follow`): when the client goes away, only the following stops. The request's record and its
 admission lease are settled when the task ends (`when_done`), not when the handler returns.
+A stream whose route could continue it keeps its request with it (`stream_request`): a replica
+that finds it orphaned takes it over and continues it (`gateway.server.stream_takeover`,
+through `follow`'s `on_orphaned`).
 
 In a stream that carries `id:` lines a heartbeat is `: ping\\n`, with no blank line after it
 (contract section 2: openai-python would turn a bare blank line into an empty event), and the
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -36,8 +39,18 @@ from gateway.server.app_state import SETTINGS, STORE
 from gateway.server.auth import CLIENT
 from gateway.server.relay import Relay
 from gateway.server.sse_response import SSEResponse
+from gateway.server.stream_request import keep_request
 from gateway.server.stream_sink import StreamSink, numbered
-from gateway.state import CANCELLED, COMPLETED, FAILED, GAP, ORPHANED, StreamInfo, StreamReader
+from gateway.state import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    GAP,
+    ORPHANED,
+    StreamInfo,
+    StreamReader,
+    StreamWriter,
+)
 from gateway.streaming import Dialect, make_stream_error
 
 __all__ = [
@@ -46,9 +59,11 @@ __all__ = [
     "RESUMABLE_HEADER",
     "STREAM_ID_HEADER",
     "STREAM_RUNS",
+    "Orphaned",
     "ResumableStream",
     "follow",
     "kept_in_background",
+    "run_stream",
     "stream_runs",
     "wants_resumable",
     "when_done",
@@ -63,6 +78,12 @@ STREAM_RUNS = web.AppKey("stream_runs", set[asyncio.Task[None]])
 #: The task a request's work goes on in after its handler returned (a resumable stream's).
 OUTLIVED_BY = web.RequestKey("outlived_by", asyncio.Task)
 _FINAL_WRITE_TIMEOUT = 5.0
+#: Most times one client's stream is handed on after its producer died (its taker, then its
+#: taker's taker...): past that its rest is lost.
+_TAKEOVERS = 3
+#: A stream found orphaned after the given event id -> the reader of its rest (taken over here,
+#: or followed from the replica that took it).
+Orphaned = Callable[[int], Awaitable[StreamReader]]
 _log = structlog.get_logger("gateway.resumable")
 
 
@@ -121,7 +142,9 @@ class ResumableStream:
         info = StreamInfo(
             None if client is None else client.name, self._api.name, route=self._route.name
         )
-        writer = await buffers.create(stream_id, info)
+        limit = request.app[SETTINGS].limits.max_request_bytes
+        kept = keep_request(relay.template, self._route, limit)
+        writer = await buffers.create(stream_id, info, kept)
         sink = StreamSink(writer)
         if self._named:
 
@@ -129,17 +152,7 @@ class ResumableStream:
                 await buffers.name(answer_id, stream_id)
 
             relay.on_gateway_answer = name
-        task = asyncio.get_running_loop().create_task(_produce(relay, sink))
-        runs = request.app[STREAM_RUNS]
-        runs.add(task)
-        task.add_done_callback(_settled(runs))
-        request[OUTLIVED_BY] = task
-
-        def cancel() -> None:
-            sink.cancelled()
-            task.cancel()
-
-        writer.on_cancel(cancel)
+        request[OUTLIVED_BY] = run_stream(request.app, relay, sink, writer)
         record = relay.record
         headers = {
             "x-request-id": record.request_id,
@@ -147,6 +160,24 @@ class ResumableStream:
             STREAM_ID_HEADER: stream_id,
         }
         return await follow(request, buffers.reader(stream_id, 0), relay.dialect, headers, sink)
+
+
+def run_stream(
+    app: web.Application, relay: Relay, sink: StreamSink, writer: StreamWriter
+) -> asyncio.Task[None]:
+    """Start the task that relays `relay` into `sink` (`writer`'s), owned by the app
+    (`STREAM_RUNS`) and cancelled when its stream is."""
+    task = asyncio.get_running_loop().create_task(_produce(relay, sink))
+    runs = app[STREAM_RUNS]
+    runs.add(task)
+    task.add_done_callback(_settled(runs))
+
+    def cancel() -> None:
+        sink.cancelled()
+        task.cancel()
+
+    writer.on_cancel(cancel)
+    return task
 
 
 async def _produce(relay: Relay, sink: StreamSink) -> None:
@@ -186,10 +217,13 @@ async def follow(
     dialect: Dialect,
     headers: dict[str, str],
     sink: StreamSink | None = None,
+    on_orphaned: Orphaned | None = None,
 ) -> web.StreamResponse:
     """Write a buffer's events after the reader's id to the client, following the live tail to
-    the stream's end (heartbeats while it is silent). A stream whose rest is lost (`GAP`,
-    `ORPHANED`) ends with one `stream_lost` error event, never as if it were complete.
+    the stream's end (heartbeats while it is silent). A stream whose producer died
+    (`ORPHANED`) is handed to `on_orphaned` (a few times at most: its taker may die too),
+    whose reader is followed from there. A stream whose rest is lost (`GAP`, `ORPHANED`
+    still) ends with one `stream_lost` error event, never as if it were complete.
     `sink`: the stream's own, when this is its first client (an error before the first event
     is then answered with its status)."""
     client = SSEResponse(
@@ -205,8 +239,15 @@ async def follow(
         data = await reader.next()
         if sink is not None and sink.early is not None and not client.committed:
             return sink.early
-        while data is not None:
-            await client.write(data)
+        takeovers = 0
+        while True:
+            while data is not None:
+                await client.write(data)
+                data = await reader.next()
+            if reader.ending != ORPHANED or on_orphaned is None or takeovers == _TAKEOVERS:
+                break
+            takeovers += 1
+            reader = await on_orphaned(reader.last_id)
             data = await reader.next()
         if reader.ending in (GAP, ORPHANED):
             frame = dialect.error_event(make_stream_error(StreamLost()))

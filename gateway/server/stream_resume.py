@@ -3,7 +3,9 @@ follow-ups of a background response the gateway itself keeps.
 
 - `GET /v1/streams/{id}` with `Last-Event-ID` (the header EventSource sends when it
   reconnects, or `?last_event_id=`; none: from the start) replays the kept events after that
-  id and follows the live tail to the stream's end - on any replica sharing the store.
+  id and follows the live tail to the stream's end - on any replica sharing the store; a
+  stream whose replica died is taken over and its answer continued there
+  (`gateway.server.stream_takeover`).
 - `DELETE /v1/streams/{id}` cancels the stream: its producer (wherever it runs) closes the
   upstream, and the stream ends with one error event (`stream_cancelled`).
 - A translated background response (`gateway.server.resumable`) is found by its response id:
@@ -18,6 +20,7 @@ expired, the answer is 404 in the client's dialect (Anthropic's when it sent
 
 from __future__ import annotations
 
+import functools
 import time
 
 from aiohttp import web
@@ -29,6 +32,7 @@ from gateway.server.auth import CLIENT
 from gateway.server.middlewares import REQUEST_ID
 from gateway.server.relay import error_response
 from gateway.server.resumable import STREAM_ID_HEADER, follow
+from gateway.server.stream_takeover import take_over
 from gateway.state import LIVE, StreamInfo
 from gateway.streaming import Dialect
 
@@ -99,9 +103,9 @@ async def _replay(
         "request-id": request[REQUEST_ID],
         STREAM_ID_HEADER: stream_id,
     }
-    return await follow(
-        request, request.app[STORE].streams.reader(stream_id, after), dialect, headers
-    )
+    reader = request.app[STORE].streams.reader(stream_id, after)
+    orphaned = functools.partial(take_over, request, stream_id)
+    return await follow(request, reader, dialect, headers, on_orphaned=orphaned)
 
 
 async def _owned(request: web.Request, stream_id: str, shown: str | None = None) -> StreamInfo:

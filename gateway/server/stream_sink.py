@@ -44,9 +44,11 @@ class StreamSink:
         "response",
     )
 
-    def __init__(self, writer: StreamWriter) -> None:
+    def __init__(self, writer: StreamWriter, first_id: int = 1) -> None:
+        """`first_id`: the id of the first event it keeps (a stream taken over goes on after
+        the events kept of it)."""
         self._writer = writer
-        self.next_id = 1
+        self.next_id = first_id
         self.bytes_written = 0
         #: Whether the first client's response has been committed (its first heartbeat).
         self.client_committed: Callable[[], bool] = lambda: False

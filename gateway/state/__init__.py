@@ -37,6 +37,7 @@ from gateway.state.stream_buffers import (
     StreamInfo,
     StreamReader,
     StreamWriter,
+    Takeover,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "StreamInfo",
     "StreamReader",
     "StreamWriter",
+    "Takeover",
 ]

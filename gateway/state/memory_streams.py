@@ -3,7 +3,8 @@
 Each buffer is a deque of `(id, frame)` within `max_events` and `max_bytes` (the oldest go
 first), and the readers waiting for more: a future per waiting reader, woken by the next
 `append` or `end` - so a live reader costs nothing while it waits and one wake-up per batch.
-An ended buffer is dropped `ttl` seconds later (a timer), with its aliases.
+An ended buffer is dropped `ttl` seconds later (a timer), with its aliases. No stream here is
+ever taken over (`gateway.state.stream_buffers`): the request given at `create` is not kept.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from gateway.state.stream_buffers import CANCELLED, GAP, LIVE, StreamInfo
+from gateway.state.stream_buffers import CANCELLED, GAP, LIVE, StreamInfo, Takeover
 
 __all__ = ["MemoryStream", "MemoryStreamBuffers", "MemoryStreamReader"]
 
@@ -29,6 +30,7 @@ class MemoryStream:
         "dropped_through",
         "frames",
         "info",
+        "kept_after",
         "last_id",
         "size",
         "stream_id",
@@ -42,13 +44,17 @@ class MemoryStream:
         max_events: int,
         max_bytes: int,
         on_end: Callable[[MemoryStream], None] | None = None,
+        after: int = 0,
     ) -> None:
+        """`after`: the id its first event follows (a stream taken over: those before are
+        elsewhere, not here)."""
         self.stream_id = stream_id
         self.info = info
         self.frames: deque[tuple[int, bytes]] = deque()
         self.size = 0
-        self.last_id = 0
-        self.dropped_through = 0  # every id up to this one is no longer kept
+        self.last_id = after
+        self.dropped_through = after  # every id up to this one is no longer kept
+        self.kept_after = after  # the events up to this one were never kept here
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._waiters: list[asyncio.Future[None]] = []
@@ -166,17 +172,22 @@ class MemoryStreamBuffers:
     def __len__(self) -> int:
         return len(self._streams)
 
-    async def create(self, stream_id: str, info: StreamInfo) -> MemoryStream:
+    async def create(self, stream_id: str, info: StreamInfo, request: bytes = b"") -> MemoryStream:
         return self.make(stream_id, info)
 
-    def make(self, stream_id: str, info: StreamInfo) -> MemoryStream:
-        """`create` without waiting (a shared store keeps its local copies here)."""
+    async def take_over(self, stream_id: str, after: int) -> Takeover | None:
+        return None  # see the module: no stream of this process is ever orphaned
+
+    def make(self, stream_id: str, info: StreamInfo, after: int = 0) -> MemoryStream:
+        """`create` without waiting (a shared store keeps its local copies here); `after`:
+        the id its first event follows."""
         stream = MemoryStream(
             stream_id,
             info,
             max_events=self._max_events,
             max_bytes=self._max_bytes,
             on_end=self._ended,
+            after=after,
         )
         self._streams[stream_id] = stream
         return stream

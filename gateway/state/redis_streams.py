@@ -3,8 +3,9 @@ stream.
 
 Per stream: a Redis stream `<prefix>stream:<id>` whose entries are the events (entry id
 `<n>-0` for event `n`, one field: the frame), a hash `...:meta` (owner, API, route, status,
-the last id, the bytes kept, a cancel request, an alias) and a lease `...:lease` that the
-producing replica refreshes every `lease_ttl / 3` seconds while the stream is live.
+the last id, the bytes kept, a cancel request, an alias, the client's request) and a lease
+`...:lease` that the producing replica refreshes every `lease_ttl / 3` seconds while the stream
+is live.
 
 - The producer's `append` is one script per relayed batch (XADD of each event, the caps:
   `max_events` and `max_bytes`, oldest first), sent without waiting through the store's
@@ -20,6 +21,10 @@ producing replica refreshes every `lease_ttl / 3` seconds while the stream is li
   status and whether the lease is held, atomically, so a final status is seen only after
   every event before it. Entries must be consecutive: a hole (dropped by the caps, or lost
   while Redis was down) ends the read with `GAP`, never a stream with a hole.
+- `take_over` is one script: a live stream whose lease is gone gets a lease again, this
+  replica's, with `SET ... NX` (two replicas that find it orphaned at once: one wins), and
+  answers its meta and the request kept with it. The taker's local copy starts after the last
+  kept event; a reader on that replica from before it reads Redis.
 
 When Redis is down, `create` applies `on_error`: `open` keeps the stream in this process only
 (resumable here, counted as a fallback), `closed` refuses it (503).
@@ -34,7 +39,7 @@ from typing import Any
 from gateway.errors import GatewayOverloaded
 from gateway.state.memory_streams import MemoryStream, MemoryStreamBuffers, MemoryStreamReader
 from gateway.state.redis_link import RedisLink, RedisUnavailable, Script
-from gateway.state.stream_buffers import GAP, LIVE, ORPHANED, StreamInfo
+from gateway.state.stream_buffers import GAP, LIVE, ORPHANED, StreamInfo, Takeover
 
 __all__ = ["RedisStreamBuffers"]
 
@@ -48,6 +53,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'api', ARGV[1], 'route', ARGV[2], 'status', 'live', 'last', 0,
            'bytes', 0, 'dropped', 0)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'owner', ARGV[4]) end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'request', ARGV[8]) end
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
 return 1
@@ -101,6 +107,18 @@ _LEASE = Script(
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 if redis.call('HGET', KEYS[1], 'cancel') then return 1 end
 return 0
+""",
+)
+
+_TAKE = Script(
+    "stream_take",
+    """
+local meta = redis.call('HMGET', KEYS[1], 'status', 'last', 'owner', 'api', 'route', 'request')
+if meta[1] ~= 'live' or tonumber(ARGV[3]) > tonumber(meta[2]) then return false end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+local owned = 0
+if meta[3] then owned = 1 end
+return {tonumber(meta[2]), owned, meta[3] or '', meta[4], meta[5] or '', meta[6] or ''}
 """,
 )
 
@@ -166,7 +184,9 @@ class RedisStreamBuffers:
         base = self._prefix + stream_id
         return base, base + ":meta", base + ":lease"
 
-    async def create(self, stream_id: str, info: StreamInfo) -> RedisStreamWriter:
+    async def create(
+        self, stream_id: str, info: StreamInfo, request: bytes = b""
+    ) -> RedisStreamWriter:
         local = self._local.make(stream_id, info)
         owner = info.owner
         try:
@@ -181,6 +201,7 @@ class RedisStreamBuffers:
                 _LIVE_TTL,
                 self._replica,
                 self._lease_ms,
+                request,
                 script=_CREATE,
             )
         except RedisUnavailable:
@@ -216,9 +237,28 @@ class RedisStreamBuffers:
             route.decode() if route is not None else "",
         )
 
+    async def take_over(self, stream_id: str, after: int) -> Takeover | None:
+        if self._local.stream(stream_id) is not None:
+            return None  # this replica's own (or taken over already)
+        _, meta, lease = self._keys(stream_id)
+        try:
+            answer = await self._link.call(
+                "stream_take", 2, meta, lease, self._replica, self._lease_ms, after, script=_TAKE
+            )
+        except RedisUnavailable:
+            self._link.observer.fallback("stream_take")
+            return None
+        if not answer:
+            return None
+        last, owned, owner, api, route, request = answer
+        info = StreamInfo(owner.decode() if owned else None, api.decode(), LIVE, route.decode())
+        local = self._local.make(stream_id, info, after=int(last))
+        writer = RedisStreamWriter(self, stream_id, local, shared=True)
+        return Takeover(info, writer, int(last), bytes(request))
+
     def reader(self, stream_id: str, after: int) -> MemoryStreamReader | RedisStreamReader:
         local = self._local.stream(stream_id)
-        if local is not None:
+        if local is not None and after >= local.kept_after:
             return MemoryStreamReader(local, after)
         return RedisStreamReader(self, stream_id, after)
 

@@ -18,6 +18,16 @@ id of the response a translated background stream made, so its Responses follow-
 stream, and keeps a lease per live stream: a reader that finds the lease gone while the stream
 is not over knows its producer died (`ORPHANED`).
 
+A stream may be *taken over* (`take_over`): a replica that finds a stream orphaned claims it
+(one taker only: the claim is the lease itself, set only where none is held), gets the
+client's request the stream was made for (`create(..., request=)`: opaque bytes to this
+package, kept with the stream's metadata for as long as its events are) and a writer that
+goes on numbering after the last event kept; it continues the answer there, and every reader
+follows its tail as it followed the dead producer's. The memory store never has a stream to
+take over: its producer is this process, which either still runs it or ended it with a final
+status, and a restart loses its buffers with it (so it keeps no request, and `take_over`
+answers None).
+
 What runs in a producer's hot path never waits (`append`, `end`): a shared store sends those
 in the background.
 """
@@ -39,6 +49,7 @@ __all__ = [
     "StreamInfo",
     "StreamReader",
     "StreamWriter",
+    "Takeover",
 ]
 
 #: A stream still being produced.
@@ -83,6 +94,16 @@ class StreamWriter(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """An orphaned stream this replica now produces (`StreamBuffers.take_over`)."""
+
+    info: StreamInfo
+    writer: StreamWriter  # appends from `last_id + 1`; refreshes the claimed lease
+    last_id: int  # the last event kept when it was taken over
+    request: bytes  # the request given at `create` (b"": none was kept)
+
+
 class StreamReader(Protocol):
     """One reader of one buffer: the events after an id, then the live tail."""
 
@@ -105,8 +126,17 @@ class StreamReader(Protocol):
 class StreamBuffers(Protocol):
     """The buffers of the resumable streams."""
 
-    async def create(self, stream_id: str, info: StreamInfo) -> StreamWriter:
-        """A new buffer (`stream_id`: unguessable, made by the server)."""
+    async def create(self, stream_id: str, info: StreamInfo, request: bytes = b"") -> StreamWriter:
+        """A new buffer (`stream_id`: unguessable, made by the server); `request` (the
+        client's, as the server encodes it) is kept with it where a stream can be taken
+        over."""
+        ...
+
+    async def take_over(self, stream_id: str, after: int) -> Takeover | None:
+        """Claim `stream_id` if it is orphaned (live, its producer's lease gone) and a reader
+        that read through event `after` can go on from what is kept (`after` is not past
+        the last event kept): one caller wins, every other gets None, as does a stream that
+        is not orphaned (ended, or produced: by this replica or another)."""
         ...
 
     async def info(self, stream_id: str) -> StreamInfo | None:

@@ -1,24 +1,21 @@
 """Resumable streams across two gateways sharing one real Redis: a stream started on one
 replica is resumed on the other after `Last-Event-ID`, byte-exact, and cancelled from it; a
-stream whose replica was SIGKILLed is replayed on the survivor and ends with one `stream_lost`
-event there (continuing it on the route's targets is not built)."""
+stream whose replica was SIGKILLed, on a route that cannot continue it (no target with
+`prefill`), is replayed on the survivor and ends with one `stream_lost` event there (its
+continuation: `tests/state/test_replica_takeover.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
-from tests.server.test_drain import REPO, _ready, free_port
 from tests.server.test_resumable_streams import CHAT, WORDS, events_of, text_of
-from tests.state.redis_gateways import Replicas
+from tests.state.redis_gateways import Replicas, gateway_process
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.openai_wire import openai_chunks
@@ -71,7 +68,7 @@ async def test_a_stream_is_cancelled_from_the_other_replica(
 
 
 @pytest.mark.timeout(60)
-async def test_a_stream_whose_replica_was_sigkilled_is_replayed_elsewhere_then_ends_lost(
+async def test_a_sigkilled_replicas_stream_without_a_prefill_target_is_replayed_then_ends_lost(
     replicas: Replicas,
     upstream: FakeUpstream,
     client: aiohttp.ClientSession,
@@ -81,39 +78,17 @@ async def test_a_stream_whose_replica_was_sigkilled_is_replayed_elsewhere_then_e
     upstream.script(MODEL, fake.sse_stream(openai_chunks(WORDS), delay=0.2))
     (survivor,) = await replicas(1, (MODEL,))
     prefix = survivor.settings.state.redis_prefix
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "upstreams": {"fake": {"kind": "openai", "base_url": upstream.base_url}},
-                "routes": [{"model": MODEL, "targets": [{"upstream": "fake"}]}],
-                "state": {"redis_prefix": prefix},
-            }
-        )
-    )
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(GATEWAY_CONFIG=str(config), GATEWAY_LISTEN__PORT=str(port))
-    env["GATEWAY_STATE__REDIS_URL"] = redis.url
-    log = (tmp_path / "gateway.log").open("ab")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", cwd=REPO, env=env, stdout=log, stderr=log
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(20):
-            while not await _ready(url):  # noqa: ASYNC110 - another process
-                await asyncio.sleep(0.05)
+    config = {
+        "upstreams": {"fake": {"kind": "openai", "base_url": upstream.base_url}},
+        "routes": [{"model": MODEL, "targets": [{"upstream": "fake"}]}],
+        "state": {"redis_prefix": prefix},
+    }
+    async with gateway_process(config, redis.url, tmp_path) as (url, process):
         resumable = {"x-gateway-resumable": "true"}
         async with client.post(f"{url}/v1/chat/completions", json=CHAT, headers=resumable) as r:
             stream_id = r.headers["x-gateway-stream-id"]
             first = b"".join([await r.content.readuntil(b"\n\n") for _ in range(3)])
             process.send_signal(signal.SIGKILL)
-            await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
             await process.wait()
 
     async with asyncio.timeout(30), client.get(f"{survivor.url}/v1/streams/{stream_id}") as reply:
