@@ -277,8 +277,8 @@ async def test_a_resumed_stream_that_is_cut_raises_and_never_looks_complete(
     sdk: openai.AsyncOpenAI, east: StoredResponsesUpstream
 ) -> None:
     made = await sdk.responses.create(model="east-only", input="hello", background=True)
-    east.cut_resumes = True
-    resumed = await sdk.responses.retrieve(made.id, stream=True, starting_after=0)
+    east.cut_resumes = True  # after the first event resumed: a text delta (seq 2)
+    resumed = await sdk.responses.retrieve(made.id, stream=True, starting_after=1)
     events: list[Any] = []
     with pytest.raises(openai.APIError) as raised:
         await drain(resumed, events)
