@@ -10,14 +10,22 @@ task writes the queue to Redis as a pipeline and reads the answers, batch after 
 - `send()` never waits: it appends to the queue (at most `max_queue` commands; past it a
   command is dropped and reported as an error - the leases' expiry is the safety net).
 
+The writer speaks on one connection of its own (a redis-py `Connection` with the client's
+settings): a batch is packed at once (hiredis's `pack_command`, the packer redis-py itself
+uses, without its per-argument pass in Python), written in one go, and its replies are read
+in order - no pipeline object, no pool to take the connection from and give back on every
+batch. Replies are Redis's own, without redis-py's response callbacks (`PING` answers
+`b"PONG"`, `SET` `b"OK"`).
+
 A time budget bounds each `call()` (`timeout`, `state.redis_timeout`) from the moment it is
 given: past it, or on any Redis error, it raises `RedisUnavailable` and the store applies its
-`on_error` policy. The socket timeouts are the same budget, so a stopped Redis (SIGSTOP)
-holds the writer no longer than that. After a failed batch the link stays down for
+`on_error` policy. The writer's socket work has the same budget twice over a batch - once
+to (connect and) write it, once to read its replies - so a stopped Redis (SIGSTOP) holds
+the writer no longer than that. After a failed batch the link stays down for
 `retry_after_failure` seconds - calls fail at once rather than each waiting out the budget -
-then the next command tries again: redis-py reconnects on its own, and scripts Redis lost in
-a restart are loaded again when it answers `NOSCRIPT`. A command whose caller already gave up
-is not sent.
+then the next command tries again: the connection, closed on the failure, connects again,
+and scripts Redis lost in a restart are loaded again when it answers `NOSCRIPT`. A command
+whose caller already gave up is not sent.
 
 Scripts (`Script`) are run by `EVALSHA` with the digest computed here. Every batch's time is
 reported to the observer, by operation name (a closed set of the store's own), in the context
@@ -35,8 +43,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hiredis import pack_command
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["RedisLink", "RedisObserver", "RedisUnavailable", "Script"]
 
@@ -105,6 +115,7 @@ class RedisLink:
         retry_after_failure: float = 0.5,
     ) -> None:
         self._client = client
+        self._connection: AbstractConnection | None = None
         self.timeout = timeout
         self._max_queue = max_queue
         self._retry_after_failure = retry_after_failure
@@ -166,6 +177,8 @@ class RedisLink:
             except TimeoutError:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.disconnect()
         await self._client.aclose()
 
     def _enqueue(self, command: _Command) -> None:
@@ -206,6 +219,8 @@ class RedisLink:
                     for i, result in zip(missing, await self._execute(again), strict=True):
                         results[i] = result
         except (redis_errors.RedisError, OSError, TimeoutError) as exc:
+            if self._connection is not None:  # no reply of this batch is read after it
+                await self._connection.disconnect(nowait=True)
             self._down_until = time.monotonic() + self._retry_after_failure
             failure = RedisUnavailable(f"Redis is unavailable: {type(exc).__name__}")
             for command in batch:
@@ -222,13 +237,38 @@ class RedisLink:
             _settle(command, result)
 
     async def _execute(self, batch: Sequence[_Command]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for command in batch:
-            if command.script is not None:
-                pipe.execute_command("EVALSHA", command.script.sha, *command.args)
-            else:
-                pipe.execute_command(*command.args)
-        return list(await pipe.execute(raise_on_error=False))
+        """The replies to `batch`, in order: an error reply as its `ResponseError`."""
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = _connection_of(self._client)
+        try:
+            packed = b"".join(
+                pack_command(("EVALSHA", c.script.sha, *c.args) if c.script else c.args)
+                for c in batch
+            )
+        except TypeError as exc:  # an argument neither str, int, float nor bytes
+            raise redis_errors.DataError(str(exc)) from exc
+        results: list[Any] = []
+        async with asyncio.timeout(self.timeout) as budget:  # connecting again first, if closed
+            await connection.send_packed_command(packed, check_health=False)
+            budget.reschedule(asyncio.get_running_loop().time() + self.timeout)
+            for _ in batch:
+                try:
+                    results.append(await connection.read_response())
+                except redis_errors.ResponseError as refused:
+                    results.append(refused)
+        return results
+
+
+def _connection_of(client: Redis) -> AbstractConnection:
+    """A connection of the link's own, with `client`'s settings but no socket timeout: the
+    link bounds each batch itself (one `asyncio.timeout`, cheaper than redis-py's timeout of
+    every read and `wait_for` of every write)."""
+    pool = client.connection_pool
+    connection: AbstractConnection = pool.connection_class(
+        **{**pool.connection_kwargs, "socket_timeout": None}
+    )
+    return connection
 
 
 def _settle(command: _Command, result: Any) -> None:
