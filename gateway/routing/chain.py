@@ -5,18 +5,19 @@ name, the request's timeout overrides) and an *attempt*: a coroutine that makes 
 call to one target and returns what the server needs from it. `run()` calls the attempt for
 the targets in order and returns the first answer with the target that gave it.
 
-`stream()` is `run()` for an event stream: an attempt succeeds once the upstream's answer has
-begun - its first event that carries content, as the client's dialect judges (`Opening`: a role
-chunk, `message_start`, a ping or an empty delta do not). Until then its events are held, not
-relayed: the client has seen nothing of that upstream (heartbeats are the gateway's own,
-contract section 2), so a failure, a cut, a stall, the first-token deadline or the upstream's
-own error event still restarts the request on any target, and the client reads one preamble,
-the answering upstream's. Then the held events are yielded with the content, and the events of
-that one upstream as they come - and, on a route that can continue streams, an answer that
-dies mid-way is continued by a target that takes assistant prefill (`continuation`, `splice`):
-its events are spliced in, or, when no continuation can be made, the stream ends as it would
-have, with the failure that cut it. `continue_stream()` is that continuation alone, for an
-answer another process began (a resumable stream whose replica died).
+`stream()` is `run()` for an event stream (contract section 2): an attempt succeeds once the
+upstream's first event has arrived - until then the client has seen nothing of it (heartbeats
+are the gateway's own), so any target may still be tried by the route's policy. Its events are
+relayed as they come, the answer's preamble too (a role chunk, `message_start`, a ping: what
+the client's dialect judges `Opening.PREAMBLE`). Until the answer has begun - its first event
+that carries content - a failure, a cut, a stall, the first-token deadline or the upstream's
+own error event still restarts the request on the route's other targets (that one last): of
+the restarted answer's preamble, what the client already has (an event of the same name) is
+dropped, so the client reads one seamless stream with one preamble. Then the events of that
+one upstream as they come - and, on a route that can continue streams, an answer that dies
+mid-way is continued by a target that takes assistant prefill (`continuation`, `splice`): its
+events are spliced in, or, when no continuation can be made, the stream ends as it would have,
+with the failure that cut it.
 
 Invariants:
 - each call holds a `CallLease` of its target's backend (`gateway.state`: the circuit's
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import random
@@ -272,32 +274,130 @@ class Chain:
         before; None: the first event begins it), read by read; when that stream dies later
         and the route can continue it, the events of its continuation follow, spliced in
         (`Continuation`)."""
-        attempt = functools.partial(_opened, open_stream, opening)
         splice = splice_for(self.route, self.template)
         if splice is None:
-            return self._stream(ctx, attempt)
-        return self._spliced_stream(ctx, attempt, splice)
+            return self._stream(ctx, open_stream, opening)
+        attempt = functools.partial(_opened, open_stream, opening)
+        return self._spliced_stream(ctx, attempt, splice, None, open_stream, opening)
 
-    async def _answer(
-        self, ctx: Context, attempt: Attempt[_Opened]
-    ) -> tuple[Target, _Opened] | list[SSEEvent]:
-        """The answering target and its opened stream; or, when the chain's last word is an
-        upstream's own error before any content, that upstream's events: nowhere is left to
-        try, so its error reaches the client as it said it."""
+    async def _begin(
+        self, ctx: Context, open_stream: OpenStream, opening: OpeningOf | None
+    ) -> AsyncGenerator[list[SSEEvent] | _Begun, None]:
+        """The answer's opening: the preamble's reads as they come, then one `_Begun` (the
+        answering stream, kept, and its read that began the answer) - or, when the chain's
+        last word is an upstream's own error before any content, its events (nowhere is left
+        to try: it reaches the client as it said it) and no `_Begun`. A failure before the
+        content restarts the request (`_restart`)."""
+        target, (upstream, events) = await self.run(
+            ctx, functools.partial(_first_events, open_stream), keep=True
+        )
+        handed = False
+        relayed: set[str | None] = set()  # the names of the preamble events the client has
+        size = 0
         try:
-            return await self.run(ctx, attempt, keep=True)
-        except _ErrorBeforeContent as failure:
-            return failure.events
+            while True:
+                said = Opening.CONTENT if opening is None else _first_word(opening, events)
+                if said is Opening.CONTENT:
+                    upstream.content_arrived()
+                    handed = True
+                    yield _Begun(target, upstream, events)
+                    return
+                failure: GatewayError
+                if said is Opening.ERROR:
+                    failure = _ErrorBeforeContent(events)
+                else:
+                    size += sum(len(event.raw) for event in events)
+                    if size > _MAX_PREAMBLE_BYTES:
+                        failure = UpstreamProtocolError(
+                            f"the upstream sent over {_MAX_PREAMBLE_BYTES} bytes before any "
+                            "answer content"
+                        )
+                    else:
+                        relayed.update(event.event for event in events)
+                        yield events
+                        try:
+                            events = await upstream.__anext__()
+                        except StopAsyncIteration:
+                            failure = UpstreamTruncated()
+                        except GatewayError as exc:
+                            failure = exc
+                        else:
+                            continue
+                await upstream.aclose()
+                self._let_go()
+                self.finish(failure)
+                if self.route.policy.decide(failure) is Decision.STOP or ctx.done():
+                    raise failure
+                restarted = await self._restart(ctx, open_stream, opening, target, failure)
+                if isinstance(restarted, list):  # the last word: an upstream's own error
+                    yield _unseen(restarted, relayed, opening)
+                    return
+                if restarted is None:
+                    if isinstance(failure, _ErrorBeforeContent):
+                        yield _unseen(failure.events, relayed, opening)
+                        return
+                    raise failure
+                target, (upstream, events) = restarted
+                handed = True
+                yield _Begun(target, upstream, _unseen(events, relayed, opening))
+                return
+        finally:
+            if not handed:
+                await upstream.aclose()
+                self._let_go()
+
+    def _let_go(self) -> None:
+        """Give back the kept answer's slot (its verdict is `finish`'s)."""
+        if self.kept is not None:
+            self.kept.release()
+
+    async def _restart(
+        self,
+        ctx: Context,
+        open_stream: OpenStream,
+        opening: OpeningOf | None,
+        failed: Target,
+        failure: GatewayError,
+    ) -> tuple[Target, _Opened] | list[SSEEvent] | None:
+        """The request again, on the route's other targets (and `failed` last, where the
+        route's retries allow asking a target again), each attempt
+        held until its answer begins (`_opened`): the answering target and its stream; an
+        upstream's own error events when that was the last word; None when no target
+        answered (the caller raises `failure`, the failure that began the restart)."""
+        route = self.route
+        targets = route.targets
+        index = targets.index(failed) if failed in targets else len(targets)
+        order = (*targets[index + 1 :], *targets[:index])
+        if route.policy.retry.attempts > 1:
+            order += (failed,)  # asked again last, as its retries allow
+        if not order:
+            return None
+        self._observer.failing_over(failed, failure.code)
+        self.route = dataclasses.replace(route, targets=order)
+        try:
+            return await self.run(ctx, functools.partial(_opened, open_stream, opening), keep=True)
+        except _ErrorBeforeContent as last:
+            return last.events
+        except GatewayError:
+            if ctx.cause is not None:
+                raise ctx.cause from None  # the request's own deadline, not the restart
+            return None
+        finally:
+            self.route = route
 
     async def _stream(
-        self, ctx: Context, attempt: Attempt[_Opened]
+        self, ctx: Context, open_stream: OpenStream, opening: OpeningOf | None
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that cannot continue: the answering upstream's reads."""
-        answer = await self._answer(ctx, attempt)
-        if isinstance(answer, list):
-            yield answer
+        begun: _Begun | None = None
+        async for item in self._begin(ctx, open_stream, opening):
+            if isinstance(item, _Begun):
+                begun = item
+                break
+            yield item
+        if begun is None:
             return
-        _, (upstream, first) = answer
+        upstream, first = begun.upstream, begun.events
         lease = self.kept
         assert lease is not None  # kept by `run`
         # No call will follow this answer: the client's body (often the largest thing a
@@ -333,17 +433,24 @@ class Chain:
         attempt: Attempt[_Opened],
         splice: Splice,
         cut: GatewayError | None = None,
+        open_stream: OpenStream | None = None,
+        opening: OpeningOf | None = None,
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that can continue: every read passes `splice`, and an
         answer that dies mid-way is continued (`_resume`) or ends as it would have. `cut`:
         the answer began elsewhere and was cut by it: it starts with a continuation."""
         plan = Continuation(self.route)
         if cut is None:
-            answer = await self._answer(ctx, attempt)
-            if isinstance(answer, list):
-                yield answer
+            assert open_stream is not None  # given with no `cut`
+            begun: _Begun | None = None
+            async for item in self._begin(ctx, open_stream, opening):
+                if isinstance(item, _Begun):
+                    begun = item
+                    break
+                yield splice.observe(item)
+            if begun is None:
                 return
-            target, (upstream, first) = answer
+            target, upstream, first = begun.target, begun.upstream, begun.events
         else:
             resumed = await self._resume(ctx, attempt, splice, plan, None, cut)
             if resumed is None:
@@ -502,6 +609,42 @@ class _ErrorBeforeContent(UpstreamErrorEvent):
     def __init__(self, events: list[SSEEvent]) -> None:
         super().__init__()
         self.events = events
+
+
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    """The answering stream, kept, and its read that began the answer (`Chain._begin`)."""
+
+    target: Target
+    upstream: ContextAwareStream[list[SSEEvent]]
+    events: list[SSEEvent]
+
+
+def _unseen(
+    events: list[SSEEvent], relayed: set[str | None], opening: OpeningOf | None
+) -> list[SSEEvent]:
+    """A restarted answer's `events` without the part of its preamble the client already
+    has: a preamble event named as one relayed (a second `message_start`, role chunk or
+    `response.created`) is dropped; one the client has not had (a `content_block_start`
+    after a lone `message_start`) is kept."""
+    if not relayed or opening is None:
+        return events
+    for index, event in enumerate(events):
+        if opening(event) is not Opening.PREAMBLE:
+            head = [e for e in events[:index] if e.event not in relayed]
+            return head + events[index:]
+    return [event for event in events if event.event not in relayed]
+
+
+async def _first_events(open_stream: OpenStream, target: Target, call: UpstreamRequest) -> _Opened:
+    """Open `target`'s stream and wait for its first events (a failed stream closes itself):
+    the first call of a stream, whose events are relayed as they come (`Chain._begin`)."""
+    upstream = open_stream(target, call)
+    try:
+        first = await upstream.__anext__()
+    except StopAsyncIteration:
+        raise UpstreamTruncated() from None
+    return upstream, first
 
 
 #: Most bytes of preamble an upstream may send before its answer's content: more is not an

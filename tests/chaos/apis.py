@@ -12,8 +12,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.apis import APIS as GATEWAY_APIS
-from gateway.streaming import Opening, SSEDecoder
 from tests.support import anthropic_wire as claude
 from tests.support import openai_wire as openai
 
@@ -63,13 +61,6 @@ class Api:
     trailer: bytes  # what the gateway appends to a stream complete without its marker
     error_event: bytes  # the upstream's own mid-stream error
     noise: tuple[bytes, ...]  # complete blocks the gateway must not relay
-
-    def carries_content(self, frame: bytes) -> bool:
-        """Whether the upstream event `frame` carries the answer's content (not its preamble),
-        as the gateway's dialect of this API judges it (`Dialect.opening`)."""
-        dialect = next(api.dialect for api in GATEWAY_APIS if api.name == self.name)
-        events = SSEDecoder(max_event_bytes=1 << 20, keep_dataless=False).feed(frame)
-        return any(dialect.opening(event) is not Opening.PREAMBLE for event in events)
 
     def events(self, texts: list[str], *, finish: bool) -> list[bytes]:
         """A stream's events up to (not including) the marker; with `finish`, the last one

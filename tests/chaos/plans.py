@@ -15,7 +15,6 @@ its leaving, and nothing else, is what must close the upstream connection.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import os
@@ -101,8 +100,6 @@ def draw(seed: int, index: int) -> RequestPlan:
     fault = _pick(rng, faults)
     leaves = rng.random() < _P_LEAVE
     upstream = fault(Dice(rng, api, long=leaves))
-    if stream:
-        upstream = _held_preamble(api, upstream)
     client = _client(rng, upstream, leaves=leaves)
     prefix = api.dead_route if upstream.dead else api.route
     model = prefix.replace("*", f"{seed}-{index}")
@@ -124,18 +121,6 @@ def _pick(rng: random.Random, faults: tuple[tuple[int, Fault], ...]) -> Fault:
     builders = [builder for _, builder in faults]
     fault: Fault = rng.choices(builders, weights=weights)[0]
     return fault
-
-
-def _held_preamble(api: Api, upstream: UpstreamPlan) -> UpstreamPlan:
-    """`upstream` as the gateway relays it: a stream that fails before its answer began -
-    its events are all preamble (a role chunk, `message_start`, a ping) - relays none of
-    them, since the chain holds a preamble until the first content so that another target
-    may still answer (contract section 2, issue 13); the client gets the error alone."""
-    if upstream.ending is not Ending.ERROR or not upstream.relayed:
-        return upstream
-    if any(api.carries_content(frame) for frame in upstream.relayed):
-        return upstream
-    return dataclasses.replace(upstream, relayed=())
 
 
 def _client(rng: random.Random, upstream: UpstreamPlan, *, leaves: bool) -> ClientPlan:

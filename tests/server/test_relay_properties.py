@@ -11,10 +11,8 @@ reference written from the framing rules (a blank line ends an event; CR, LF and
 blank lines between events are dropped; a CR at the very end of what was sent ends a line) and
 the OpenAI dialect's promises (comment and field-only blocks and `data:` that is not a JSON object
 are not forwarded, nothing after `[DONE]`, `[DONE]` appended after a clean end that followed a
-`finish_reason` chunk), and the promise that an answer is relayed only once it has begun: until
-its first chunk with text (or a `finish_reason`, or `[DONE]`) nothing of it reaches the client,
-so a stream that fails or ends before is a real status (contract section 2). It frames the whole
-byte string at once, so the way the bytes were cut into reads cannot influence it.
+`finish_reason` chunk). It frames the whole byte string at once, so the way the bytes were cut
+into reads cannot influence it.
 
 Two bugs the properties found are pinned as regression tests at the end of the file: an event
 ended by a CR just before the upstream failed, and a stream cut mid-event after `finish_reason`.
@@ -206,22 +204,6 @@ def openai_kind(block: Block) -> str:
     return "chunk"
 
 
-def begins(block: Block) -> bool:
-    """Whether `block` begins the answer: `[DONE]`, a `finish_reason`, or a chunk with text
-    (a chunk whose deltas are empty is the answer's preamble)."""
-    kind = openai_kind(block)
-    if kind != "chunk":
-        return kind != "skip"
-    assert block.data is not None  # a chunk has JSON data
-    choices = json.loads(block.data).get("choices")
-    return isinstance(choices, list) and any(
-        isinstance(choice, dict)
-        and isinstance(choice.get("delta"), dict)
-        and bool(choice["delta"].get("content"))
-        for choice in choices
-    )
-
-
 @dataclass(frozen=True)
 class Outcome:
     """A client's answer, normalised: a JSON error, or SSE bytes with an optional error frame."""
@@ -236,10 +218,6 @@ class Outcome:
 def expect(sent: bytes, error: GatewayError | None) -> Outcome:
     """What a client must get when the upstream sent `sent` and then ended (or raised `error`)."""
     blocks, tail = frame(sent)
-    if not any(begins(block) for block in blocks):
-        # Nothing of an answer that has not begun is relayed: its end is a real status.
-        code = UpstreamTruncated.code if error is None else error.code
-        return Outcome(502, error_code=code, json_error=True, label="ended before the answer")
     forwarded: list[bytes] = []
     complete = False
     for block in blocks:
