@@ -302,27 +302,19 @@ class Chain:
                     handed = True
                     yield _Begun(target, upstream, events)
                     return
-                failure: GatewayError
-                if said is Opening.ERROR:
-                    failure = _ErrorBeforeContent(events)
-                else:
-                    size += sum(len(event.raw) for event in events)
-                    if size > _MAX_PREAMBLE_BYTES:
-                        failure = UpstreamProtocolError(
-                            f"the upstream sent over {_MAX_PREAMBLE_BYTES} bytes before any "
-                            "answer content"
-                        )
+                size += sum(len(event.raw) for event in events)
+                failure = _preamble_failure(said, events, size)
+                if failure is None:
+                    relayed.update(event.event for event in events)
+                    yield events
+                    try:
+                        events = await upstream.__anext__()
+                    except StopAsyncIteration:
+                        failure = UpstreamTruncated()
+                    except GatewayError as exc:
+                        failure = exc
                     else:
-                        relayed.update(event.event for event in events)
-                        yield events
-                        try:
-                            events = await upstream.__anext__()
-                        except StopAsyncIteration:
-                            failure = UpstreamTruncated()
-                        except GatewayError as exc:
-                            failure = exc
-                        else:
-                            continue
+                        continue
                 await upstream.aclose()
                 self._let_go()
                 self.finish(failure)
@@ -652,6 +644,19 @@ async def _first_events(open_stream: OpenStream, target: Target, call: UpstreamR
 _MAX_PREAMBLE_BYTES = 64 * 1024
 
 
+def _preamble_failure(said: Opening, events: list[SSEEvent], size: int) -> GatewayError | None:
+    """What a read of an answer not yet begun stands for: the upstream's own error
+    (`events`: its events so far), a preamble past `_MAX_PREAMBLE_BYTES` (`size` bytes so
+    far), or None: more preamble."""
+    if said is Opening.ERROR:
+        return _ErrorBeforeContent(events)
+    if size > _MAX_PREAMBLE_BYTES:
+        return UpstreamProtocolError(
+            f"the upstream sent over {_MAX_PREAMBLE_BYTES} bytes before any answer content"
+        )
+    return None
+
+
 async def _opened(
     open_stream: OpenStream, opening: OpeningOf | None, target: Target, call: UpstreamRequest
 ) -> _Opened:
@@ -675,15 +680,8 @@ async def _opened(
         if said is Opening.CONTENT:
             break
         held += events
-        failure: GatewayError | None = None
-        if said is Opening.ERROR:
-            failure = _ErrorBeforeContent(held)
-        else:
-            size += sum(len(event.raw) for event in events)
-            if size > _MAX_PREAMBLE_BYTES:
-                failure = UpstreamProtocolError(
-                    f"the upstream sent over {_MAX_PREAMBLE_BYTES} bytes before any answer content"
-                )
+        size += sum(len(event.raw) for event in events)
+        failure = _preamble_failure(said, held, size)
         if failure is not None:
             await upstream.aclose()
             raise failure

@@ -393,7 +393,6 @@ class Relay:
         # Only complete events are written, and no secret's piece holds a line break: each
         # fragment lies inside one event, whatever the batch, and redacting keeps framing.
         redact = self._redactor.redact_bytes if self._redactor else None
-        on_answer = self._on_answer
         sink = self._sink
         forward, skip, drop = Verdict.FORWARD, Verdict.SKIP, Verdict.DROP
         verdict = forward
@@ -416,7 +415,8 @@ class Relay:
             if frames and sink is not None:
                 self._phase = "streaming"
                 events.clear()
-                await self._take_answer_id(tracker)
+                if tracker.answer_id is not None:
+                    await self._take_answer_id(tracker)
                 record.relayed(len(frames), sink.write_frames(self._redacted(frames)))
             elif frames:
                 self._phase = "streaming"
@@ -430,10 +430,8 @@ class Relay:
                 # slow client (they would double what a stalled stream holds).
                 events.clear()
                 frames.clear()
-                if on_answer is not None and tracker.answer_id is not None:
-                    answer_id, tracker.answer_id = tracker.answer_id, None
-                    if not self._translated:
-                        await on_answer(answer_id, self._provider.name)
+                if tracker.answer_id is not None:
+                    await self._take_answer_id(tracker)
                 await client.write(data)
                 # Counted once written: a write may wait on a slow client (`SSEResponse`), and
                 # a client that leaves meanwhile was never given these bytes.
@@ -449,7 +447,8 @@ class Relay:
             await client.write(self._dialect.completion_trailer)
 
     async def _take_answer_id(self, tracker: StreamTracker) -> None:
-        """Tell who keeps it the id this answer's events gave it (a resumable stream)."""
+        """Tell who keeps it the id this answer's events gave it: the upstream's owner map,
+        or the gateway's own buffer for a translated answer it keeps (a resumable stream)."""
         answer_id = tracker.answer_id
         if answer_id is None:
             return

@@ -75,12 +75,9 @@ async def owned_route(request: web.Request, route: Route, answer_id: str) -> Rou
     stored conversation), or the refusal when that cannot be told (module docstring)."""
     owner = await request.app[STORE].owners.owner(answer_id)
     if owner is not None and owner.client != _client_name(request):
-        owner = None  # another key's: it does not exist for this one
-        upstreams = set()
-    else:
-        upstreams = {target.provider.name for target in route.targets}
+        raise UnknownPreviousResponse(_previous_not_found(answer_id))  # another key's
     if owner is None:
-        if len(upstreams) == 1:
+        if len({target.provider.name for target in route.targets}) == 1:
             return route  # the one upstream that could hold it decides
         raise UnknownPreviousResponse(_previous_not_found(answer_id))
     held = tuple(t for t in route.targets if t.provider.name == owner.upstream)

@@ -408,6 +408,22 @@ async def test_an_anthropic_client_gets_parallel_openai_tool_calls_as_tool_use_b
     assert final.stop_reason == "tool_use"
 
 
+async def test_a_messages_parameter_openai_cannot_honour_is_anthropics_invalid_request_error(
+    ant: anthropic.AsyncAnthropic, upstream: FakeUpstream
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        await ant.messages.create(
+            model="claude-on-gpt",
+            max_tokens=50,
+            extra_body={"top_k": 5},
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    error = raised.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error"
+    assert "top_k" in error["message"]
+    assert upstream.calls_for("gpt-x") == []
+
+
 async def test_a_whole_messages_answer_is_served_by_an_openai_chat_upstream(
     ant: anthropic.AsyncAnthropic, upstream: FakeUpstream
 ) -> None:

@@ -50,6 +50,7 @@ _ANTHROPIC_CODE_TYPES: dict[str, str] = {
     "unsupported_media_type": "invalid_request_error",
     "unsupported_endpoint": "not_found_error",
     "upstream_bad_request": "invalid_request_error",
+    "unsupported_parameter": "invalid_request_error",  # not translatable to the target's API
     "model_not_found": "not_found_error",
     "request_too_large": "request_too_large",
     "unauthorized": "authentication_error",
