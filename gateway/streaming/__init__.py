@@ -20,6 +20,7 @@ from gateway.streaming.dialect import (
     compact_json,
     is_count,
     loads_object,
+    shape_reader,
 )
 from gateway.streaming.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from gateway.streaming.stream import ContextAwareStream, stream_from_context
@@ -55,5 +56,6 @@ __all__ = [
     "is_count",
     "loads_object",
     "make_stream_error",
+    "shape_reader",
     "stream_from_context",
 ]

@@ -28,7 +28,9 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar, TypeGuard, TypeVar
+
+import msgspec
 
 from gateway.streaming.sse import SSEEvent
 from gateway.streaming.stream_error import StreamError
@@ -50,9 +52,11 @@ __all__ = [
     "compact_json",
     "is_count",
     "loads_object",
+    "shape_reader",
 ]
 
 HEARTBEAT = b": ping\n\n"
+_Shape = TypeVar("_Shape", bound=msgspec.Struct)
 
 
 class Verdict(enum.IntEnum):
@@ -185,3 +189,24 @@ def loads_object(data: str) -> dict[str, Any] | None:
         except ValueError:
             return None
     return value if isinstance(value, dict) else None
+
+
+def shape_reader(shape: type[_Shape]) -> Callable[[str], _Shape | None]:
+    """A reader of event JSON into `shape`: a `msgspec.Struct` naming only the fields a tracker
+    looks at (each with a default), so the rest of the event is checked but never built.
+
+    The reader answers None whenever the data is not a JSON object of that shape - malformed,
+    not an object, a field of another type than the shape says, JSON msgspec refuses that
+    `json` reads: the tracker then judges the event by `loads_object` (the judge), so the fast
+    reading only ever decides what the judge would have decided. About twice as fast as
+    `loads_object` on a typical chunk (it builds a delta's text, not the whole chunk).
+    """
+    decode = msgspec.json.Decoder(shape).decode
+
+    def read(data: str) -> _Shape | None:
+        try:
+            return decode(data)
+        except msgspec.MsgspecError:
+            return None
+
+    return read

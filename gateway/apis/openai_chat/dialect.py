@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from gateway.errors import ErrorCategory
 from gateway.streaming import (
     Dialect,
@@ -29,6 +31,7 @@ from gateway.streaming import (
     Verdict,
     compact_json,
     loads_object,
+    shape_reader,
 )
 
 __all__ = ["OpenAIDialect", "openai_error_type"]
@@ -69,6 +72,21 @@ def openai_error_type(error: StreamError) -> str:
     return _OPENAI_CODE_TYPES.get(error.code) or _OPENAI_TYPES[error.type]
 
 
+class _Choice(msgspec.Struct):
+    finish_reason: Any = None
+
+
+class _Chunk(msgspec.Struct):
+    """What the tracker reads of a chunk (`shape_reader`): the rest is checked, not built."""
+
+    error: Any = None
+    choices: list[_Choice] | None = None
+    usage: dict[str, Any] | None = None
+
+
+_read_chunk = shape_reader(_Chunk)
+
+
 class _OpenAITracker(StreamTracker):
     __slots__ = ()
 
@@ -78,19 +96,30 @@ class _OpenAITracker(StreamTracker):
             return Verdict.SKIP  # comments and field-only frames: OpenAI SDKs choke on them
         if data.startswith("[DONE]"):
             return Verdict.END
-        chunk = loads_object(data)
-        if chunk is None:
-            self.skipped += 1
-            return Verdict.SKIP
-        if chunk.get("error"):
+        chunk = _read_chunk(data)
+        if chunk is not None:
+            error, choices, usage = chunk.error, chunk.choices, chunk.usage
+            finished = False
+            if choices is not None:
+                for choice in choices:
+                    if choice.finish_reason:
+                        finished = True
+        else:  # not of the usual shape: the judge reads it whole
+            payload = loads_object(data)
+            if payload is None:
+                self.skipped += 1
+                return Verdict.SKIP
+            error, choices, usage = payload.get("error"), payload.get("choices"), None
+            finished = isinstance(choices, list) and any(
+                isinstance(choice, dict) and choice.get("finish_reason") for choice in choices
+            )
+            if isinstance(payload.get("usage"), dict):
+                usage = payload["usage"]
+        if error:
             return Verdict.END_WITH_ERROR
-        choices = chunk.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:
-                if isinstance(choice, dict) and choice.get("finish_reason"):
-                    self.complete = True
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
+        if finished:
+            self.complete = True
+        if usage is not None:
             self.usage = usage
             if self.unasked_usage and not choices:
                 return Verdict.DROP

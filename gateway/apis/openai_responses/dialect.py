@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from gateway.apis.openai_chat.dialect import OpenAIDialect
 from gateway.streaming import (
     Opening,
@@ -37,6 +39,7 @@ from gateway.streaming import (
     Verdict,
     compact_json,
     loads_object,
+    shape_reader,
 )
 
 __all__ = ["ResponsesDialect", "ResponsesTracker"]
@@ -82,6 +85,17 @@ def _opening_of(kind: object, payload: dict[str, Any]) -> Opening:
     return Opening.PREAMBLE if empty else Opening.CONTENT
 
 
+class _Event(msgspec.Struct):
+    """What the tracker reads of an event (`shape_reader`): the rest is checked, not built."""
+
+    type: Any = None
+    sequence_number: Any = None
+    response: Any = None
+
+
+_read_event = shape_reader(_Event)
+
+
 class ResponsesTracker(StreamTracker):
     """One Responses stream's state: its usage and the last `sequence_number` relayed."""
 
@@ -95,20 +109,24 @@ class ResponsesTracker(StreamTracker):
         data = event.data
         if data is None:
             return Verdict.SKIP
-        payload = loads_object(data)
-        if payload is None:
-            self.skipped += 1
-            return Verdict.SKIP
-        kind = event.event or payload.get("type")
-        number = payload.get("sequence_number")
+        shape = _read_event(data)
+        if shape is not None:
+            kind, number, response = shape.type, shape.sequence_number, shape.response
+        else:  # not of the usual shape: the judge reads it whole
+            payload = loads_object(data)
+            if payload is None:
+                self.skipped += 1
+                return Verdict.SKIP
+            kind = payload.get("type")
+            number, response = payload.get("sequence_number"), payload.get("response")
+        kind = event.event or kind
         if isinstance(number, int) and not isinstance(number, bool):
             self.sequence_number = max(self.sequence_number, number)
         verdict = _TERMINAL.get(kind) if isinstance(kind, str) else None
         if verdict is None:
             if kind == "response.created":
-                self.answer_id = _response_id(payload.get("response"))
+                self.answer_id = _response_id(response)
             return Verdict.FORWARD
-        response = payload.get("response")
         if isinstance(response, dict) and isinstance(response.get("usage"), dict):
             self.usage = response["usage"]
         self.complete = verdict is Verdict.END
