@@ -211,6 +211,9 @@ class HTTPUpstreamResponse(UpstreamResponse):
     async def aclose(self) -> None:
         await self._response.aclose()
 
+    def abort(self) -> None:
+        self._response.abort()
+
 
 async def raise_for_upstream_status(
     response: HTTPResponse,

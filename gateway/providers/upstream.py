@@ -77,6 +77,10 @@ class UpstreamResponse(abc.ABC):
     async def aclose(self) -> None:
         """Release the response; closes the connection unless the body was fully read."""
 
+    def abort(self) -> None:  # noqa: B027 - optional: a response without a connection
+        """Close the connection now, synchronously (the client is gone: the upstream must
+        stop at once); no read follows, and `aclose()` still releases the response."""
+
 
 class Provider(abc.ABC):
     """An upstream API endpoint the gateway can call."""

@@ -126,7 +126,14 @@ class GatewayRequestHandler(web.RequestHandler):
     """aiohttp's HTTP protocol, answering what it cannot parse in the gateway's error shape and
     closing a connection whose client stopped reading."""
 
-    __slots__ = ("_metrics", "_stall_timer", "server_header", "write_stall", "write_stalled")
+    __slots__ = (
+        "_metrics",
+        "_on_gone",
+        "_stall_timer",
+        "server_header",
+        "write_stall",
+        "write_stalled",
+    )
 
     def __init__(
         self,
@@ -143,6 +150,27 @@ class GatewayRequestHandler(web.RequestHandler):
         self.write_stall = write_stall
         self.write_stalled = False
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._on_gone: Callable[[], None] | None = None
+
+    def on_client_gone(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` once, synchronously, the moment the client is known gone: its FIN
+        read (aiohttp closes the connection on it anyway) or the connection lost. aiohttp
+        cancels the handler only a loop turn or two later, and a busy loop's turn takes
+        milliseconds: this is how a relay closes its upstream in the turn the client left.
+        None: no longer."""
+        self._on_gone = callback
+
+    def _client_gone(self) -> None:
+        callback, self._on_gone = self._on_gone, None
+        if callback is not None:
+            try:
+                callback()
+            except Exception:  # a relay's bug must not break the connection's teardown
+                _log.exception("client_gone_callback_failed")
+
+    def eof_received(self) -> None:
+        self._client_gone()
+        super().eof_received()
 
     async def set_server_header(self, headers: CIMultiDict[str]) -> None:
         """`StreamWriter`'s `on_headers_sent` hook: the `Server` header, or none."""
@@ -164,6 +192,7 @@ class GatewayRequestHandler(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_stall_timer()
+        self._client_gone()
         super().connection_lost(exc)
 
     def _cancel_stall_timer(self) -> None:

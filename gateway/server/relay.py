@@ -51,7 +51,7 @@ from gateway.providers import Provider, UpstreamRequest, UpstreamResponse
 from gateway.redaction import Redactor
 from gateway.routing import CallTemplate, Chain, Route, Target
 from gateway.server.app_state import REDACTOR, REQUEST_TRACE, SERVER_CONTEXT, SETTINGS
-from gateway.server.connection import stalled_writing
+from gateway.server.connection import GatewayRequestHandler, stalled_writing
 from gateway.server.sse_response import SSEResponse
 from gateway.server.stream_sink import StreamSink
 from gateway.streaming import (
@@ -115,6 +115,7 @@ class Relay:
         "_call",
         "_chain",
         "_dialect",
+        "_left",
         "_limits",
         "_on_answer",
         "_parent",
@@ -126,6 +127,7 @@ class Relay:
         "_sink",
         "_tracker",
         "_translated",
+        "_upstream",
         "on_gateway_answer",
         "resumable",
         "unfinished",
@@ -163,6 +165,10 @@ class Relay:
         self._attempt_settled = True  # nothing to settle until an attempt starts
         self._tracker: StreamTracker | None = None  # the stream's, for `stream: true`
         self._on_answer = on_answer
+        #: The client is known gone (`_client_left`); its handler is being cancelled.
+        self._left = False
+        #: The current attempt's response while its body is read (`_client_left` aborts it).
+        self._upstream: UpstreamResponse | None = None
         #: The current attempt is a translated call: its answer's ids are the gateway's own,
         #: which no upstream keeps (`on_answer` does not hear of them).
         self._translated = False
@@ -330,11 +336,19 @@ class Relay:
         client.start_heartbeat()
         record.stream_started()
         error: GatewayError | None = None
+        protocol = self._request.protocol
+        # A resumable stream's relay (`_sink`) outlives its client: it is not watched.
+        watched = protocol if self._sink is None else None
+        if isinstance(watched, GatewayRequestHandler):
+            watched.on_client_gone(self._client_left)
         try:
             await self._pump(upstream, tracker, client)
         except GatewayError as exc:
             error = exc
             self._settle_attempt(exc.code)
+            if self._left:
+                # Recorded now: the handler's cancellation may land in the clean-up below.
+                record.fail(self._client_gone())
         except asyncio.CancelledError:
             self._cancelled()
             raise
@@ -344,6 +358,8 @@ class Relay:
             record.fail(self._client_gone())
             return client.response
         finally:
+            if isinstance(watched, GatewayRequestHandler):
+                watched.on_client_gone(None)
             try:
                 await client.stop_heartbeat()
                 await upstream.aclose()
@@ -355,6 +371,11 @@ class Relay:
                 record.bytes = client.bytes_written
                 record.skipped_events = tracker.skipped
                 self._count_usage(tracker)
+        if error is not None and self._left:
+            # The upstream's read failed because it was aborted for the client that left, or
+            # failed as the client left: either way the client's leaving is the outcome
+            # (recorded above).
+            return client.response
         self._chain.finish(error)  # how the answering target's answer ended
         if error is not None:
             record.fail(error)
@@ -494,7 +515,9 @@ class Relay:
         """
         # The body's reads are iterated here, not through `_body`: one generator less per
         # stream (its frame, and a hop per read).
-        response = await self._open(ctx)
+        response = self._upstream = await self._open(ctx)
+        if self._left:
+            response.abort()  # the client left while the answer's head was awaited
         chunks = response.chunks()
         failure: GatewayError | None = None
         try:
@@ -507,7 +530,9 @@ class Relay:
                     if events:
                         yield events
             except GatewayError as exc:
-                failure = exc
+                # A read cut by `_client_left`'s abort is the client's leaving, not the
+                # target's fault: the chain stops there, and no circuit hears of it.
+                failure = ClientDisconnected(phase=self._phase) if self._left else exc
             events = decoder.finish()
             if translator is not None:
                 events = translator.feed(events) if events else []
@@ -520,6 +545,7 @@ class Relay:
             if decoder.has_partial_event:
                 raise UpstreamTruncated("the upstream ended the stream in the middle of an event")
         finally:
+            self._upstream = None
             await _release(response, chunks)
 
     def _open_stream(
@@ -528,6 +554,8 @@ class Relay:
         """One attempt's event stream (not yet read): its own decoder and phase limits."""
         # Comment-only and field-only blocks (upstream keep-alives) are dropped by the decoder:
         # they are not relayed and do not reset the first-byte or idle clocks.
+        if self._left:  # no new call for a client that left: its cancellation is on its way
+            raise ClientDisconnected(phase=self._phase)
         limit = self._limits.max_event_bytes
         decoder = SSEDecoder(max_event_bytes=limit, keep_dataless=False)
         translated = call.translated
@@ -634,12 +662,15 @@ class Relay:
     async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
         """The current attempt's body reads; the response is released however iteration
         ends."""
-        response = await self._open(ctx)
+        response = self._upstream = await self._open(ctx)
+        if self._left:
+            response.abort()  # the client left while the answer's head was awaited
         chunks = response.chunks()
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
+            self._upstream = None
             await _release(response, chunks)
 
     async def _open(self, ctx: Context) -> UpstreamResponse:
@@ -674,6 +705,15 @@ class Relay:
         if self._request.transport is None or self._request.transport.is_closing():
             return self._client_gone()
         return ServerShutdown()
+
+    def _client_left(self) -> None:
+        """The client's connection is gone (`GatewayRequestHandler.on_client_gone`): the
+        upstream is closed now, in the loop turn that saw the client go, where the handler's
+        cancellation would close it a turn or two later - milliseconds on a busy loop."""
+        self._left = True
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.abort()
 
     def _client_gone(self) -> GatewayError:
         """The client's connection is gone: it left, or it was cut for not reading."""

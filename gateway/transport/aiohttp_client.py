@@ -148,6 +148,19 @@ class AiohttpResponse:
                 body += chunk
         return bytes(body)
 
+    def abort(self) -> None:
+        """The socket is shut down first (`TransportSocket.shutdown`, public): the FIN leaves
+        now, where aiohttp's `close()` leaves the socket to the loop's next turn."""
+        if self._closed:
+            return
+        connection = self._response.connection
+        transport = None if connection is None else connection.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # gone already
+                sock.shutdown(socket.SHUT_RDWR)
+        self._response.close()
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -17,7 +17,8 @@ Invariants every implementation keeps:
   the request is sent, not when it was queued or connected;
 - every status is returned, 2xx or not: what a status means is the provider's business;
 - `HTTPResponse.aclose()` is idempotent and, unless the body was read to its end, closes the
-  connection, so the upstream sees the close and stops generating.
+  connection, so the upstream sees the close and stops generating; `abort()` closes it at
+  once, for a client known gone before its handler is cancelled.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class HTTPResponse(Protocol):
 
     async def aclose(self) -> None:
         """Give the connection back: to the pool if the body was read to its end, else closed."""
+        ...
+
+    def abort(self) -> None:
+        """Close the connection now, synchronously: the upstream sees the close at once, not
+        when the event loop next turns (a busy loop's turn takes milliseconds). No read may
+        follow; `aclose()` still gives the connection's place back."""
         ...
 
 

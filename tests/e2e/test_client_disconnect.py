@@ -169,3 +169,83 @@ async def test_disconnect_while_the_gateway_is_blocked_writing_closes_upstream(
     sock.close()  # RST
     await call.wait_closed_by_peer()
     await assert_recorded_once(logs, "streaming")
+
+
+class _SilentStream(asyncio.Protocol):
+    """An upstream that answers any request with an SSE head and two chunks, then stays
+    silent; it notes the loop turn (`turns[0]`) at which it reads the gateway's FIN."""
+
+    def __init__(self, turns: list[int], closed: asyncio.Future[int]) -> None:
+        self._turns = turns
+        self._closed = closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if b"\r\n\r\n" not in data:
+            return
+        chunk = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
+        body = chunk * 2
+        assert isinstance(self._transport, asyncio.Transport)
+        self._transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n"
+        )
+
+    def eof_received(self) -> None:
+        if not self._closed.done():
+            self._closed.set_result(self._turns[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof_received()
+
+
+async def test_the_upstream_is_closed_in_the_loop_turn_the_client_left(
+    start_gateway: StartGateway,
+) -> None:
+    """The gateway closes the upstream when it reads the client's FIN, not a turn or two
+    later when aiohttp has cancelled the handler and it has unwound (on a busy loop each turn
+    takes milliseconds). Counted in loop turns, not in time: the client's close at turn t,
+    the gateway reads it at t + 1 and shuts the upstream's socket down there, and the
+    upstream reads that FIN at the next turn. Through the handler's cancellation it would be
+    six turns on (connection lost, the handler's step, its unwinding, the transport's close, the
+    upstream's read).
+    """
+    loop = asyncio.get_running_loop()
+    turns = [0]
+
+    def tick() -> None:
+        turns[0] += 1
+        ticking[0] = loop.call_soon(tick)
+
+    ticking = [loop.call_soon(tick)]
+    closed: asyncio.Future[int] = loop.create_future()
+    server = await loop.create_server(lambda: _SilentStream(turns, closed), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await start_gateway(
+            None,
+            upstreams={"silent": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1"}},
+            routes=[{"model": "m", "targets": [{"upstream": "silent"}]}],
+            heartbeat=None,
+        )
+        host, gw_port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(gw_port))
+        body = json.dumps({**BODY, "stream": True}).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        received = b""
+        while received.count(b"data: {") < 2:
+            received += await reader.read(65536)
+        await asyncio.sleep(0.05)  # the relay waits on the silent upstream now
+        left_at = turns[0]
+        writer.transport.abort()  # the client's socket is closed at once, in this turn
+        seen_at = await asyncio.wait_for(closed, 10)
+        assert seen_at - left_at <= 3, f"the upstream saw the close {seen_at - left_at} turns on"
+    finally:
+        ticking[0].cancel()
+        server.close()
+        await server.wait_closed()
