@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 import time
 from array import array
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from bench.protocol import CHAT, StreamShape, WireApi
 __all__ = ["Address", "Connection", "EventLog", "StreamResult", "fetch", "fetch_json"]
 
 _FETCH_TIMEOUT = 10.0  # seconds for a control or health request
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, not FIN
 _HEAD, _SIZE, _DATA, _DATA_END, _TRAILER, _LENGTH, _UNTIL_CLOSE = range(7)
 
 
@@ -86,6 +89,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._future: asyncio.Future[StreamResult] | None = None
         self._log: EventLog | None = None
         self._abort_after = 0
+        self._reset = False
+        self._stamp: Callable[[bytes], int | None] = CHAT.stamp
         self._expect = 0
         self._on_first: Callable[[], None] | None = None
         self._done = False
@@ -102,6 +107,9 @@ class _ClientProtocol(asyncio.Protocol):
         abort_after: int,
         on_first_event: Callable[[], None] | None,
         api: WireApi = CHAT,
+        *,
+        reset: bool = False,
+        stamp: Callable[[bytes], int | None] | None = None,
     ) -> asyncio.Future[StreamResult]:
         assert self.transport is not None
         assert self._future is None
@@ -111,14 +119,20 @@ class _ClientProtocol(asyncio.Protocol):
         self._raw.clear()
         self._sse.clear()
         self._expect, self._log = expect_events, log
-        self._abort_after, self._on_first = abort_after, on_first_event
-        self._api = api
+        self._abort_after, self._on_first, self._reset = abort_after, on_first_event, reset
+        self._api, self._stamp = api, stamp or api.stamp
         self._result.sent_ns = time.monotonic_ns()
         self.transport.write(request)
         return self._future
 
-    def abort(self) -> None:
-        """Close the connection now, on purpose (the stream is not an error)."""
+    def abort(self, reset: bool = False) -> None:
+        """Close the connection now, on purpose (the stream is not an error): a FIN, or with
+        `reset` an RST (SO_LINGER 0, then close)."""
+        if self.transport is not None and reset:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         if self._result is not None and self._result.aborted_ns is None:
             self._result.aborted_ns = time.monotonic_ns()
         if self.transport is not None:
@@ -230,7 +244,7 @@ class _ClientProtocol(asyncio.Protocol):
             return
         block = bytes(sse[:end])
         del sse[: end + 2]
-        log, api = self._log, self._api
+        log, api, stamp_of = self._log, self._api, self._stamp
         counted, done, done_is_counted = api.counted, api.done, api.done_is_counted
         for event in block.split(b"\n\n"):
             if event.startswith(counted):
@@ -241,14 +255,15 @@ class _ClientProtocol(asyncio.Protocol):
                         self._on_first()
                 if log is not None:
                     try:
-                        stamp = api.stamp(event)
-                        log.sent_ns.append(stamp)
-                        log.latency_ns.append(now - stamp)
+                        stamp = stamp_of(event)
                     except ValueError:
                         self._fail(f"unstamped event {event[:160]!r}")
                         return
+                    if stamp is not None:
+                        log.sent_ns.append(stamp)
+                        log.latency_ns.append(now - stamp)
                 if result.events == self._abort_after:
-                    self.abort()
+                    self.abort(self._reset)
                     return
                 if done_is_counted and event.startswith(done):
                     result.done_ns = now
@@ -318,9 +333,11 @@ class Connection:
         *,
         log: EventLog | None = None,
         abort_after: int = 0,
+        reset: bool = False,
         on_first_event: Callable[[], None] | None = None,
     ) -> asyncio.Future[StreamResult]:
-        """Send a streaming request for `shape`; the future resolves when it is over."""
+        """Send a streaming request for `shape`; the future resolves when it is over. With
+        `abort_after`, the client closes after that many events (`reset`: with an RST)."""
         body = shape.api.request_body(shape)
         request = (
             f"POST {shape.api.path} HTTP/1.1\r\nHost: {self.address.host}:{self.address.port}\r\n"
@@ -328,13 +345,17 @@ class Connection:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         expect = 0 if abort_after else shape.expected_events
-        return self._protocol.begin(request, expect, log, abort_after, on_first_event, shape.api)
+        stamp = None if shape.upstream is None else shape.upstream.relayed_stamp(shape.api)
+        return self._protocol.begin(
+            request, expect, log, abort_after, on_first_event, shape.api, reset=reset, stamp=stamp
+        )
 
     async def stream(self, shape: StreamShape, **options: Any) -> StreamResult:
         return await self.start(shape, **options)
 
-    def abort(self) -> None:
-        self._protocol.abort()
+    def abort(self, reset: bool = False) -> None:
+        """Close now (a FIN; `reset`: an RST); the running stream ends as aborted."""
+        self._protocol.abort(reset)
 
     def close(self) -> None:
         if self._protocol.transport is not None:

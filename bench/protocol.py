@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,13 @@ class WireApi:
     def stamp(self, event: bytes) -> int:
         """The send stamp in a counted event; ValueError if it has none."""
         raise NotImplementedError
+
+    def relayed_stamp(self, client: WireApi) -> Callable[[bytes], int | None]:
+        """How a client of `client` finds the send stamp in an event of this API's stream
+        translated for it (`reaches`): None for an event that carries none."""
+        if client is self:
+            return client.stamp
+        raise ValueError(f"the bench does not translate {self.name} for {client.name} clients")
 
     def reaches(self, client: WireApi) -> bool:
         """Whether the bench counts this API's stream translated for a client of `client`
@@ -291,6 +299,22 @@ class _Messages(WireApi):
 
     def reaches(self, client: WireApi) -> bool:
         return client is self or client is CHAT
+
+    def relayed_stamp(self, client: WireApi) -> Callable[[bytes], int | None]:
+        """A chat client finds the stamp of a text delta in its chunk's `content` (the text
+        is the stamp and a space); the role and finish chunks carry none."""
+        if client is not CHAT:
+            return super().relayed_stamp(client)
+        return _content_stamp
+
+
+_CONTENT_KEY = b'"content":"'
+
+
+def _content_stamp(event: bytes) -> int | None:
+    at = event.find(_CONTENT_KEY)
+    digits = event[at + len(_CONTENT_KEY) : at + len(_CONTENT_KEY) + 20] if at >= 0 else b""
+    return int(digits) if len(digits) == 20 and digits.isdigit() else None
 
 
 CHAT: WireApi = _Chat()

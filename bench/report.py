@@ -1,9 +1,9 @@
 """The bench's outputs: `summary.json` (every figure), `report.md` (tables), PNG plots.
 
 The report puts each target next to `direct` from the same run (added milliseconds for
-latencies, x direct for rates) and lists the issue's targets for the single-worker gateway
-with the measured value and whether it is met. Plots need matplotlib (`pip install
-matplotlib`); without it the report says they were skipped.
+latencies, x direct for rates) and lists issue 15's targets for every gateway variant, with
+the measured value, whether it is met, and nginx's figure beside it. Plots need matplotlib
+(`pip install matplotlib`); without it the report says they were skipped.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _admission(result: Summary) -> list[str]:
     if not admission:
         return []
     stats = result["targets"]
-    keyed, redis = stats["gateway-keyed"], stats["gateway-redis"]
+    keyed, redis = stats[admission["base"]], stats["gateway-redis"]
     rows = [[
         keyed["ttfb_ms"]["p50"], redis["ttfb_ms"]["p50"], admission["added_ttfb_p50_ms"],
         keyed["ttfb_ms"]["p99"], redis["ttfb_ms"]["p99"], admission["added_ttfb_p99_ms"],
@@ -92,17 +92,19 @@ def _admission(result: Summary) -> list[str]:
         admission["redis_server_cpu_ms_per_request"], admission["redis_admits"],
         admission["redis_errors"], admission["fallbacks"],
     ]]  # fmt: skip
+    base = admission["base"]
     header = [
-        "in-process TTFB p50 ms", "Redis p50", "added p50", "in-process p99", "Redis p99",
-        "added p99", "gateway CPU ms / request, in-process", "with Redis",
+        f"{base} TTFB p50 ms", "Redis p50", "added p50", f"{base} p99", "Redis p99",
+        "added p99", f"gateway CPU ms / request, {base}", "with Redis",
         "redis-server CPU ms / request", "admits through Redis", "Redis errors", "fallbacks",
     ]  # fmt: skip
     note = (
-        "Admission with a limited key: `gateway-keyed` counts the key's requests per minute in "
-        "the process, `gateway-redis` in Redis (one `ADMIT` round trip per request, "
-        "`state.redis_url`); the same key and limit, requests alternating with the other "
-        "targets'. Admits, errors and fallbacks are `gateway-redis`'s own counters "
-        "(`/metrics`, warm-up included): a fallback was decided without Redis."
+        "Admission with a limited key: `gateway-redis` counts the key's requests per minute in "
+        "Redis (one `ADMIT` round trip per request, `state.redis_url`), `gateway-keyed` (when "
+        "measured: `--redis` or `--targets`) the same key and limit in the process; else the "
+        "comparison is with the keyless `gateway`. Requests alternate with the other targets'. "
+        "Admits, errors and fallbacks are `gateway-redis`'s own counters (`/metrics`, warm-up "
+        "included): a fallback was decided without Redis."
     )
     return ["### Redis-backed admission", "", *_table(header, rows), note, ""]
 
@@ -245,6 +247,13 @@ def _idle(result: Summary) -> list[str]:
 
 
 def _disconnect(result: Summary) -> list[str]:
+    lines: list[str] = []
+    for name, case in result["cases"].items():
+        lines += [f"### {name}", "", f"{case['what']}.", "", *_disconnect_case(case)]
+    return lines
+
+
+def _disconnect_case(result: Summary) -> list[str]:
     stats, vs = result["targets"], result["vs_direct"]
     rows = []
     for name, s in stats.items():
@@ -254,7 +263,7 @@ def _disconnect(result: Summary) -> list[str]:
             added.get("added_p50_ms"), added.get("added_p99_ms"), s["errors"],
         ])  # fmt: skip
     header = [
-        "target", "tries", "p50 ms", "p90", "p99", "max", "added p50", "added p99", "errors",
+        "target", "streams", "p50 ms", "p90", "p99", "max", "added p50", "added p99", "errors",
     ]  # fmt: skip
     return _table(header, rows) + _errors_note(stats)
 
@@ -270,9 +279,13 @@ _SECTIONS: dict[str, tuple[str, Callable[[Summary], list[str]]]] = {
           "ratios.", _throughput),
     "d": ("Streams held open, one chunk every {idle_delay:g} s, held {idle_hold:g} s; a fresh "
           "proxy process per row; KiB per stream = (RSS open - RSS before) / streams.", _idle),
-    "e": ("{disconnect_tries} tries per target: the client aborts after {disconnect_after} "
-          "events of a stream with a chunk every {disconnect_delay:g} s; time from the abort to "
-          "the upstream seeing the connection closed.", _disconnect),
+    "e": ("Time from the client's abort to the upstream seeing the connection closed (its "
+          "protocol told of the FIN or RST: it watches the socket, it does not wait for its "
+          "next write), per case; every case interleaves all targets. Tries per target: "
+          "streaming {disconnect_tries}, idle {idle_abort_tries} (events every "
+          "{idle_abort_interval:g} s), loaded {loaded_abort_tries} a round beside "
+          "{realistic_streams} streams, all-at-once {burst_streams} a round; {rounds} "
+          "round(s).", _disconnect),
 }  # fmt: skip
 _PLOTS = {
     "a": "latency.png",
@@ -284,11 +297,32 @@ _PLOTS = {
 
 
 def _checks(scenarios: Summary) -> list[str]:
-    rows = []
+    """Issue 15's targets, one row per target per gateway variant (nginx's figure beside),
+    then the other issues' checks."""
+    rows, others = [], []
     for key, result in scenarios.items():
         for check in result.get("checks", []):
-            rows.append([_TITLES[key], check["what"], check["value"], check["limit"], check["met"]])
-    return _table(["scenario", "what (gateway, 1 worker)", "measured", "target", "met"], rows)
+            if "variant" in check:
+                rows.append([
+                    _TITLES[key], check["what"], check["variant"], check["value"],
+                    check["limit"], check["met"], check["nginx"],
+                ])  # fmt: skip
+            else:
+                others.append([
+                    _TITLES[key], check["what"], check["value"], check["limit"], check["met"]
+                ])  # fmt: skip
+    header = ["scenario", "what", "gateway variant", "measured", "target", "met", "nginx"]
+    lines = _table(header, rows)
+    lines += [
+        "`gateway-w2`'s CPU is its whole process tree's (supervisor and both workers), its "
+        "memory per stream (d) the sum of their RSS growth (`VmRSS` of every process of the "
+        "tree) over the streams held open across both workers.",
+        "",
+    ]
+    if others:
+        lines += ["Other checks:", ""]
+        lines += _table(["scenario", "what", "measured", "target", "met"], others)
+    return lines
 
 
 def render_markdown(summary: Summary, plots: list[str]) -> str:
@@ -310,7 +344,7 @@ def render_markdown(summary: Summary, plots: list[str]) -> str:
         "target is measured in the same run, interleaved with it. Read the added times and the "
         "x direct ratios; absolute figures are context (a shared machine is noisy).",
         "",
-        "## Issue 6 targets",
+        "## Issue 15 targets",
         "",
         *_checks(scenarios),
     ]

@@ -1,21 +1,21 @@
 """The benchmark, in one command: upstream, targets, scenarios, report.
 
-    python -m bench.run [--quick] [--scenarios a,b,c,d,e] [--targets direct,gateway,nginx]
+    python -m bench.run [--quick] [--scenarios a,b,c,d,e] [--targets direct,gateway,nginx,...]
                         [--apis chat,responses] [--workers N] [--translate] [--redis]
                         [--out bench/results] [--no-uvloop]
 
-Starts the mock upstream (`bench.upstream`), one gateway worker (`python -m gateway`), nginx
-(if installed; `python -m bench.install` installs it) and, for the throughput scenario, a gateway
-with N workers (`--workers`, default 2; 1 leaves it out), each target reaching the upstream on a
-loopback address of its own. `--translate` adds `gateway-translated` to scenario c: chat
-clients on a route to an `anthropic` upstream (the bench upstream's `/v1/messages`), every
-Messages event translated into chat chunks. `--redis` adds two keyed gateways to scenario a,
-the same gateway key with a requests-per-minute limit: `gateway-keyed` (the limit in the
-process) and `gateway-redis` (the limit in a redis-server started here, one Redis round trip
-per request). The proxy under test is pinned to the first core, the upstream, redis-server and
-this process (the load generator) to the others. Then runs the scenarios (`bench.scenarios`),
-interleaving the targets (and, in c, the APIs of `--apis`), and writes `report.md`,
-`summary.json` and the plots to `--out`.
+Starts the mock upstream (`bench.upstream`) and every target of `--targets`, each reaching the
+upstream on a loopback address of its own: `direct` (no proxy), `gateway` (one worker),
+`nginx` (if installed; `python -m bench.install` installs it), `gateway-wN` (N workers),
+`gateway-translated` (chat clients on a route to an `anthropic` upstream, the bench upstream's
+`/v1/messages`: every Messages event translated into chat chunks), `gateway-redis` (a gateway
+key with a requests-per-minute limit counted in a redis-server started here: one Redis round
+trip per request) and `gateway-keyed` (the same key counted in the process; not in the default
+set). By default every target whose prerequisite exists (nginx, redis-server) is measured; one
+whose prerequisite is missing is left out with a line in the report's notes. Every scenario
+measures every target, interleaved (and, in c, the APIs of `--apis`). The proxy under test is
+pinned to the first core, the upstream, redis-server and this process (the load generator) to
+the others. Writes `report.md`, `summary.json` and the plots to `--out`.
 `--quick` is the smoke-test size (under a minute). Every process started here is stopped here.
 """
 
@@ -34,12 +34,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.disconnects import disconnect
 from bench.eventloop import run, uvloop_available
 from bench.loadgen import Address
 from bench.processes import (
     GatewayOptions,
     Service,
     nginx_path,
+    redis_path,
     redis_url,
     start_gateway,
     start_nginx,
@@ -56,8 +58,10 @@ __all__ = ["main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _ORDER = "abced"  # idle (d) last: it restarts the proxies and leaves them big
-_TRANSLATED = "gateway-translated"  # chat clients, an Anthropic upstream (--translate, in c)
-_KEYED = ("gateway-keyed", "gateway-redis")  # a limited gateway key; in process, in Redis (a)
+_TRANSLATED = "gateway-translated"  # chat clients, an Anthropic upstream
+_KEYED = ("gateway-keyed", "gateway-redis")  # a limited gateway key; in process, in Redis
+_NAMED = ("direct", "gateway", "nginx", _TRANSLATED, *_KEYED)
+_SCENARIOS = {**SCENARIOS, "e": ("disconnect", disconnect)}  # e: bench.disconnects
 
 
 @dataclass(slots=True)
@@ -131,33 +135,33 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (< 1 minute)")
     parser.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated, of a-e")
     parser.add_argument(
-        "--targets", default="direct,gateway,nginx", help="direct, gateway, nginx, gateway-wN"
+        "--targets",
+        default="",
+        help="comma-separated, of direct, gateway, nginx, gateway-wN, gateway-translated, "
+        "gateway-redis, gateway-keyed (default: all but gateway-keyed, gateway-w2 by --workers)",
     )
     parser.add_argument(
         "--apis", default="chat,responses", help=f"scenario c's APIs, of {','.join(APIS)}"
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="also measure N gateway workers in c (1: don't)"
+        "--workers",
+        type=int,
+        default=None,
+        help="N of the default gateway-wN (2; 1: none); with --targets, adds gateway-wN",
     )
     parser.add_argument(
-        "--translate",
-        action="store_true",
-        help="c also measures chat through a route translating to an Anthropic upstream",
+        "--translate", action="store_true", help="shorthand: adds gateway-translated to --targets"
     )
     parser.add_argument(
-        "--redis",
-        action="store_true",
-        help="a also measures a keyed gateway, its limit in the process and in Redis",
+        "--redis", action="store_true", help="shorthand: adds gateway-keyed, gateway-redis"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     parser.add_argument("--no-uvloop", action="store_true", help="harness on the stdlib loop")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     args.scenarios = [s for s in _ORDER if s in args.scenarios.split(",")]
-    args.targets = [t for t in args.targets.split(",") if t]
-    unknown = [
-        t for t in args.targets if t not in {"direct", "gateway", "nginx"} and not _is_workers(t)
-    ]
+    args.targets = _target_names(args)
+    unknown = [t for t in args.targets if t not in _NAMED and not _is_workers(t)]
     if unknown or not args.scenarios:
         parser.error(f"unknown targets {unknown}" if unknown else "no known scenario")
     names = [a for a in args.apis.split(",") if a]
@@ -165,6 +169,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--apis takes some of {', '.join(APIS)}")
     args.apis = tuple(APIS[a] for a in dict.fromkeys(names))
     return args
+
+
+def _target_names(args: argparse.Namespace) -> list[str]:
+    """`--targets` with the shorthands' targets added; by default every kind of target."""
+    workers = 2 if args.workers is None else args.workers
+    multi = [f"gateway-w{workers}"] if workers > 1 else []
+    if not args.targets:
+        return ["direct", "gateway", "nginx", *multi, _TRANSLATED, "gateway-redis"]
+    names = [t for t in args.targets.split(",") if t]
+    names += multi if args.workers is not None else []
+    names += [_TRANSLATED] if args.translate else []
+    names += list(_KEYED) if args.redis else []
+    return list(dict.fromkeys(names))
 
 
 def _is_workers(name: str) -> bool:
@@ -196,33 +213,19 @@ def _nginx_version() -> str | None:
     return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
 
 
-async def _start_targets(
-    lab: _Lab, args: argparse.Namespace, notes: list[str]
-) -> tuple[list[Target], dict[str, list[Target]]]:
-    """The targets of `--targets`, and the extra ones by scenario (`gateway-wN` and
-    `gateway-translated` in c, the keyed gateways in a)."""
+async def _start_targets(lab: _Lab, args: argparse.Namespace, notes: list[str]) -> list[Target]:
+    """The targets of `--targets` whose prerequisites exist; a missing one is a note."""
     targets: list[Target] = []
     for name in args.targets:
+        if name == "gateway-redis" and redis_path() is None:
+            notes.append(f"{name}: redis-server is not installed, left out")
+            continue
         target = await lab.start(name)
         if target is None:
             notes.append(f"{name}: not installed, left out (`python -m bench.install`)")
         else:
             targets.append(target)
-    extra: dict[str, list[str]] = {"a": [], "c": []}
-    multi = f"gateway-w{args.workers}"
-    if args.workers > 1 and "c" in args.scenarios and multi not in args.targets:
-        extra["c"].append(multi)
-    if args.translate and "c" in args.scenarios:
-        extra["c"].append(_TRANSLATED)
-    if args.redis and "a" in args.scenarios:
-        extra["a"] += _KEYED
-    started: dict[str, list[Target]] = {}
-    for scenario, names in extra.items():
-        for name in names:
-            extra_target = await lab.start(name)
-            assert extra_target is not None
-            started.setdefault(scenario, []).append(extra_target)
-    return targets, started
+    return targets
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,27 +246,25 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     use_uvloop = not args.no_uvloop and uvloop_available()
     targets: list[Target] = []
-    extra: dict[str, list[Target]] = {}
     try:
-        hosts = ["127.0.0.1", *(f"127.0.0.{i}" for i in range(2, 8))]
+        hosts = ["127.0.0.1", *(f"127.0.0.{i}" for i in range(2, 3 + len(args.targets)))]
         upstream = start_upstream(hosts, workdir, plan.harness, use_uvloop)
         lab.services.append(upstream)
         lab.upstream_port = upstream.address.port
-        targets, extra = await _start_targets(lab, args, notes)
+        targets = await _start_targets(lab, args, notes)
         bench = Bench(
             params,
             targets,
             upstream.tree(),
             upstream.address,
             lab.restart,
-            extra,
             fd_limit,
             plan,
             args.apis,
             lab.redis.tree() if lab.redis else None,
         )
         for key in args.scenarios:
-            title, scenario = SCENARIOS[key]
+            title, scenario = _SCENARIOS[key]
             print(f"scenario {key} ({title}) ...", flush=True)
             begun, noise = time.monotonic(), NoiseMeter(bench)
             results[key] = await scenario(bench)
@@ -289,7 +290,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "nginx": _nginx_version(),
         "fd_limit": fd_limit,
         "params": asdict(params),
-        "targets": [t.name for t in targets] + [t.name for ts in extra.values() for t in ts],
+        "targets": [t.name for t in targets],
         "apis": [api.name for api in args.apis],
         "seconds": round(time.monotonic() - started, 1),
         "notes": notes,

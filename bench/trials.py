@@ -20,7 +20,15 @@ from bench.processes import Service
 from bench.protocol import CLOSES_PATH, StreamShape, WireApi
 from bench.system import ProcessTree, RssSampler
 
-__all__ = ["IdleTrial", "StreamsTrial", "Target", "harness_cpu", "run_idle", "run_streams"]
+__all__ = [
+    "IdleTrial",
+    "StreamsTrial",
+    "Target",
+    "harness_cpu",
+    "open_all",
+    "run_idle",
+    "run_streams",
+]
 
 _CONNECTING = 128  # connections being set up at once (the proxies' accept backlog is 1024+)
 _OPEN_TIMEOUT = 60.0  # seconds a stream may take to deliver its first event in a ramp
@@ -107,7 +115,9 @@ class StreamsTrial:
         return (max(done) - min(sent)) / 1e9 if done and sent else self.wall_s
 
 
-async def _open_all(target: Target, count: int) -> list[Connection | str]:
+async def open_all(target: Target, count: int) -> list[Connection | str]:
+    """`count` connections to `target`, at most `_CONNECTING` being set up at once; a
+    connection that failed is its error message."""
     gate = asyncio.Semaphore(_CONNECTING)
 
     async def one() -> Connection | str:
@@ -132,7 +142,7 @@ async def run_streams(
     (as the target's upstream streams them: `Target.streams`)."""
     loop = asyncio.get_running_loop()
     shapes = target.streams(shapes)
-    connections = await _open_all(target, len(shapes))
+    connections = await open_all(target, len(shapes))
     log = EventLog() if with_latencies else None
     tree = target.tree()
     split = tree.cpu_by_pid() if tree else {}
