@@ -41,7 +41,7 @@ from gateway.providers.upstream import Provider, UpstreamRequest, UpstreamRespon
 from gateway.redaction import Redactor
 from gateway.settings import LimitSettings, UpstreamSettings
 from gateway.streaming import Context, error_for_status
-from gateway.transport import AiohttpClient, HTTPClient, HTTPResponse
+from gateway.transport import Http1Client, HTTPClient, HTTPResponse
 
 __all__ = [
     "CONTENT_FILTER",
@@ -97,7 +97,7 @@ class HTTPProvider(Provider):
     ) -> None:
         """`redactor` keeps every secret of the gateway out of the error answers this upstream's
         messages become (default: this upstream's own key). `client` is the transport the calls
-        go through (default: an `AiohttpClient` with the upstream's `max_connections`)."""
+        go through (default: an `Http1Client` with the upstream's `max_connections`)."""
         super().__init__(name, *_served(self.spoken_apis, settings.apis))
         assert settings.base_url is not None  # enforced by UpstreamSettings
         self.settings = settings
@@ -105,7 +105,7 @@ class HTTPProvider(Provider):
         if client is None:
             # None: as many as the gateway admits streams, so the pool is never the tighter
             # limit.
-            client = AiohttpClient(settings.max_connections or limits.max_streams)
+            client = Http1Client(settings.max_connections or limits.max_streams)
         self._client = client
         self._max_error_body = limits.max_error_body_bytes
         key = settings.api_key.get_secret_value() if settings.api_key else None

@@ -34,7 +34,8 @@ from aiohappyeyeballs import AddrInfoType
 
 from gateway.state.lease import Lease
 from gateway.transport.aiohttp_errors import translate_errors
-from gateway.transport.aiohttp_internals import held_bytes
+from gateway.transport.aiohttp_internals import acquired_count, held_bytes, idle_count
+from gateway.transport.client import PoolStats
 from gateway.transport.limiter import ConnectionLimiter
 
 __all__ = ["AiohttpClient", "AiohttpResponse", "create_session"]
@@ -65,6 +66,14 @@ class AiohttpClient:
         self._sessions.clear()
         for session in sessions:
             await session.close()
+
+    def pool_stats(self) -> PoolStats:
+        connectors = [session.connector for session in self._sessions.values()]
+        return PoolStats(
+            in_use=sum(acquired_count(c) for c in connectors if c is not None),
+            idle=sum(idle_count(c) for c in connectors if c is not None),
+            limit=self._limiter.limit,
+        )
 
     async def send(
         self,

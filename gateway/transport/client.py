@@ -4,8 +4,10 @@ An `HTTPClient` holds the connections to one upstream (pooled, at most its `max_
 use at once) and sends a call through them (a POST, or a GET or DELETE of a resource); the
 `HTTPResponse` it returns is the answer whose body is still to be read. A provider builds the
 URL, the headers and the body, and reads the status and the body's bytes: it never sees the HTTP
-library underneath, so a second implementation (another HTTP/1.1 client) replaces
-`AiohttpClient` without touching providers.
+library underneath. Two implementations exist: `Http1Client` (asyncio protocols and httptools'
+parser, the default) and `AiohttpClient` (aiohttp's client); one replaces the other without
+touching providers, and one contract suite (tests/transport/test_client_contract.py) runs on
+both.
 
 Invariants every implementation keeps:
 - `send` and the response's methods raise only `GatewayError`s (and `CancelledError`): the
@@ -24,9 +26,20 @@ Invariants every implementation keeps:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["HTTPClient", "HTTPResponse"]
+__all__ = ["HTTPClient", "HTTPResponse", "PoolStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """What an `HTTPClient`'s pools hold now: connections in use (a response not yet closed),
+    idle ones kept for the next call, and the bound on those in use."""
+
+    in_use: int
+    idle: int
+    limit: int
 
 
 class HTTPResponse(Protocol):
@@ -67,6 +80,10 @@ class HTTPClient(Protocol):
 
     async def aclose(self) -> None:
         """Close the pools and every connection in them."""
+        ...
+
+    def pool_stats(self) -> PoolStats:
+        """The connections held now (for soak tests and diagnostics)."""
         ...
 
     async def send(

@@ -8,8 +8,8 @@ descriptors (both ends) and one task (the fake's handler of that connection), wh
 `Holdings.own_fds` and `Holdings.own_tasks` leave out - what remains must return to its
 baseline whatever the pool keeps.
 
-`pool_use(app)` asks the gateway's HTTP providers' transports' aiohttp connectors how many
-connections are in use and how many idle (private aiohttp attributes: no public API says it).
+`pool_use(app)` asks the gateway's HTTP providers' transports (`HTTPClient.pool_stats`, which
+both implementations give) how many connections are in use and how many idle.
 
 `LeakWatch` collects, while active, what a leak leaves behind in Python: `ResourceWarning`s
 ("Unclosed client session", "unclosed transport"), warnings raised in `__del__` (unraisable),
@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.server.app_state import PROVIDERS
+from gateway.transport import HTTPClient
 
 __all__ = ["Holdings", "LeakWatch", "PoolUse", "holdings", "pool_use", "trim_heap"]
 
@@ -122,20 +123,19 @@ def _rss_kib() -> int:
 class PoolUse:
     in_use: int
     idle: int
-    limit: int  # the sum of the pools' sizes
+    limit: int  # the sum of the transports' bounds on connections in use
 
 
 def pool_use(app: web.Application) -> PoolUse:
     in_use = idle = limit = 0
     for provider in app[PROVIDERS].values():
-        # An HTTP provider's transport (`AiohttpClient`) and its pools: one for streams, one
-        # for whole answers.
-        client = getattr(provider, "_client", None)
-        for session in getattr(client, "_sessions", {}).values():
-            connector: Any = session.connector
-            in_use += len(connector._acquired)
-            idle += sum(len(conns) for conns in connector._conns.values())
-            limit += connector.limit
+        # An HTTP provider's transport, whichever implementation.
+        client: HTTPClient | None = getattr(provider, "_client", None)
+        if client is not None:
+            stats = client.pool_stats()
+            in_use += stats.in_use
+            idle += stats.idle
+            limit += stats.limit
     return PoolUse(in_use, idle, limit)
 
 

@@ -4,12 +4,11 @@ before the cut is read before the cut's error.
 aiohttp's reader raises the end of a connection before handing out the bytes it still holds, so
 a relay busy elsewhere (writing to a slow client) when the cut arrived lost complete events the
 upstream had sent (found by tests/chaos). Here the reader is slow on purpose: the provider's
-response is read only once aiohttp has seen the cut.
+response is read only once its transport has seen the cut.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -20,6 +19,7 @@ from gateway.streaming import Context
 from tests.providers.test_http_errors import openai_provider, request
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import FakeUpstream
+from tests.transport.test_client_contract import wait_until_cut_seen
 
 EVENTS = fake.openai_chunks(["Hel", "lo"], finish_reason=None)
 
@@ -35,11 +35,8 @@ async def test_bytes_received_before_a_cut_are_read_before_its_error(
     ctx = Context.with_timeout(10)
     try:
         response = await provider.open(ctx, request("m"))
-        # aiohttp's reader, under the provider's answer and the transport's: only to wait.
-        content = response._response._response.content  # type: ignore[attr-defined]
-        async with asyncio.timeout(5):  # a hang guard: until aiohttp has seen the cut
-            while content.exception() is None and not content.is_eof():  # noqa: ASYNC110
-                await asyncio.sleep(0.001)
+        # The transport's answer under the provider's: only to wait until it saw the cut.
+        await wait_until_cut_seen(response._response)  # type: ignore[attr-defined]
         received = bytearray()
         with contextlib.suppress(UpstreamTruncated):  # the cut, once the bytes are read
             async for chunk in response.chunks():

@@ -323,7 +323,7 @@ async def test_connection_refused_raises_connect_failed() -> None:
         await subject.aclose()
 
     assert type(error) is ConnectFailed
-    assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
+    assert isinstance(error.__cause__, ConnectionRefusedError)  # the OS's error, chained
 
 
 async def test_a_full_pool_waits_at_most_the_connect_limit_then_is_a_503_overloaded(

@@ -2,8 +2,10 @@
 by name: a test here that fails after an aiohttp upgrade names the internal that moved.
 
 `StreamReader._read_nowait(n)`: the bytes a response still holds once a cut or reset connection
-stored its exception (`held_bytes`). The last test says why it is needed: if aiohttp's public
+stored its exception (`held_bytes`); the third test says why it is needed: if aiohttp's public
 reads ever hand those bytes out before raising, it fails, and the internal can go.
+`BaseConnector._acquired` and `_conns`: the connections in use and idle (`acquired_count`,
+`idle_count`, for `AiohttpClient.pool_stats`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.transport.aiohttp_internals import held_bytes
+from gateway.transport.aiohttp_internals import acquired_count, held_bytes, idle_count
 from tests.support import fake_upstream as fake
 from tests.support.fake_upstream import FakeUpstream
 
@@ -70,3 +72,22 @@ async def test_public_reads_raise_a_stored_cut_before_the_bytes_held(
     with pytest.raises(aiohttp.ClientPayloadError):
         content.read_nowait()
     assert held_bytes(content) == b"".join(EVENTS)  # still there: none was handed out
+
+
+async def test_a_connectors_connections_in_use_and_idle_are_counted(
+    upstream: FakeUpstream,
+) -> None:
+    upstream.script("stall", fake.stall_before_first_event())
+    url = upstream.base_url + "/chat/completions"
+    async with aiohttp.ClientSession() as session:
+        connector = session.connector
+        assert connector is not None
+        stalled = await session.post(url, data=json.dumps({"model": "stall"}).encode())
+        assert (acquired_count(connector), idle_count(connector)) == (1, 0)
+        stalled.close()
+
+        response = await session.post(url, data=BODY)
+        await response.read()
+        response.release()
+
+        assert (acquired_count(connector), idle_count(connector)) == (0, 1)
