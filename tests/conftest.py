@@ -52,9 +52,7 @@ def gateway_settings(
             "fake": {"kind": "openai", "base_url": upstream.base_url, "api_key": UPSTREAM_KEY},
             "mock": {"kind": "mock", "mock": {"chunk_delay": 0.0}},
         }
-        values["routes"] = [
-            {"model": model, "targets": [{"upstream": "fake"}]} for model in models
-        ]
+        values["routes"] = [{"model": model, "targets": [{"upstream": "fake"}]} for model in models]
     values["retry"] = {"attempts": 1}
     values.update(overrides)
     return GatewaySettings(**values)

@@ -27,15 +27,11 @@ random_keys = st.builds(
     st.text(string.ascii_letters, min_size=8, max_size=40),
     st.text(KEY_ALPHABET, max_size=120),
 )
-filler = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=60
-)
+filler = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=60)
 
 
 def _kinds(text: str) -> int:
-    return sum(
-        any(test(char) for char in text) for test in (str.islower, str.isupper, str.isdigit)
-    )
+    return sum(any(test(char) for char in text) for test in (str.islower, str.isupper, str.isdigit))
 
 
 def _identifying_fragments(secret: str, text: str) -> list[str]:

@@ -304,6 +304,10 @@ class Http1Response:
             body += data
         return bytes(body)
 
+    def abort(self) -> None:
+        if self._client is not None:
+            self._conn.abort()  # `aclose` then finds it closing: never pooled
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is None:

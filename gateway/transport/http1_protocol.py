@@ -29,6 +29,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import socket
 from collections.abc import Callable
 
 import httptools
@@ -147,8 +148,16 @@ class Http1Connection(asyncio.Protocol):
         waiting is told `cause` (default: the connection was aborted)."""
         if self._cause is None:
             self._cause = cause or ConnectionAbortedError(errno.ECONNABORTED, "aborted")
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            # The socket shut down first (`TransportSocket.shutdown`, public): the FIN leaves
+            # now, where the transport's abort leaves the socket to the loop's next turn.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):  # gone already
+                    sock.shutdown(socket.SHUT_RDWR)
+        if transport is not None:
+            transport.abort()
 
     def drop(self) -> None:
         """Close at once and let go of what it buffered: nobody will read it."""

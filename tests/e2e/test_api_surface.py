@@ -197,9 +197,7 @@ async def test_an_sdk_pointed_at_the_root_without_v1_is_served(
 async def test_paths_without_v1_need_a_gateway_key_like_the_others(
     start_gateway: StartGateway, client: aiohttp.ClientSession
 ) -> None:
-    gateway = await start_gateway(
-        None, **MOCK_ROUTES, auth={"keys": ["gw-key-0123456789abcdef"]}
-    )
+    gateway = await start_gateway(None, **MOCK_ROUTES, auth={"keys": ["gw-key-0123456789abcdef"]})
     body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
     for path in ("/chat/completions", "/v1/chat/completions", "/models"):
         method = client.get if path == "/models" else client.post

@@ -74,8 +74,9 @@ async def test_openai_sdk_gets_the_backups_answer_after_the_primary_fails(
     upstream.script("gpt-backup", fake.sse_stream(fake.openai_chunks(WORDS, model="gpt-backup")))
     with Timed() as timed:
         text, models = await openai_text(openai_sdk)
-    report("openai SDK: primary 500 x3", "the backup's whole answer", timed.elapsed,
-           upstream.requests)
+    report(
+        "openai SDK: primary 500 x3", "the backup's whole answer", timed.elapsed, upstream.requests
+    )
     assert text == "".join(WORDS)
     assert models == {"gpt-backup"}  # the model that answered
     assert [call.model for call in upstream.requests] == ["gpt-primary"] * 3 + ["gpt-backup"]
@@ -106,8 +107,7 @@ async def test_anthropic_sdk_gets_the_answer_after_an_overloaded_primary_recover
         ) as stream:
             text = "".join([piece async for piece in stream.text_stream])
             message = await stream.get_final_message()
-    report("anthropic SDK: primary 529 once", "the whole answer", timed.elapsed,
-           upstream.requests)
+    report("anthropic SDK: primary 529 once", "the whole answer", timed.elapsed, upstream.requests)
     assert text == "".join(WORDS)
     assert message.model == "claude-primary"
     assert [call.model for call in upstream.requests] == ["claude-primary"] * 2
@@ -138,8 +138,12 @@ async def test_anthropic_sdk_gets_the_backups_answer_after_a_silent_primary(
                 model="claude", max_tokens=64, messages=MESSAGES
             ) as stream:
                 message = await stream.get_final_message()
-    report("anthropic SDK: silent primary, first_byte 0.3 s", "the backup's whole answer",
-           timed.elapsed, upstream.requests)
+    report(
+        "anthropic SDK: silent primary, first_byte 0.3 s",
+        "the backup's whole answer",
+        timed.elapsed,
+        upstream.requests,
+    )
     assert "".join(block.text for block in message.content if block.type == "text") == "".join(
         WORDS
     )

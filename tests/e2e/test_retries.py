@@ -98,9 +98,7 @@ async def test_resets_before_headers_are_retried_then_the_answer_is_whole(
 async def test_retryable_statuses_are_retried_on_the_same_target(
     start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession, code: int
 ) -> None:
-    upstream.script(
-        "primary", fake.sequence(fake.status(code), fake.sse_stream(answer("primary")))
-    )
+    upstream.script("primary", fake.sequence(fake.status(code), fake.sse_stream(answer("primary"))))
     gw = await primary_backup(start_gateway, upstream)
     with Timed() as timed:
         status, _, body = await post(client, gw)
@@ -145,9 +143,7 @@ async def test_a_persistent_429_is_a_few_spaced_calls_then_the_429(
     start_gateway: StartGateway, upstream: FakeUpstream, client: aiohttp.ClientSession
 ) -> None:
     upstream.script("only", fake.status(429, headers={"Retry-After": "1"}))
-    gw = await start_gateway(
-        None, heartbeat=None, **chain(upstream, route("m", target("only")))
-    )
+    gw = await start_gateway(None, heartbeat=None, **chain(upstream, route("m", target("only"))))
     with Timed() as timed:
         status, headers, body = await post(client, gw)
     calls = upstream.calls_for("only")
@@ -188,8 +184,12 @@ async def test_a_hint_beyond_retry_after_max_fails_over_at_once(
     gw = await primary_backup(start_gateway, upstream)
     with Timed() as timed:
         status, _, body = await post(client, gw)
-    report("429 Retry-After: 30 (> retry_after_max)", f"{status}, backup's answer",
-           timed.elapsed, upstream.requests)
+    report(
+        "429 Retry-After: 30 (> retry_after_max)",
+        f"{status}, backup's answer",
+        timed.elapsed,
+        upstream.requests,
+    )
     assert (status, body) == (200, complete("backup"))
     assert len(upstream.calls_for("primary")) == 1
     assert timed.elapsed < SLACK
@@ -206,8 +206,7 @@ async def test_a_hint_beyond_the_remaining_deadline_is_not_waited_for(
     )
     with Timed() as timed:
         status, headers, _ = await post(client, gw)
-    report("429 Retry-After: 5, total deadline 3 s", f"{status}", timed.elapsed,
-           upstream.requests)
+    report("429 Retry-After: 5, total deadline 3 s", f"{status}", timed.elapsed, upstream.requests)
     assert (status, headers["Retry-After"]) == (429, "5")  # the client gets the hint instead
     assert len(upstream.requests) == 1
     assert timed.elapsed < SLACK
@@ -227,8 +226,7 @@ async def test_a_target_whose_attempts_are_spent_fails_over(
     gw = await primary_backup(start_gateway, upstream)
     with Timed() as timed:
         status, _, body = await post(client, gw)
-    report("primary 500 every time", f"{status}, backup's answer", timed.elapsed,
-           upstream.requests)
+    report("primary 500 every time", f"{status}, backup's answer", timed.elapsed, upstream.requests)
     assert (status, body) == (200, complete("backup"))
     assert [call.model for call in upstream.requests] == ["primary"] * 3 + ["backup"]
     await finished(gw)
@@ -280,8 +278,12 @@ async def test_a_first_byte_timeout_fails_over_without_a_retry(
     )
     with Timed() as timed:
         status, _, body = await post(client, gw)
-    report(f"silent primary ({silence.__name__}), first_byte 0.5 s",
-           f"{status}, backup's answer", timed.elapsed, upstream.requests)
+    report(
+        f"silent primary ({silence.__name__}), first_byte 0.5 s",
+        f"{status}, backup's answer",
+        timed.elapsed,
+        upstream.requests,
+    )
     assert (status, body) == (200, complete("backup"))
     assert len(upstream.calls_for("primary")) == 1  # a silent target is not asked again
     await upstream.calls_for("primary")[0].wait_closed_by_peer()
@@ -371,8 +373,7 @@ async def test_every_target_failing_gives_the_last_calls_error(
     gw = await primary_backup(start_gateway, upstream)
     with Timed() as timed:
         status, headers, _ = await post(client, gw)
-    report("primary 500, backup 429 Retry-After: 60", f"{status}", timed.elapsed,
-           upstream.requests)
+    report("primary 500, backup 429 Retry-After: 60", f"{status}", timed.elapsed, upstream.requests)
     assert (status, headers["Retry-After"]) == (429, "60")
     assert [call.model for call in upstream.requests] == ["primary"] * 3 + ["backup"]
 
@@ -397,8 +398,12 @@ async def test_the_total_deadline_bounds_retries_and_backoff(
     )
     with Timed() as timed:
         status, _, body = await post(client, gw)
-    report("503 every 0.4 s, then a silent backup; total 2 s", f"{status}", timed.elapsed,
-           upstream.requests)
+    report(
+        "503 every 0.4 s, then a silent backup; total 2 s",
+        f"{status}",
+        timed.elapsed,
+        upstream.requests,
+    )
     assert status == 504
     assert b"deadline_exceeded" in body
     primary = upstream.calls_for("primary")
@@ -469,8 +474,12 @@ async def test_non_streaming_answers_are_retried_whole(
     # A body cut mid-way reached nobody yet: the request is retried and the client gets one
     # whole answer.
     upstream.script(
-        "primary", fake.sequence(fake.json_cut(40, model="primary"), fake.status(502),
-                                 fake.json_completion("Hello!", model="primary"))
+        "primary",
+        fake.sequence(
+            fake.json_cut(40, model="primary"),
+            fake.status(502),
+            fake.json_completion("Hello!", model="primary"),
+        ),
     )
     gw = await primary_backup(start_gateway, upstream)
     body = {"model": "m", "messages": MESSAGES}

@@ -193,11 +193,12 @@ async def test_a_key_echoed_in_an_anthropic_stream_is_redacted_for_the_sdk(
     upstream: FakeUpstream, gateway: RunningGateway
 ) -> None:
     upstream.script(CLAUDE, echoing(anthropic_echo_stream))
-    async with anthropic.AsyncAnthropic(
-        base_url=gateway.url, api_key="client-key", max_retries=0
-    ) as sdk, sdk.messages.stream(
-        model=CLAUDE, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
+    async with (
+        anthropic.AsyncAnthropic(base_url=gateway.url, api_key="client-key", max_retries=0) as sdk,
+        sdk.messages.stream(
+            model=CLAUDE, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
         message = await stream.get_final_message()
     text = "".join(block.text for block in message.content if block.type == "text")
     assert text.startswith("x-api-key was [redacted]")

@@ -80,9 +80,20 @@ def test_the_end_of_the_request_is_never_overridden() -> None:
 
 
 def test_only_the_targets_own_faults_hurt_it() -> None:
-    hurt = [ConnectFailed(), FirstByteTimeout(), UpstreamServerError(), UpstreamRateLimited(),
-            UpstreamAuthFailed(), UpstreamTruncated()]
-    spared = [UpstreamBadRequest(), RequestTooLarge(), DeadlineExceeded(), ClientDisconnected(),
-              ServerShutdown()]
+    hurt = [
+        ConnectFailed(),
+        FirstByteTimeout(),
+        UpstreamServerError(),
+        UpstreamRateLimited(),
+        UpstreamAuthFailed(),
+        UpstreamTruncated(),
+    ]
+    spared = [
+        UpstreamBadRequest(),
+        RequestTooLarge(),
+        DeadlineExceeded(),
+        ClientDisconnected(),
+        ServerShutdown(),
+    ]
     assert all(hurts_target(error) for error in hurt)
     assert not any(hurts_target(error) for error in spared)
