@@ -414,6 +414,29 @@ async def test_a_connection_closed_before_its_answer_was_read_is_not_reused(
     assert client.pool_stats().in_use == client.pool_stats().idle == 0
 
 
+async def test_an_aborted_answer_is_closed_at_once_and_its_place_given_back_on_close(
+    upstream: FakeUpstream, make_client: Callable[[int], HTTPClient]
+) -> None:
+    """`abort()` is synchronous: the upstream sees the close without the caller awaiting
+    anything; `aclose()` still gives the place back, and the connection is never reused."""
+    upstream.script("stall", fake.stall_after(1, EVENTS))
+    subject = make_client(1)
+    try:
+        response = await post(subject, chat(upstream), "stall")
+        async for _ in response.chunks():
+            break
+        response.abort()
+        response.abort()  # idempotent
+        await upstream.calls_for("stall")[0].wait_closed_by_peer(timeout=5)
+        with pytest.raises(GatewayOverloaded):  # the place is still held until `aclose`
+            await post(subject, chat(upstream), connect=0.02)
+        await response.aclose()
+        assert subject.pool_stats().idle == 0
+        await read_all(await post(subject, chat(upstream), connect=0.5))
+    finally:
+        await subject.aclose()
+
+
 async def test_an_idle_connection_the_upstream_closed_is_not_reused(client: HTTPClient) -> None:
     async with raw_upstream(
         answer("HTTP/1.1 200 OK\nContent-Length: 2\n", b"hi"), then="close"
