@@ -662,15 +662,12 @@ class Relay:
     async def _body(self, ctx: Context) -> AsyncGenerator[bytes, None]:
         """The current attempt's body reads; the response is released however iteration
         ends."""
-        response = self._upstream = await self._open(ctx)
-        if self._left:
-            response.abort()  # the client left while the answer's head was awaited
+        response = await self._open(ctx)
         chunks = response.chunks()
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
-            self._upstream = None
             await _release(response, chunks)
 
     async def _open(self, ctx: Context) -> UpstreamResponse:
