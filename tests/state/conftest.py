@@ -31,7 +31,15 @@ async def replicas(redis: RedisServer, upstream: FakeUpstream) -> AsyncIterator[
     prefix = f"replicas-{next(_PREFIXES)}:"
 
     async def start(count: int, models: tuple[str, ...], **overrides: Any) -> list[RunningGateway]:
-        state = {"redis_url": redis.url, "redis_prefix": prefix, **overrides.pop("state", {})}
+        state = {
+            "redis_url": redis.url,
+            "redis_prefix": prefix,
+            # A budget per Redis call that a loaded CI machine keeps: over the default 50 ms a
+            # call falls back (counting per replica, or 503 with `on_error: closed`), and these
+            # tests are about sharing and outages, not that budget; a test of it sets its own.
+            "redis_timeout": 1.0,
+            **overrides.pop("state", {}),
+        }
         gateways = []
         for _ in range(count):
             settings = gateway_settings(upstream, models, state=state, **overrides)

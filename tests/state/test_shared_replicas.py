@@ -17,9 +17,6 @@ KEY = "gw-key-shared-by-two-replicas"
 MODEL = "m"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-#: A budget per Redis call that a loaded CI machine keeps: these tests are about sharing, and a
-#: call over the default 50 ms would fall back to counting in each replica (`on_error: open`).
-STATE = {"redis_timeout": 1.0}
 
 
 async def ask(client: aiohttp.ClientSession, gw: RunningGateway) -> int:
@@ -32,9 +29,7 @@ async def test_a_keys_requests_per_minute_hold_in_total_across_two_replicas(
     replicas: Replicas, upstream: FakeUpstream, client: aiohttp.ClientSession
 ) -> None:
     upstream.script(MODEL, fake.json_completion())
-    one, two = await replicas(
-        2, (MODEL,), auth={"keys": [KEY], "requests_per_minute_per_key": 4}, state=STATE
-    )
+    one, two = await replicas(2, (MODEL,), auth={"keys": [KEY], "requests_per_minute_per_key": 4})
 
     statuses = [await ask(client, gw) for gw in (one, two) * 5]
 
@@ -49,9 +44,7 @@ async def test_a_keys_tokens_per_minute_hold_in_total_across_two_replicas(
     replicas: Replicas, upstream: FakeUpstream, client: aiohttp.ClientSession
 ) -> None:
     upstream.script(MODEL, fake.json_completion("Hello!"))  # 5 input + 1 output tokens
-    one, two = await replicas(
-        2, (MODEL,), auth={"keys": [KEY], "tokens_per_minute_per_key": 20}, state=STATE
-    )
+    one, two = await replicas(2, (MODEL,), auth={"keys": [KEY], "tokens_per_minute_per_key": 20})
 
     statuses = []
     for gw in (one, two) * 3:
