@@ -166,7 +166,9 @@ class AiohttpResponse:
         transport = None if connection is None else connection.transport
         sock = None if transport is None else transport.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):  # gone already
+            # Gone already (OSError), or uvloop's pseudo-socket, which refuses shutdown
+            # (TypeError): the close below then closes it.
+            with contextlib.suppress(OSError, TypeError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._response.close()
 

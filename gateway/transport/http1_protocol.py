@@ -31,6 +31,7 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable
+from typing import cast
 
 import httptools
 from multidict import CIMultiDict
@@ -154,7 +155,9 @@ class Http1Connection(asyncio.Protocol):
             # now, where the transport's abort leaves the socket to the loop's next turn.
             sock = transport.get_extra_info("socket")
             if sock is not None:
-                with contextlib.suppress(OSError):  # gone already
+                # Gone already (OSError), or uvloop's pseudo-socket, which refuses shutdown
+                # (TypeError): the abort below then closes it.
+                with contextlib.suppress(OSError, TypeError):
                     sock.shutdown(socket.SHUT_RDWR)
         if transport is not None:
             transport.abort()
@@ -215,8 +218,9 @@ class Http1Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; not checked with isinstance: uvloop's TCPTransport implements
+        # asyncio.Transport's interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self._parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
