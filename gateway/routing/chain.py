@@ -382,11 +382,15 @@ class Chain:
     ) -> AsyncGenerator[list[SSEEvent], None]:
         """`stream()` for a route that cannot continue: the answering upstream's reads."""
         begun: _Begun | None = None
-        async for item in self._begin(ctx, open_stream, opening):
-            if isinstance(item, _Begun):
-                begun = item
-                break
-            yield item
+        # Closed here, not left to the garbage collector: its finaliser hook would schedule
+        # the close from another turn, through the loop's self-pipe (a syscall per request),
+        # and a preamble cut short would keep its upstream open until then.
+        async with contextlib.aclosing(self._begin(ctx, open_stream, opening)) as reads:
+            async for item in reads:
+                if isinstance(item, _Begun):
+                    begun = item
+                    break
+                yield item
         if begun is None:
             return
         upstream, first = begun.upstream, begun.events
@@ -435,11 +439,12 @@ class Chain:
         if cut is None:
             assert open_stream is not None  # given with no `cut`
             begun: _Begun | None = None
-            async for item in self._begin(ctx, open_stream, opening):
-                if isinstance(item, _Begun):
-                    begun = item
-                    break
-                yield splice.observe(item)
+            async with contextlib.aclosing(self._begin(ctx, open_stream, opening)) as reads:
+                async for item in reads:  # closed here, as in `_stream`
+                    if isinstance(item, _Begun):
+                        begun = item
+                        break
+                    yield splice.observe(item)
             if begun is None:
                 return
             target, upstream, first = begun.target, begun.upstream, begun.events
