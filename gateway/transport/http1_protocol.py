@@ -83,7 +83,9 @@ class Http1Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self.transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._buffer: collections.deque[bytes] = collections.deque()
+        # A list, not a deque: it holds a piece or two between reads (pausing bounds it), and
+        # an empty deque costs every connection, idle or streaming, 760 bytes against 56.
+        self._buffer: list[bytes] = []
         self._buffered = 0
         self._offset = 0  # bytes of the buffer's first piece already handed out
         self._paused = False
@@ -176,23 +178,25 @@ class Http1Connection(asyncio.Protocol):
             and len(first) <= limit
             and (len(buffer) == 1 or len(first) + len(buffer[1]) > limit)
         ):
-            buffer.popleft()  # the common case: one piece, handed on without a copy
+            del buffer[0]  # the common case: one piece, handed on without a copy
             self._buffered -= len(first)
             return first
         pieces = []
         wanted = limit
-        while buffer and wanted:
-            first = buffer[0]
+        taken = 0  # whole pieces handed out, deleted at once below (not one by one: quadratic)
+        while taken < len(buffer) and wanted:
+            first = buffer[taken]
             end = self._offset + wanted
             if end >= len(first):
                 pieces.append(first[self._offset :] if self._offset else first)
                 wanted -= len(first) - self._offset
-                buffer.popleft()
+                taken += 1
                 self._offset = 0
             else:
                 pieces.append(first[self._offset : end])
                 self._offset = end
                 wanted = 0
+        del buffer[:taken]
         data = b"".join(pieces)
         self._buffered -= len(data)
         return data
