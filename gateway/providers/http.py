@@ -141,6 +141,7 @@ class HTTPProvider(Provider):
             stream=request.stream,
             connect=request.timeouts.connect,
             on_sent=request.on_sent,
+            ctx=ctx,  # a call whose request ends while its head is awaited is closed at once
         )
         try:
             await raise_for_upstream_status(

@@ -16,7 +16,10 @@ The error channel is decided by whether headers were committed (contract section
 an error becomes a real status with the dialect's JSON body; after, exactly one error event and
 the end of the response. A cancellation of the handler task is a client that went away (its
 transport is gone) or the server shutting down; either way the upstream is closed in `finally`
-before the cancellation propagates, and the record says which.
+before the cancellation propagates, and the record says which. A client that goes away is
+seen earlier, the moment its connection reads the close (`_client_left`, for streams and whole
+answers alike): the upstream is closed in that loop turn, whatever the phase, and its cut is
+the client's leaving.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class Relay:
         "_attempt_settled",
         "_call",
         "_chain",
+        "_ctx",
         "_dialect",
         "_left",
         "_limits",
@@ -169,6 +173,9 @@ class Relay:
         self._left = False
         #: The current attempt's response while its body is read (`_client_left` aborts it).
         self._upstream: UpstreamResponse | None = None
+        #: The request's context while an answer is sought (`_client_left` ends it when no
+        #: response is open yet).
+        self._ctx: Context | None = None
         #: The current attempt is a translated call: its answer's ids are the gateway's own,
         #: which no upstream keeps (`on_answer` does not hear of them).
         self._translated = False
@@ -336,11 +343,7 @@ class Relay:
         client.start_heartbeat()
         record.stream_started()
         error: GatewayError | None = None
-        protocol = self._request.protocol
-        # A resumable stream's relay (`_sink`) outlives its client: it is not watched.
-        watched = protocol if self._sink is None else None
-        if isinstance(watched, GatewayRequestHandler):
-            watched.on_client_gone(self._client_left)
+        watched = self._watch_client()
         try:
             await self._pump(upstream, tracker, client)
         except GatewayError as exc:
@@ -358,7 +361,7 @@ class Relay:
             record.fail(self._client_gone())
             return client.response
         finally:
-            if isinstance(watched, GatewayRequestHandler):
+            if watched is not None:
                 watched.on_client_gone(None)
             try:
                 await client.stop_heartbeat()
@@ -515,9 +518,7 @@ class Relay:
         """
         # The body's reads are iterated here, not through `_body`: one generator less per
         # stream (its frame, and a hop per read).
-        response = self._upstream = await self._open(ctx)
-        if self._left:
-            response.abort()  # the client left while the answer's head was awaited
+        response = await self._open(ctx)
         chunks = response.chunks()
         failure: GatewayError | None = None
         try:
@@ -530,9 +531,7 @@ class Relay:
                     if events:
                         yield events
             except GatewayError as exc:
-                # A read cut by `_client_left`'s abort is the client's leaving, not the
-                # target's fault: the chain stops there, and no circuit hears of it.
-                failure = ClientDisconnected(phase=self._phase) if self._left else exc
+                failure = self._read_failure(exc)
             events = decoder.finish()
             if translator is not None:
                 events = translator.feed(events) if events else []
@@ -545,8 +544,7 @@ class Relay:
             if decoder.has_partial_event:
                 raise UpstreamTruncated("the upstream ended the stream in the middle of an event")
         finally:
-            self._upstream = None
-            await _release(response, chunks)
+            await self._release(response, chunks)
 
     def _open_stream(
         self, ctx: Context, target: Target, call: UpstreamRequest
@@ -576,18 +574,26 @@ class Relay:
     async def complete(self) -> web.StreamResponse:
         record = self._record
         ctx = self._request_context()
+        watched = self._watch_client()
         try:
             _, (body, first_at, answer) = await self._chain.run(
                 ctx, functools.partial(self._read_answer, ctx)
             )
         except GatewayError as exc:
-            record.fail(exc)
             self._settle_attempt(exc.code)
+            if self._left:
+                # The call was cut for the client that left (`_client_left`): its leaving is
+                # the outcome, and the error is answered to nobody (nor recorded as answered).
+                record.fail(self._client_gone())
+                return error_response(self._dialect, exc, record.request_id, self._redactor)
+            record.fail(exc)
             return self._error_response(exc)
         except asyncio.CancelledError:
             self._cancelled()
             raise
         finally:
+            if watched is not None:
+                watched.on_client_gone(None)
             ctx.close()
         record.first_event_at = first_at
         if isinstance(answer, dict) and not self._chain.template.resource_call:
@@ -665,10 +671,13 @@ class Relay:
         response = await self._open(ctx)
         chunks = response.chunks()
         try:
-            async for chunk in chunks:
-                yield chunk
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            except GatewayError as exc:
+                raise self._read_failure(exc) from None
         finally:
-            await _release(response, chunks)
+            await self._release(response, chunks)
 
     async def _open(self, ctx: Context) -> UpstreamResponse:
         """Send the current attempt's call; its 2xx response."""
@@ -676,15 +685,32 @@ class Relay:
         # serialised, is not needed once sent, and a stream would hold it as long as it runs.
         call, self._call = self._call, None
         assert call is not None
-        response = await self._provider.open(ctx, call)
+        response = self._upstream = await self._provider.open(ctx, call)
         self._settle_attempt("ok")
+        if self._left:
+            response.abort()  # the client left as the answer's head arrived
         return response
+
+    def _read_failure(self, error: GatewayError) -> GatewayError:
+        """What a failed read of the current answer's body ended the attempt with: a read
+        cut by `_client_left`'s abort is the client's leaving, not the target's fault (the
+        chain stops there, and no circuit hears of it)."""
+        return ClientDisconnected(phase=self._phase) if self._left else error
+
+    async def _release(self, response: UpstreamResponse, chunks: AsyncIterator[bytes]) -> None:
+        """Close an attempt's body reads, then its response."""
+        self._upstream = None
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await response.aclose()
 
     def _request_context(self) -> Context:
         total = self._chain.route.timeouts_for(self._chain.template.overrides).total
-        return self._parent.child(
+        self._ctx = self._parent.child(
             total, deadline_error=functools.partial(DeadlineExceeded, limit=total)
         )
+        return self._ctx
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -703,14 +729,33 @@ class Relay:
             return self._client_gone()
         return ServerShutdown()
 
+    def _watch_client(self) -> GatewayRequestHandler | None:
+        """Have `_client_left` called the moment the client is gone; the connection watched
+        (to be let go of: `on_client_gone(None)`), or None. A resumable stream's relay
+        (`_sink`) outlives its client: it is not watched."""
+        protocol = self._request.protocol
+        if self._sink is not None or not isinstance(protocol, GatewayRequestHandler):
+            return None
+        protocol.on_client_gone(self._client_left)
+        return protocol
+
     def _client_left(self) -> None:
         """The client's connection is gone (`GatewayRequestHandler.on_client_gone`): the
         upstream is closed now, in the loop turn that saw the client go, where the handler's
-        cancellation would close it a turn or two later - milliseconds on a busy loop."""
+        cancellation would close it a turn or two later - milliseconds on a busy loop.
+
+        An answer being read (a stream's or a whole answer's body) is aborted here. A call
+        with no response yet (connecting, waiting for the head, a retry's backoff) ends with
+        the request's context, ended here with the client's leaving: the transport closes a
+        connection waiting for its head at once (`HTTPClient.send`'s `ctx`), the call is
+        interrupted, and the chain stops on it (`ClientDisconnected`: no retry, no verdict).
+        """
         self._left = True
         upstream = self._upstream
         if upstream is not None:
             upstream.abort()
+        elif self._ctx is not None:
+            self._ctx.cancel(ClientDisconnected(phase=self._phase))
 
     def _client_gone(self) -> GatewayError:
         """The client's connection is gone: it left, or it was cut for not reading."""
@@ -729,14 +774,6 @@ async def _end(client: SSEResponse | StreamSink, frame: bytes) -> None:
     if frame:
         await client.write(frame)
     await client.write_eof()
-
-
-async def _release(response: UpstreamResponse, chunks: AsyncIterator[bytes]) -> None:
-    """Close an attempt's body reads, then its response."""
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
-    await response.aclose()
 
 
 def error_response(

@@ -33,6 +33,7 @@ import aiohttp
 from aiohappyeyeballs import AddrInfoType
 
 from gateway.state.lease import Lease
+from gateway.streaming import Context
 from gateway.transport.aiohttp_errors import translate_errors
 from gateway.transport.aiohttp_internals import acquired_count, held_bytes, idle_count
 from gateway.transport.client import PoolStats
@@ -85,7 +86,11 @@ class AiohttpClient:
         stream: bool,
         connect: float | None,
         on_sent: Callable[[], None] | None = None,
+        ctx: Context | None = None,
     ) -> AiohttpResponse:
+        """`HTTPClient.send`; `ctx` is not watched: aiohttp's public API gives no handle on a
+        connection before its response, so a call whose context ends while its head is
+        awaited is closed by its task's cancellation, a loop turn later."""
         await self.start()
         session = self._sessions[stream]
         loop = asyncio.get_running_loop()

@@ -17,6 +17,9 @@ Invariants every implementation keeps:
   back when it is closed - or `send` does, if it raises;
 - `on_sent` is called once the request's head is written, so the first-byte clock starts when
   the request is sent, not when it was queued or connected;
+- a call's context (`ctx`) that ends while the head is awaited - the request written, the
+  upstream perhaps generating - closes its connection at once, in that loop turn, as `abort()`
+  does for an answer (`Http1Client`; `AiohttpClient` cannot, see there);
 - every status is returned, 2xx or not: what a status means is the provider's business;
 - `HTTPResponse.aclose()` is idempotent and, unless the body was read to its end, closes the
   connection, so the upstream sees the close and stops generating; `abort()` closes it at
@@ -28,6 +31,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from gateway.streaming import Context
 
 __all__ = ["HTTPClient", "HTTPResponse", "PoolStats"]
 
@@ -96,9 +101,13 @@ class HTTPClient(Protocol):
         stream: bool,
         connect: float | None,
         on_sent: Callable[[], None] | None = None,
+        ctx: Context | None = None,
     ) -> HTTPResponse:
         """Send `method` with `body` (empty: none) to `url` (never following a redirect) and return
         the answer once its head arrived. `stream` says a long-lived event stream is
         expected (its connection buffers little) rather than a whole answer; `connect`
-        bounds the wait for a connection and the time to get connected (None: no bound)."""
+        bounds the wait for a connection and the time to get connected (None: no bound).
+        `ctx`, the call's context: when it ends while the head is awaited, the connection is
+        closed at once (the call then fails as its context's scope says, or as an aborted
+        connection)."""
         ...

@@ -37,6 +37,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest, StreamInterrupted
 from gateway.state.lease import Lease
+from gateway.streaming import Context
 from gateway.transport.client import PoolStats
 from gateway.transport.http1_errors import translate
 from gateway.transport.http1_inflater import Inflater
@@ -115,6 +116,7 @@ class Http1Client:
         stream: bool,
         connect: float | None,
         on_sent: Callable[[], None] | None = None,
+        ctx: Context | None = None,
     ) -> Http1Response:
         loop = asyncio.get_running_loop()
         origin, target = self._split(url)
@@ -135,7 +137,7 @@ class Http1Client:
             conn.transport.write(request + body if body else request)
             if on_sent is not None:
                 on_sent()
-            await conn.read_head()
+            await _read_head(conn, ctx)
         except BaseException:
             lease.release()
             if conn is not None:
@@ -333,6 +335,23 @@ class Http1Response:
             data = inflater.feed(raw, limit)
             if data:
                 return data
+
+
+async def _read_head(conn: Http1Connection, ctx: Context | None) -> None:
+    """`conn`'s answer's head; `conn` is closed at once if `ctx` ends meanwhile (in the loop
+    turn it ended: the task's cancellation would reach `send` a turn later)."""
+    if ctx is None:
+        await conn.read_head()
+        return
+
+    def abort(_: Context) -> None:
+        conn.abort()
+
+    ctx.add_done_callback(abort)
+    try:
+        await conn.read_head()
+    finally:
+        ctx.remove_done_callback(abort)
 
 
 def _parse_origin(prefix: str) -> _Origin:

@@ -1,6 +1,8 @@
-"""A client that goes away, in every phase: the upstream connection is closed at once, the
-outcome is recorded once as `client_disconnected` with its phase, and nothing is logged as an
-error (no traceback)."""
+"""A client that goes away, in every phase: the upstream connection is closed at once (in the
+loop turn the gateway reads the client's close, for streams and whole answers alike), the
+outcome is recorded once as `client_disconnected` with its phase, nothing follows it (no retry,
+no other target, no verdict on the target's circuit), and nothing is logged as an error (no
+traceback)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,20 @@ import contextlib
 import json
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 
 from tests.conftest import StartGateway
+from tests.observability.scrape import total, value
 from tests.support import fake_upstream as fake
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.chain_gateway import chain, route, target
+from tests.support.fake_upstream import Behaviour, FakeUpstream, UpstreamCall
+from tests.support.openai_wire import completion
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -171,27 +177,102 @@ async def test_disconnect_while_the_gateway_is_blocked_writing_closes_upstream(
     await assert_recorded_once(logs, "streaming")
 
 
-class _SilentStream(asyncio.Protocol):
-    """An upstream that answers any request with an SSE head and two chunks, then stays
-    silent; it notes the loop turn (`turns[0]`) at which it reads the gateway's FIN."""
+def stall_mid_body(sent: asyncio.Event) -> Behaviour:
+    """A 200 JSON answer whose head promises a whole completion, half of it, then nothing
+    (`sent` is set once that half was handed to the connection)."""
+    answer = completion("Hello!", "fake-model")
 
-    def __init__(self, turns: list[int], closed: asyncio.Future[int]) -> None:
+    async def behave(request: web.Request, call: UpstreamCall) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(answer)
+        await response.prepare(request)
+        await response.write(answer[: len(answer) // 2])
+        sent.set()
+        await asyncio.get_running_loop().create_future()  # never resolved
+        raise AssertionError("a never-resolved future resolved")
+
+    return behave
+
+
+@pytest.mark.parametrize(
+    ("mid_body", "phase", "attempt"),
+    [(False, "waiting_first_byte", "client_disconnected"), (True, "reading_body", "ok")],
+    ids=["before-head", "mid-body"],
+)
+async def test_a_client_leaving_a_whole_answer_is_its_outcome_and_nothing_follows_it(
+    start_gateway: StartGateway,
+    upstream: FakeUpstream,
+    client: aiohttp.ClientSession,
+    logs: list[dict[str, Any]],
+    mid_body: bool,
+    phase: str,
+    attempt: str,
+) -> None:
+    """A `stream: false` call left before its head or while its body is read, on a route of
+    two targets with retries and a circuit that opens on the first failure: recorded once as
+    the client's leaving (in its phase); the primary is not asked again, the backup not at
+    all, and the primary's circuit stays closed (its call was abandoned, not failed)."""
+    sent = asyncio.Event()
+    upstream.script("primary", stall_mid_body(sent) if mid_body else fake.stall_before_headers())
+    upstream.script("backup", fake.json_completion(model="backup"))
+    gw = await start_gateway(
+        None,
+        heartbeat=None,
+        circuit={"failures": 1, "cooldown": 60},
+        **chain(upstream, route("m", target("primary"), target("backup"))),
+    )
+    url = f"{gw.url}/v1/chat/completions"
+    request = asyncio.ensure_future(client.post(url, json={**BODY, "stream": False}))
+    call = await upstream.next_call()
+    async with asyncio.timeout(10):
+        await (sent.wait() if mid_body else call.started.wait())
+    await asyncio.sleep(0.1)  # the gateway reads the upstream's head and half, if any
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    await call.wait_closed_by_peer()
+    await assert_recorded_once(logs, phase)
+    await asyncio.sleep(0.1)  # time for a retry or a failover, were there one
+    assert len(upstream.calls_for("primary")) == 1
+    assert upstream.calls_for("backup") == []
+    assert value(gw, "gateway_client_disconnects_total", phase=phase) == 1
+    assert total(gw, "gateway_upstream_attempts_total") == 1
+    assert value(gw, "gateway_upstream_attempts_total", upstream="fake", result=attempt) == 1
+    assert total(gw, "gateway_upstream_retries_total") == 0
+    assert total(gw, "gateway_upstream_failovers_total") == 0
+    assert value(gw, "gateway_circuit_state", target="fake/primary") == 0
+
+
+#: What `_Upstream` answers a stream with: an SSE head and two chunks (then silence).
+_TWO_EVENTS = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n' * 2
+_STREAM_REPLY = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(_TWO_EVENTS) + _TWO_EVENTS + b"\r\n"
+)
+_ANSWER = b'{"id":"x","object":"chat.completion","choices":[]}'
+#: A whole answer's head that promises `_ANSWER`, and half of it (then silence).
+_HALF_AN_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(_ANSWER) + _ANSWER[: len(_ANSWER) // 2]
+)
+
+
+class _Upstream(asyncio.Protocol):
+    """An upstream that answers any request with `reply` (b"": nothing at all), then stays
+    silent; it notes the loop turn (`turns[0]`) at which it reads the gateway's close."""
+
+    def __init__(self, turns: list[int], closed: asyncio.Future[int], reply: bytes) -> None:
         self._turns = turns
         self._closed = closed
+        self._reply = reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if b"\r\n\r\n" not in data:
-            return
-        chunk = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
-        body = chunk * 2
-        assert isinstance(self._transport, asyncio.Transport)
-        self._transport.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n"
-        )
+        if b"\r\n\r\n" in data and self._reply:
+            self._transport.write(self._reply)
 
     def eof_received(self) -> None:
         if not self._closed.done():
@@ -199,6 +280,50 @@ class _SilentStream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof_received()
+
+
+async def turns_to_the_upstreams_close(
+    start_gateway: StartGateway,
+    reply: bytes,
+    stream: bool,
+    relaying: Callable[[asyncio.StreamReader], Awaitable[object]],
+) -> int:
+    """How many loop turns after its client's close an upstream answering `reply` reads the
+    gateway's close, the client leaving once `relaying` returned (the relay waits on the
+    silent upstream then)."""
+    loop = asyncio.get_running_loop()
+    turns = [0]
+
+    def tick() -> None:
+        turns[0] += 1
+        ticking[0] = loop.call_soon(tick)
+
+    ticking = [loop.call_soon(tick)]
+    closed: asyncio.Future[int] = loop.create_future()
+    server = await loop.create_server(lambda: _Upstream(turns, closed, reply), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await start_gateway(
+            None,
+            upstreams={"silent": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1"}},
+            routes=[{"model": "m", "targets": [{"upstream": "silent"}]}],
+            heartbeat=None,
+        )
+        host, gw_port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(gw_port))
+        body = json.dumps({**BODY, "stream": stream}).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        await relaying(reader)
+        left_at = turns[0]
+        writer.transport.abort()  # the client's socket is closed at once, in this turn
+        return await asyncio.wait_for(closed, 10) - left_at
+    finally:
+        ticking[0].cancel()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_the_upstream_is_closed_in_the_loop_turn_the_client_left(
@@ -212,40 +337,33 @@ async def test_the_upstream_is_closed_in_the_loop_turn_the_client_left(
     six turns on (connection lost, the handler's step, its unwinding, the transport's close, the
     upstream's read).
     """
-    loop = asyncio.get_running_loop()
-    turns = [0]
 
-    def tick() -> None:
-        turns[0] += 1
-        ticking[0] = loop.call_soon(tick)
-
-    ticking = [loop.call_soon(tick)]
-    closed: asyncio.Future[int] = loop.create_future()
-    server = await loop.create_server(lambda: _SilentStream(turns, closed), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        gw = await start_gateway(
-            None,
-            upstreams={"silent": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1"}},
-            routes=[{"model": "m", "targets": [{"upstream": "silent"}]}],
-            heartbeat=None,
-        )
-        host, gw_port = gw.url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(gw_port))
-        body = json.dumps({**BODY, "stream": True}).encode()
-        writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body) + body
-        )
+    async def two_events_read(reader: asyncio.StreamReader) -> None:
         received = b""
         while received.count(b"data: {") < 2:
             received += await reader.read(65536)
         await asyncio.sleep(0.05)  # the relay waits on the silent upstream now
-        left_at = turns[0]
-        writer.transport.abort()  # the client's socket is closed at once, in this turn
-        seen_at = await asyncio.wait_for(closed, 10)
-        assert seen_at - left_at <= 3, f"the upstream saw the close {seen_at - left_at} turns on"
-    finally:
-        ticking[0].cancel()
-        server.close()
-        await server.wait_closed()
+
+    turns = await turns_to_the_upstreams_close(start_gateway, _STREAM_REPLY, True, two_events_read)
+    assert turns <= 3, f"the upstream saw the close {turns} turns on"
+
+
+@pytest.mark.parametrize(
+    ("reply", "stream"),
+    [(b"", False), (_HALF_AN_ANSWER, False), (b"", True)],
+    ids=["json-before-head", "json-mid-body", "stream-before-head"],
+)
+async def test_a_call_with_nothing_relayed_yet_is_closed_in_the_loop_turn_the_client_left(
+    start_gateway: StartGateway, reply: bytes, stream: bool
+) -> None:
+    """As above, for a whole answer (`stream: false`: its client is sent nothing until all of
+    it came), waiting for its head or reading its body, and for a stream still waiting for its
+    head: the same bound. An answer being read is aborted in the turn the gateway reads the
+    client's close; a call still waiting for its head has its request's context ended there,
+    and the transport closes its connection at once. Through aiohttp's cancellation of the
+    handler it is two turns more (measured: 5).
+    """
+    turns = await turns_to_the_upstreams_close(
+        start_gateway, reply, stream, lambda _: asyncio.sleep(0.1)
+    )
+    assert turns <= 3, f"the upstream saw the close {turns} turns on"
