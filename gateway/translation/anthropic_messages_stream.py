@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.streaming import SSEEvent, compact_json, loads_object
+import msgspec
+
+from gateway.streaming import SSEEvent, compact_json, loads_object, shape_reader
 from gateway.translation.answer import (
     AnswerEvent,
     End,
@@ -36,13 +38,43 @@ from gateway.translation.anthropic_messages_terms import (
     usage_fields,
     usage_of,
 )
+from gateway.translation.codec import StreamEncoder
+from gateway.translation.frames import named_event, read_frame
 
-__all__ = ["MessagesStreamDecoder", "MessagesStreamEncoder", "frame"]
+__all__ = ["MessagesStreamDecoder", "MessagesStreamEncoder", "message_event"]
 
 
-def frame(payload: dict[str, Any]) -> bytes:
+def message_event(payload: dict[str, Any]) -> SSEEvent:
     """One event as Anthropic frames it: `event: <type>` and the payload on one `data:` line."""
-    return f"event: {payload['type']}\ndata: ".encode() + compact_json(payload) + b"\n\n"
+    return named_event(payload["type"], compact_json(payload))
+
+
+#: The field each kind of content block delta carries its value in.
+_FIELDS = {
+    "text_delta": "text",
+    "input_json_delta": "partial_json",
+    "thinking_delta": "thinking",
+    "signature_delta": "signature",
+}
+
+
+class _Delta(msgspec.Struct):
+    type: Any = None
+    text: Any = None
+    partial_json: Any = None
+    thinking: Any = None
+    signature: Any = None
+
+
+class _BlockDelta(msgspec.Struct):
+    """What the decoder reads of a `content_block_delta` (`shape_reader`: None for any other
+    shape, which the whole payload's reading then judges)."""
+
+    index: Any = None
+    delta: _Delta | None = None
+
+
+_read_block_delta = shape_reader(_BlockDelta)
 
 
 @dataclass(slots=True)
@@ -61,7 +93,9 @@ class MessagesStreamDecoder:
     the upstream sent a block no answer event can carry (a `redacted_thinking` block's opaque
     data, Anthropic's server-tool blocks), which is skipped and not counted. The stream is
     complete at `message_stop`, or - as the dialect's tracker judges it - when it ends cleanly
-    after a `message_delta` with a stop reason (`finish`).
+    after a `message_delta` with a stop reason (`finish`). A `content_block_delta` - most of a
+    stream - is read into only the fields it uses (`_BlockDelta`); what does not read so is
+    read whole, and both readings say the same events (a property test holds them to it).
     """
 
     __slots__ = ("_blocks", "_done", "_parts", "_started", "_stopped", "_tools", "_usage")
@@ -76,9 +110,19 @@ class MessagesStreamDecoder:
         self._done = False
 
     def feed(self, event: SSEEvent) -> list[AnswerEvent]:
-        if self._done or event.data is None:
+        data = event.data
+        if self._done or data is None:
             return []
-        payload = loads_object(event.data)
+        if event.event == "content_block_delta":  # most of a stream: read only its fields
+            read = _read_block_delta(data)
+            if read is not None:
+                block = self._blocks.get(read.index) if isinstance(read.index, int) else None
+                delta = read.delta
+                if block is None or delta is None:
+                    return []
+                field = _FIELDS.get(delta.type) if isinstance(delta.type, str) else None
+                return self._delta(block, delta.type, getattr(delta, field) if field else None)
+        payload = loads_object(data)
         if payload is None:
             return []
         kind = event.event or payload.get("type")
@@ -90,7 +134,11 @@ class MessagesStreamDecoder:
             index = payload.get("index")
             block = self._blocks.get(index) if isinstance(index, int) else None
             delta = payload.get("delta")
-            return self._delta(block, delta) if block and isinstance(delta, dict) else []
+            if block is None or not isinstance(delta, dict):
+                return []
+            kind = delta.get("type")
+            field = _FIELDS.get(kind) if isinstance(kind, str) else None
+            return self._delta(block, kind, delta.get(field) if field else None)
         if kind == "message_delta":
             return self._message_delta(payload)
         if kind == "message_stop":
@@ -139,43 +187,34 @@ class MessagesStreamDecoder:
             events: list[AnswerEvent] = [ToolCallStart(tool, ident, name, self._part(block))]
             whole = content.get("input")
             if isinstance(whole, dict) and whole:  # a block that came whole, not as deltas
-                fragment = {"type": "input_json_delta", "partial_json": arguments_text(whole)}
-                events += self._delta(block, fragment)
+                events += self._delta(block, "input_json_delta", arguments_text(whole))
             return events
         if kind == "text":
             block = self._blocks[index] = _Block("text")
-            return self._delta(block, {"type": "text_delta", "text": content.get("text")})
+            return self._delta(block, "text_delta", content.get("text"))
         if kind == "thinking":
             block = self._blocks[index] = _Block("thinking")
             return [
-                *self._delta(
-                    block, {"type": "thinking_delta", "thinking": content.get("thinking")}
-                ),
-                *self._delta(
-                    block, {"type": "signature_delta", "signature": content.get("signature")}
-                ),
+                *self._delta(block, "thinking_delta", content.get("thinking")),
+                *self._delta(block, "signature_delta", content.get("signature")),
             ]
         return []  # redacted_thinking, server tools and their results: nothing to carry
 
-    def _delta(self, block: _Block, delta: dict[str, Any]) -> list[AnswerEvent]:
-        kind = delta.get("type")
+    def _delta(self, block: _Block, kind: object, value: object) -> list[AnswerEvent]:
+        """What a delta of `kind` to `block` says, `value` its field of that kind (`_FIELDS`):
+        nothing for an empty one, one of another block's kind, citations and what this codec
+        does not know."""
+        if not isinstance(value, str) or not value:
+            return []
         if kind == "text_delta" and block.kind == "text":
-            text = delta.get("text")
-            if isinstance(text, str) and text:
-                return [TextDelta(text, self._part(block))]
-        elif kind == "input_json_delta" and block.tool is not None:
-            fragment = delta.get("partial_json")
-            if isinstance(fragment, str) and fragment:
-                return [ToolCallDelta(block.tool, fragment, self._part(block))]
-        elif kind == "thinking_delta" and block.kind == "thinking":
-            text = delta.get("thinking")
-            if isinstance(text, str) and text:
-                return [ReasoningDelta(text, self._part(block))]
-        elif kind == "signature_delta" and block.kind == "thinking":
-            signature = delta.get("signature")
-            if isinstance(signature, str) and signature:
-                return [ReasoningDelta("", self._part(block), signature=signature)]
-        return []  # citations and what this codec does not know
+            return [TextDelta(value, self._part(block))]
+        if kind == "input_json_delta" and block.tool is not None:
+            return [ToolCallDelta(block.tool, value, self._part(block))]
+        if kind == "thinking_delta" and block.kind == "thinking":
+            return [ReasoningDelta(value, self._part(block))]
+        if kind == "signature_delta" and block.kind == "thinking":
+            return [ReasoningDelta("", self._part(block), signature=value)]
+        return []
 
     def _message_delta(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         events: list[AnswerEvent] = []
@@ -192,7 +231,7 @@ class MessagesStreamDecoder:
         return events
 
 
-class MessagesStreamEncoder:
+class MessagesStreamEncoder(StreamEncoder):
     """A client's Messages stream, written from answer events (`StreamEncoder`).
 
     - `message_start` is written at the first event after `Start` that is not a `Usage`, so
@@ -239,7 +278,7 @@ class MessagesStreamEncoder:
         self._tools = False
         self._done = False
 
-    def encode(self, event: AnswerEvent) -> list[bytes]:
+    def events(self, event: AnswerEvent) -> list[SSEEvent]:
         if self._done:
             return []
         if isinstance(event, Start):
@@ -250,41 +289,39 @@ class MessagesStreamEncoder:
             return []
         if isinstance(event, Failure):
             self._done = True
-            return [error_frame(event)]
-        frames = self._preamble()
+            return read_frame(error_frame(event))
+        out = self._preamble()
         if isinstance(event, TextDelta):
-            frames += self._enter(("text", event.part), {"type": "text", "text": ""}, reopen=True)
+            out += self._enter(("text", event.part), {"type": "text", "text": ""}, reopen=True)
             if event.text:
-                frames.append(self._delta({"type": "text_delta", "text": event.text}))
+                out.append(self._delta({"type": "text_delta", "text": event.text}))
         elif isinstance(event, ReasoningDelta):
             thinking = {"type": "thinking", "thinking": "", "signature": ""}
-            frames += self._enter(("thinking", event.part), thinking, reopen=True)
+            out += self._enter(("thinking", event.part), thinking, reopen=True)
             if event.text:
-                frames.append(self._delta({"type": "thinking_delta", "thinking": event.text}))
+                out.append(self._delta({"type": "thinking_delta", "thinking": event.text}))
             if event.signature:
-                frames.append(
-                    self._delta({"type": "signature_delta", "signature": event.signature})
-                )
+                out.append(self._delta({"type": "signature_delta", "signature": event.signature}))
         elif isinstance(event, ToolCallStart):
             if ("tool", event.index) not in self._blocks:
                 self._tools = True
                 block = {"type": "tool_use", "id": event.id, "name": event.name, "input": {}}
-                frames += self._enter(("tool", event.index), block, reopen=False)
+                out += self._enter(("tool", event.index), block, reopen=False)
         elif isinstance(event, ToolCallDelta):
             index = self._blocks.get(("tool", event.index))
             if index is not None and event.arguments:
                 delta = {"type": "input_json_delta", "partial_json": event.arguments}
-                frames.append(
-                    frame({"type": "content_block_delta", "index": index, "delta": delta})
+                out.append(
+                    message_event({"type": "content_block_delta", "index": index, "delta": delta})
                 )
         elif isinstance(event, Stop):
             self._stop = event
         elif isinstance(event, End):
-            frames += self._close() + self._ending()
+            out += self._close() + self._ending()
             self._done = True
-        return frames
+        return out
 
-    def _preamble(self) -> list[bytes]:
+    def _preamble(self) -> list[SSEEvent]:
         if self._opened:
             return []
         self._opened = True
@@ -300,40 +337,42 @@ class MessagesStreamEncoder:
             "stop_sequence": None,
             "usage": usage,
         }
-        return [frame({"type": "message_start", "message": message})]
+        return [message_event({"type": "message_start", "message": message})]
 
-    def _enter(self, key: tuple[str, int], block: dict[str, Any], *, reopen: bool) -> list[bytes]:
+    def _enter(
+        self, key: tuple[str, int], block: dict[str, Any], *, reopen: bool
+    ) -> list[SSEEvent]:
         """Open `key`'s block unless it is the open one (closing that first); a closed block
         is opened anew if `reopen`, else left closed (its deltas go to its index)."""
         if key == self._open or (key in self._blocks and not reopen):
             return []
-        frames = self._close()
+        out = self._close()
         index = self._blocks[key] = self._count
         self._count += 1
         self._open = key
-        frames.append(
-            frame({"type": "content_block_start", "index": index, "content_block": block})
+        out.append(
+            message_event({"type": "content_block_start", "index": index, "content_block": block})
         )
-        return frames
+        return out
 
-    def _delta(self, delta: dict[str, Any]) -> bytes:
+    def _delta(self, delta: dict[str, Any]) -> SSEEvent:
         assert self._open is not None
         index = self._blocks[self._open]
-        return frame({"type": "content_block_delta", "index": index, "delta": delta})
+        return message_event({"type": "content_block_delta", "index": index, "delta": delta})
 
-    def _close(self) -> list[bytes]:
+    def _close(self) -> list[SSEEvent]:
         if self._open is None:
             return []
         index = self._blocks[self._open]
         self._open = None
-        return [frame({"type": "content_block_stop", "index": index})]
+        return [message_event({"type": "content_block_stop", "index": index})]
 
-    def _ending(self) -> list[bytes]:
+    def _ending(self) -> list[SSEEvent]:
         stop = self._stop or Stop(StopReason.TOOL_USE if self._tools else StopReason.END_TURN)
         sequence = stop.stop_sequence if stop.reason is StopReason.STOP_SEQUENCE else None
         delta = {"stop_reason": stop_reason_word(stop), "stop_sequence": sequence}
         usage = usage_fields(self._usage or Usage())
         return [
-            frame({"type": "message_delta", "delta": delta, "usage": usage}),
-            frame({"type": "message_stop"}),
+            message_event({"type": "message_delta", "delta": delta, "usage": usage}),
+            message_event({"type": "message_stop"}),
         ]

@@ -61,15 +61,25 @@ class StreamDecoder(Protocol):
 
 
 class StreamEncoder(Protocol):
-    """One client stream of the codec's API, written from answer events."""
+    """One client stream of the codec's API, written from answer events.
+
+    An encoder subclasses this protocol: it writes `events`, and `encode` is their frames."""
+
+    __slots__ = ()
+
+    def events(self, event: AnswerEvent) -> list[SSEEvent]:
+        """The client events `event` becomes, each exactly the `SSEEvent` an `SSEDecoder`
+        reads from its frame (`raw`; `gateway.translation.frames` builds them): the API's own
+        preamble at `Start` (or with the first event after it, for an API whose preamble
+        carries what comes next: Anthropic's `message_start`, its input tokens), its terminal
+        marker at `End`, its error event at a `Failure`. Frames are well-formed events of the
+        API, each a whole event."""
+        ...
 
     def encode(self, event: AnswerEvent) -> list[bytes]:
         """The complete SSE frames (`event: ...\\ndata: ...\\n\\n`) `event` becomes: the
-        API's own preamble at `Start` (or with the first event after it, for an API whose
-        preamble carries what comes next: Anthropic's `message_start`, its input tokens), its
-        terminal marker at `End`, its error event at a `Failure`. Frames are well-formed
-        events of the API, each a whole event."""
-        ...
+        frames of its `events`."""
+        return [written.raw for written in self.events(event)]
 
 
 class Codec(Protocol):

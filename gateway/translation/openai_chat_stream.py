@@ -33,7 +33,6 @@ writes for its own mid-stream errors, and the stream ends there.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -52,7 +51,9 @@ from gateway.translation.answer import (
     ToolCallStart,
     Usage,
 )
+from gateway.translation.codec import StreamEncoder
 from gateway.translation.conversation import Conversation
+from gateway.translation.frames import data_event, json_string, read_frame
 from gateway.translation.openai_chat_wire import (
     FINISH_REASONS,
     chat_id,
@@ -66,14 +67,13 @@ from gateway.translation.openai_chat_wire import (
 __all__ = ["DONE", "ChatStreamDecoder", "ChatStreamEncoder", "stop_of"]
 
 DONE = b"data: [DONE]\n\n"
+DONE_EVENT = SSEEvent(DONE, "[DONE]")
+
+#: A chunk's frame from its head to its delta, and a text chunk's from its text to its end.
+_CHOICE = b',"choices":[{"index":0,"delta":'
+_CONTENT_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _string(text: str) -> bytes:
-    """`text` as a JSON string, ASCII-only as `compact_json` writes it (a delta's one
-    variable field: dumping only it is several times cheaper than dumping the delta)."""
-    return json.dumps(text).encode("ascii")
 
 
 def stop_of(finish_reason: str, choice: dict[str, Any], *, tool_calls: bool, refused: bool) -> Stop:
@@ -247,35 +247,41 @@ class ChatStreamDecoder:
             out.append(ToolCallDelta(index, arguments, part=self._tool_parts[index]))
 
 
-class ChatStreamEncoder:
+class ChatStreamEncoder(StreamEncoder):
     """One Chat Completions client stream written from answer events (module docstring).
 
     The chunks' common head (`id`, `object`, `created`, the client's `model`) is made once at
-    `Start`; each delta costs one small JSON dump."""
+    `Start`, and with it the whole frame of a text chunk but its text: a text delta costs the
+    dump of its one string."""
 
-    __slots__ = ("_closed", "_head", "_model", "_usage")
+    __slots__ = ("_closed", "_content", "_head", "_model", "_usage")
 
     def __init__(self, conversation: Conversation) -> None:
         self._model = conversation.model
         self._head: bytes | None = None
+        self._content = b""  # a text chunk's frame up to its text (with `_head`)
         self._usage: Usage | None = None
         self._closed = False
 
-    def encode(self, event: AnswerEvent) -> list[bytes]:
+    def events(self, event: AnswerEvent) -> list[SSEEvent]:
         if self._closed:
             return []
         if isinstance(event, TextDelta):
-            return [self._chunk(b'{"content":' + _string(event.text) + b"}")] if event.text else []
+            if not event.text:
+                return []
+            if self._head is None:  # a delta before `Start`: answer with an id of our own
+                self._start(Start(id="", model=self._model))
+            return [data_event(self._content + json_string(event.text) + _CONTENT_END)]
         if isinstance(event, ToolCallDelta):
             delta = b'{"tool_calls":[{"index":%d,"function":{"arguments":%b}}]}' % (
                 event.index,
-                _string(event.arguments),
+                json_string(event.arguments),
             )
             return [self._chunk(delta)]
         if isinstance(event, ReasoningDelta):
             if not event.text:
                 return []  # a signature alone: Anthropic's, nothing OpenAI can carry
-            return [self._chunk(b'{"reasoning_content":' + _string(event.text) + b"}")]
+            return [self._chunk(b'{"reasoning_content":' + json_string(event.text) + b"}")]
         if isinstance(event, ToolCallStart):
             call = {
                 "index": event.index,
@@ -295,10 +301,10 @@ class ChatStreamEncoder:
         self._closed = True  # End or Failure: nothing follows
         if isinstance(event, End):
             if self._usage is None:
-                return [DONE]
+                return [DONE_EVENT]
             usage = b',"choices":[],"usage":' + compact_json(usage_json(self._usage))
-            return [self._started_head() + usage + b"}\n\n", DONE]
-        return [OPENAI_CHAT.dialect.error_event(stream_error_of(event))]  # a Failure
+            return [data_event(self._started_head() + usage + b"}\n\n"), DONE_EVENT]
+        return read_frame(OPENAI_CHAT.dialect.error_event(stream_error_of(event)))  # a Failure
 
     def _start(self, start: Start) -> None:
         head = {
@@ -308,6 +314,7 @@ class ChatStreamEncoder:
             "model": self._model,
         }
         self._head = b"data: " + compact_json(head)[:-1]  # open: the choices follow
+        self._content = self._head + _CHOICE + b'{"content":'
 
     def _started_head(self) -> bytes:
         if self._head is None:  # a delta before `Start`: answer with an id of our own
@@ -315,16 +322,18 @@ class ChatStreamEncoder:
         assert self._head is not None
         return self._head
 
-    def _chunk(self, delta: bytes, finish_reason: str | None = None) -> bytes:
+    def _chunk(self, delta: bytes, finish_reason: str | None = None) -> SSEEvent:
         """A chunk of choice 0 with `delta` (its JSON)."""
         finish = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'
-        return b"".join(
-            (
-                self._started_head(),
-                b',"choices":[{"index":0,"delta":',
-                delta,
-                b',"logprobs":null,"finish_reason":',
-                finish,
-                b"}]}\n\n",
+        return data_event(
+            b"".join(
+                (
+                    self._started_head(),
+                    _CHOICE,
+                    delta,
+                    b',"logprobs":null,"finish_reason":',
+                    finish,
+                    b"}]}\n\n",
+                )
             )
         )

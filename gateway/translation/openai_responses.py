@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.apis import OPENAI_RESPONSES, Api
+from gateway.streaming import SSEEvent
 from gateway.translation.answer import AnswerEvent
-from gateway.translation.codec import EncodeOptions
+from gateway.translation.codec import EncodeOptions, StreamEncoder
 from gateway.translation.conversation import Conversation
 from gateway.translation.openai_responses_reader import ResponsesReader, decode_response
 from gateway.translation.openai_responses_request import decode_request
@@ -27,7 +28,7 @@ from gateway.translation.openai_responses_target import encode_request
 __all__ = ["CODEC", "ResponsesCodec", "ResponsesEncoder", "ResponsesReader"]
 
 
-class ResponsesEncoder:
+class ResponsesEncoder(StreamEncoder):
     """A client's Responses stream, written from answer events (a `StreamEncoder`)."""
 
     __slots__ = ("_stream",)
@@ -35,8 +36,8 @@ class ResponsesEncoder:
     def __init__(self, conversation: Conversation) -> None:
         self._stream = ResponsesStream(conversation)
 
-    def encode(self, event: AnswerEvent) -> list[bytes]:
-        return self._stream.encode(event)
+    def events(self, event: AnswerEvent) -> list[SSEEvent]:
+        return self._stream.events(event)
 
 
 class ResponsesCodec:
@@ -71,7 +72,7 @@ class ResponsesCodec:
         `error` for a `Failure`)."""
         stream = ResponsesStream(conversation)
         for event in events:
-            stream.encode(event)
+            stream.events(event)
         return stream.response()
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from gateway.apis import OPENAI_RESPONSES
 from gateway.apis.openai_responses import ResponsesTracker
 from gateway.errors import ErrorCategory
-from gateway.streaming import StreamError, compact_json
+from gateway.streaming import SSEEvent, StreamError, compact_json
 from gateway.translation.answer import (
     AnswerEvent,
     End,
@@ -51,6 +51,7 @@ from gateway.translation.answer import (
     Usage,
 )
 from gateway.translation.conversation import Conversation
+from gateway.translation.frames import json_string, named_event, read_frame
 from gateway.translation.openai_responses_target import (
     text_config,
     tool_choice_field,
@@ -65,6 +66,10 @@ INCOMPLETE = {
     StopReason.CONTENT_FILTER: "content_filter",
 }
 _NOT_ID = re.compile(r"[^A-Za-z0-9]")
+_TEXT_DELTA = (
+    b'{"type":"response.output_text.delta","sequence_number":%d,"item_id":%b,'
+    b'"output_index":%d,"content_index":0,"delta":%b,"logprobs":[]}'
+)
 
 
 class _Item:
@@ -122,7 +127,7 @@ class _Item:
 
 
 class ResponsesStream:
-    """One Responses answer, written event by event (`encode`) and whole (`response`)."""
+    """One Responses answer, written event by event (`events`) and whole (`response`)."""
 
     def __init__(self, conversation: Conversation) -> None:
         self._conversation = conversation
@@ -136,33 +141,33 @@ class ResponsesStream:
         self._failure: Failure | None = None
         self._over = False
 
-    def encode(self, event: AnswerEvent) -> list[bytes]:
+    def events(self, event: AnswerEvent) -> list[SSEEvent]:
         if self._over:
             return []
-        frames: list[bytes] = []
+        out: list[SSEEvent] = []
         if not self._id and not isinstance(event, Start):
-            frames += self._start(Start(id="", model=self._conversation.model))
+            out += self._start(Start(id="", model=self._conversation.model))
         if isinstance(event, Start):
-            frames += self._start(event) if not self._id else []
+            out += self._start(event) if not self._id else []
         elif isinstance(event, TextDelta):
-            frames += self._text(event)
+            out += self._text(event)
         elif isinstance(event, ReasoningDelta):
-            frames += self._reasoning(event)
+            out += self._reasoning(event)
         elif isinstance(event, ToolCallStart):
-            frames += self._call_start(event)
+            out += self._call_start(event)
         elif isinstance(event, ToolCallDelta):
-            frames += self._call_delta(event)
+            out += self._call_delta(event)
         elif isinstance(event, Usage):
             self._usage = event
         elif isinstance(event, Stop):
             self._stop = self._stop or event
-            frames += self._close(lambda item: True)
+            out += self._close(lambda item: True)
         elif isinstance(event, End):
-            frames += self._close(lambda item: True)
-            frames.append(self._terminal())
+            out += self._close(lambda item: True)
+            out.append(self._terminal())
         else:
-            frames.append(self._error(event))
-        return frames
+            out += self._error(event)
+        return out
 
     def response(self) -> dict[str, Any]:
         """The response object as it stands (the whole answer, once `End` was encoded)."""
@@ -174,7 +179,7 @@ class ResponsesStream:
         reason = INCOMPLETE.get(self._stop.reason) if self._stop is not None else None
         return self._response("completed" if reason is None else "incomplete", reason=reason)
 
-    def _start(self, start: Start) -> list[bytes]:
+    def _start(self, start: Start) -> list[SSEEvent]:
         suffix = _NOT_ID.sub("", start.id.removeprefix("resp_")) or f"{time.time_ns():x}"
         self._id = f"resp_{suffix}"
         self._created = start.created if start.created is not None else int(time.time())
@@ -184,47 +189,57 @@ class ResponsesStream:
             self._event("response.in_progress", response=snapshot),
         ]
 
-    def _text(self, delta: TextDelta) -> list[bytes]:
+    def _text(self, delta: TextDelta) -> list[SSEEvent]:
         if not delta.text:
             return []
-        frames, item = self._item("message", delta.part)
+        out, item = self._item("message", delta.part)
         if not item.texts:
             part = _output_text("")
-            frames.append(self._event("response.content_part.added", **item.where(), part=part))
+            out.append(self._event("response.content_part.added", **item.where(), part=part))
         item.texts.append(delta.text)
-        frames.append(
-            self._event("response.output_text.delta", **item.where(), delta=delta.text, logprobs=[])
-        )
-        return frames
+        out.append(self._text_delta(item, delta.text))
+        return out
 
-    def _reasoning(self, delta: ReasoningDelta) -> list[bytes]:
+    def _text_delta(self, item: _Item, text: str) -> SSEEvent:
+        """`response.output_text.delta`, written as `_event` writes it without the dump of a
+        whole object: most of a stream."""
+        payload = _TEXT_DELTA % (
+            self._sequence,
+            json_string(item.id),
+            item.index,
+            json_string(text),
+        )
+        self._sequence += 1
+        return named_event("response.output_text.delta", payload)
+
+    def _reasoning(self, delta: ReasoningDelta) -> list[SSEEvent]:
         if not delta.text and delta.signature is None:
             return []
-        frames, item = self._item("reasoning", delta.part)
+        out, item = self._item("reasoning", delta.part)
         if delta.signature is not None:
             item.encrypted = delta.signature
         if delta.text:
             if not item.texts:
                 part = {"type": "summary_text", "text": ""}
-                frames.append(
+                out.append(
                     self._event("response.reasoning_summary_part.added", **item.where(), part=part)
                 )
             item.texts.append(delta.text)
-            frames.append(
+            out.append(
                 self._event(
                     "response.reasoning_summary_text.delta", **item.where(), delta=delta.text
                 )
             )
-        return frames
+        return out
 
-    def _call_start(self, start: ToolCallStart) -> list[bytes]:
-        frames = self._close(lambda item: item.kind != "function_call")
+    def _call_start(self, start: ToolCallStart) -> list[SSEEvent]:
+        out = self._close(lambda item: item.kind != "function_call")
         item = self._add("function_call", ("call", start.index))
         item.call_id, item.name = start.id, start.name
-        frames.append(self._added(item))
-        return frames
+        out.append(self._added(item))
+        return out
 
-    def _call_delta(self, delta: ToolCallDelta) -> list[bytes]:
+    def _call_delta(self, delta: ToolCallDelta) -> list[SSEEvent]:
         item = self._open.get(("call", delta.index))
         if item is None or not delta.arguments:
             return []  # a fragment of a call that never started: nothing to write it in
@@ -235,15 +250,15 @@ class ResponsesStream:
             )
         ]
 
-    def _item(self, kind: str, part: int) -> tuple[list[bytes], _Item]:
+    def _item(self, kind: str, part: int) -> tuple[list[SSEEvent], _Item]:
         """The open item of `kind` for `part`, opening it (and closing others) if need be."""
         item = self._open.get((kind, part))
         if item is not None:
             return [], item
-        frames = self._close(lambda other: other.kind != "function_call")
+        out = self._close(lambda other: other.kind != "function_call")
         item = self._add(kind, (kind, part))
-        frames.append(self._added(item))
-        return frames, item
+        out.append(self._added(item))
+        return out, item
 
     def _add(self, kind: str, key: tuple[str, int]) -> _Item:
         index = len(self._items)
@@ -253,51 +268,49 @@ class ResponsesStream:
         self._open[key] = item
         return item
 
-    def _added(self, item: _Item) -> bytes:
+    def _added(self, item: _Item) -> SSEEvent:
         return self._event("response.output_item.added", output_index=item.index, item=item.value())
 
-    def _close(self, which: Callable[[_Item], bool]) -> list[bytes]:
+    def _close(self, which: Callable[[_Item], bool]) -> list[SSEEvent]:
         """End the open items `which` accepts, in output order."""
-        frames: list[bytes] = []
+        out: list[SSEEvent] = []
         for key, item in sorted(self._open.items(), key=lambda entry: entry[1].index):
             if which(item):
                 del self._open[key]
-                frames += self._done(item)
-        return frames
+                out += self._done(item)
+        return out
 
-    def _done(self, item: _Item) -> list[bytes]:
+    def _done(self, item: _Item) -> list[SSEEvent]:
         cut = self._stop is not None and self._stop.reason in INCOMPLETE
         item.status = "incomplete" if cut else "completed"
         where = item.where()
-        frames: list[bytes] = []
+        out: list[SSEEvent] = []
         if item.kind == "message" and item.texts:
             part = _output_text(item.text)
-            frames.append(
+            out.append(
                 self._event("response.output_text.done", **where, text=item.text, logprobs=[])
             )
-            frames.append(self._event("response.content_part.done", **where, part=part))
+            out.append(self._event("response.content_part.done", **where, part=part))
         elif item.kind == "reasoning" and item.texts:
             part = {"type": "summary_text", "text": item.text}
-            frames.append(
-                self._event("response.reasoning_summary_text.done", **where, text=item.text)
-            )
-            frames.append(self._event("response.reasoning_summary_part.done", **where, part=part))
+            out.append(self._event("response.reasoning_summary_text.done", **where, text=item.text))
+            out.append(self._event("response.reasoning_summary_part.done", **where, part=part))
         elif item.kind == "function_call":
-            frames.append(
+            out.append(
                 self._event("response.function_call_arguments.done", **where, arguments=item.text)
             )
-        frames.append(
+        out.append(
             self._event("response.output_item.done", output_index=item.index, item=item.value())
         )
-        return frames
+        return out
 
-    def _terminal(self) -> bytes:
+    def _terminal(self) -> SSEEvent:
         self._over = True
         response = self.response()
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
         return self._event(kind, response=response)
 
-    def _error(self, failure: Failure) -> bytes:
+    def _error(self, failure: Failure) -> list[SSEEvent]:
         self._over = True
         self._failure = failure
         try:
@@ -313,12 +326,12 @@ class ResponsesStream:
         tracker = ResponsesTracker()
         tracker.sequence_number = self._sequence - 1
         self._sequence += 1
-        return OPENAI_RESPONSES.dialect.error_event(error, tracker)
+        return read_frame(OPENAI_RESPONSES.dialect.error_event(error, tracker))
 
-    def _event(self, kind: str, **fields: Any) -> bytes:
+    def _event(self, kind: str, **fields: Any) -> SSEEvent:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + compact_json(payload) + b"\n\n"
+        return named_event(kind, compact_json(payload))
 
     def _response(
         self, status: str, *, reason: str | None = None, error: dict[str, Any] | None = None

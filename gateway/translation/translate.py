@@ -6,10 +6,11 @@ into a `Conversation` and encodes it for the target. The answer comes back throu
 `Translation.stream()` (a `StreamTranslation`: the upstream's SSE events in, the client API's
 events out, event by event) or `Translation.answer()` (a whole answer).
 
-The client API's events leave here as `SSEEvent`s (read straight from the frames the encoder
-wrote, or by an `SSEDecoder` of their own for any other shape): the relay judges them with the
-client dialect's tracker exactly as it judges a same-API stream (cut detection, usage, error
-events), and writes their bytes as they are.
+The client API's events leave here as the `SSEEvent`s the encoder wrote (each what an
+`SSEDecoder` reads from its frame; one over the stream's event limit raises as the upstream's
+own decoder would): the relay judges them with the client dialect's tracker exactly as it
+judges a same-API stream (cut detection, usage, error events), and writes their bytes as they
+are.
 """
 
 from __future__ import annotations
@@ -99,15 +100,17 @@ class StreamTranslation:
         self._decoder = decoder
         self._encoder = encoder
         self._max_event_bytes = max_event_bytes
-        #: Reads what does not have the encoders' usual shape (and raises as the upstream's
-        #: own decoder would: an event too large, bytes that are not UTF-8).
+        #: Reads an event over the limit, to raise as the upstream's own decoder would.
         self._framer = SSEDecoder(max_event_bytes=max_event_bytes, keep_dataless=False)
 
     def feed(self, events: list[SSEEvent]) -> list[SSEEvent]:
         """The client's events for the upstream's `events` (complete ones, in order)."""
+        feed = self._decoder.feed
+        if len(events) == 1:  # the usual read: one event
+            return self._encode(feed(events[0]))
         answer: list[AnswerEvent] = []
         for event in events:
-            answer += self._decoder.feed(event)
+            answer += feed(event)
         return self._encode(answer)
 
     def finish(self) -> list[SSEEvent]:
@@ -118,29 +121,12 @@ class StreamTranslation:
         if not answer:
             return []
         events: list[SSEEvent] = []
-        encode = self._encoder.encode
+        written = self._encoder.events
+        limit = self._max_event_bytes
         for item in answer:
-            for frame in encode(item):
-                event = _own_event(frame, self._max_event_bytes)
-                events += (event,) if event is not None else self._framer.feed(frame)
+            for event in written(item):
+                if len(event.raw) > limit:
+                    events += self._framer.feed(event.raw)
+                else:
+                    events.append(event)
         return events
-
-
-def _own_event(frame: bytes, limit: int) -> SSEEvent | None:
-    """`frame` as an `SSEEvent`, read without a decoder when it has the shape every encoder
-    writes - `data: <one line>` or `event: <name>` and `data: <one line>`, LF-ended, no CR,
-    UTF-8, within `limit` - else None (the framer reads it: same events, same errors)."""
-    if len(frame) > limit or not frame.endswith(b"\n\n") or b"\r" in frame:
-        return None
-    lines = frame.count(b"\n")
-    try:
-        if lines == 2 and frame.startswith(b"data: "):
-            return SSEEvent(frame, frame[6:-2].decode(), None, None)
-        if lines == 3 and frame.startswith(b"event: "):
-            newline = frame.index(b"\n")
-            if frame.startswith(b"data: ", newline + 1):
-                name = frame[7:newline].decode()
-                return SSEEvent(frame, frame[newline + 7 : -2].decode(), name, None)
-    except UnicodeDecodeError:
-        return None
-    return None

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.streaming import SSEEvent
 from gateway.translation import (
@@ -424,3 +426,67 @@ def test_an_encoded_failure_decodes_as_a_failure_of_its_category() -> None:
     again = decode(encode(events, model=MODEL))
     assert again[:-1] == events[:-1]
     assert again[-1] == Failure("Overloaded", code="rate_limit_error", category="rate_limit")
+
+
+# -- the decoder's reading of a delta by its fields only ---------------------------------------
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.just(0.0),
+    st.text(max_size=4),
+    st.just([1]),
+    st.just({"a": 1}),
+)
+_delta_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(
+            ["text_delta", "input_json_delta", "thinking_delta", "signature_delta", "x"]
+        )
+        | _values,
+        "text": _values,
+        "partial_json": _values,
+        "thinking": _values,
+        "signature": _values,
+    },
+)
+_block_deltas = st.fixed_dictionaries(
+    {"type": st.just("content_block_delta")},
+    optional={"index": st.sampled_from([0, 1, 2]) | _values, "delta": _delta_fields | _values},
+)
+#: JSON text the typed reading may refuse where the whole reading does not (or both refuse).
+_odd_json = st.sampled_from(
+    [
+        '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\ud800"}}',
+        '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},'
+        '"index":1}',
+        '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a",'
+        '"text":"b"}}',
+        '{"type":"content_block_delta","index":NaN,"delta":{"type":"text_delta","text":"a"}}',
+        '{"type":"content_block_delta","index":1e400,"delta":{}}',
+        '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}',
+        '{"type":"content_block_delta","index":99999999999999999999999,"delta":null}',
+        "[1, 2]",
+        "",
+    ]
+)
+_OPENING = [
+    block_start(0, {"type": "text", "text": ""}),
+    block_start(1, {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}),
+    block_start(2, {"type": "thinking", "thinking": "", "signature": ""}),
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_block_deltas.map(json.dumps) | _odd_json, min_size=1, max_size=3))
+def test_a_named_delta_reads_as_the_whole_payloads_reading_does(payloads: list[str]) -> None:
+    """A `content_block_delta` is read by its fields only; the same payload without its
+    `event:` line is read whole: both say the same events, whatever the payload holds."""
+    named, unnamed = CODEC.stream_decoder(), CODEC.stream_decoder()
+    for event in sse_events(b"".join(_OPENING)):
+        assert named.feed(event) == unnamed.feed(event)
+    for data in payloads:
+        by_fields = named.feed(SSEEvent(b"", data, "content_block_delta"))
+        assert by_fields == unnamed.feed(SSEEvent(b"", data, None))

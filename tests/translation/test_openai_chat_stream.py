@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.apis import OPENAI_CHAT
 from gateway.errors import ErrorCategory
@@ -424,3 +426,43 @@ def test_usage_on_the_finish_chunk_is_written_in_the_usage_chunk() -> None:
     last = chunks_of(frames)[-2]
     assert last["choices"] == []
     assert last["usage"]["completion_tokens_details"] == {"reasoning_tokens": 40}
+
+
+# -- the bytes of a chunk ------------------------------------------------------------------------
+
+#: Text JSON writers could escape differently: controls, DEL, quotes, non-ASCII, astral.
+_texts = st.one_of(
+    st.text(max_size=16),
+    st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=16),
+    st.sampled_from(["a\nb\r\t", '"\\/', "\x7f", "\x00\x1f", "h\u00e9", "\U0001f600", "\u2028"]),
+)
+
+
+def _written(value: dict[str, Any]) -> bytes:
+    """A chunk as the gateway writes JSON (`compact_json`: compact, ASCII-only), framed."""
+    return b"data: " + json.dumps(value, separators=(",", ":")).encode("ascii") + b"\n\n"
+
+
+@settings(max_examples=300)
+@given(_texts, st.integers(0, 3))
+def test_a_deltas_chunk_is_the_compact_json_of_its_object(text: str, index: int) -> None:
+    events: list[AnswerEvent] = [
+        ANTHROPIC_START,
+        TextDelta(text),
+        ReasoningDelta(text),
+        ToolCallStart(index, "toolu_1", text),
+        ToolCallDelta(index, text),
+        Stop(StopReason.END_TURN),
+    ]
+    call = {"index": index, "id": "toolu_1", "type": "function"}
+    expected = [
+        delta({"role": "assistant", "content": ""}),
+        delta({"content": text}),
+        delta({"reasoning_content": text}),
+        delta({"tool_calls": [{**call, "function": {"name": text, "arguments": ""}}]}),
+        delta({"tool_calls": [{"index": index, "function": {"arguments": text}}]}),
+        delta({}, "stop"),
+    ]
+    if not text:  # empty text or reasoning writes no chunk (a tool call's parts always do)
+        del expected[1:3]
+    assert encode(events) == [_written(chunk) for chunk in expected]
