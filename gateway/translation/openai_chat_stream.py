@@ -269,8 +269,8 @@ class ChatStreamEncoder(StreamEncoder):
         if isinstance(event, TextDelta):
             if not event.text:
                 return []
-            if self._head is None:  # a delta before `Start`: answer with an id of our own
-                self._start(Start(id="", model=self._model))
+            if self._head is None:
+                self._started_head()  # makes `_content` too
             return [data_event(self._content + json_string(event.text) + _CONTENT_END)]
         if isinstance(event, ToolCallDelta):
             delta = b'{"tool_calls":[{"index":%d,"function":{"arguments":%b}}]}' % (
